@@ -1,0 +1,189 @@
+using System;
+using System.Buffers;
+using System.Diagnostics;
+using System.Numerics;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+
+namespace BatchNorm.Kernels;
+
+internal static partial class BatchNormKernels
+{
+    /// <summary>Channel counts up to this fold their coefficients on the stack; larger ones rent from the pool.</summary>
+    private const int StackChannels = 256;
+
+    /// <summary>
+    /// <c>y = gamma * (x - mean) / sqrt(variance + epsilon) + beta</c>: the statistics and weights are folded once
+    /// (<see cref="FoldScaleShift{TStat, T}"/>) and the data is mapped by <see cref="Affine{T}"/>.
+    /// </summary>
+    public static void Normalize<TStat, T>(
+        ReadOnlySpan<T> x, Span<T> y, ChannelLayout layout,
+        ReadOnlySpan<TStat> mean, ReadOnlySpan<TStat> variance, ReadOnlySpan<T> gamma, ReadOnlySpan<T> beta,
+        double epsilon, VectorWidth width)
+        where TStat : unmanaged, INumberBase<TStat>
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        int channels = layout.Channels;
+        T[]? rented = null;
+        Span<T> coefficients = channels <= StackChannels
+            ? stackalloc T[2 * StackChannels]
+            : (rented = ArrayPool<T>.Shared.Rent(2 * channels));
+        try
+        {
+            Span<T> scale = coefficients[..channels];
+            Span<T> shift = coefficients.Slice(channels, channels);
+            FoldScaleShift(mean, variance, gamma, beta, epsilon, scale, shift);
+            Affine(x, y, layout, scale, shift, width);
+        }
+        finally
+        {
+            if (rented is not null)
+            {
+                ArrayPool<T>.Shared.Return(rented);
+            }
+        }
+    }
+
+    /// <summary>
+    /// The per-channel affine map every mode ends in: <c>y = x * scale[c] + shift[c]</c> (multiply, then add; not
+    /// fused, so every width gives the same bits). <paramref name="y"/> may be <paramref name="x"/> itself.
+    /// </summary>
+    public static void Affine<T>(ReadOnlySpan<T> x, Span<T> y, ChannelLayout layout, ReadOnlySpan<T> scale, ReadOnlySpan<T> shift, VectorWidth width)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        Debug.Assert(x.Length == layout.Length && y.Length == layout.Length);
+        Debug.Assert(scale.Length == layout.Channels && shift.Length == layout.Channels);
+
+        ref T src = ref MemoryMarshal.GetReference(x);
+        ref T dst = ref MemoryMarshal.GetReference(y);
+        ref T a = ref MemoryMarshal.GetReference(scale);
+        ref T b = ref MemoryMarshal.GetReference(shift);
+        switch (width)
+        {
+            case VectorWidth.Vector512:
+                Affine<Vector512<T>, Vector512Ops<T>, T>(ref src, ref dst, layout, ref a, ref b);
+                break;
+            case VectorWidth.Vector256:
+                Affine<Vector256<T>, Vector256Ops<T>, T>(ref src, ref dst, layout, ref a, ref b);
+                break;
+            case VectorWidth.Vector128:
+                Affine<Vector128<T>, Vector128Ops<T>, T>(ref src, ref dst, layout, ref a, ref b);
+                break;
+            default:
+                Affine<T, ScalarOps<T>, T>(ref src, ref dst, layout, ref a, ref b);
+                break;
+        }
+    }
+
+    private static void Affine<TVec, TOps, T>(ref T x, ref T y, ChannelLayout layout, ref T scale, ref T shift)
+        where TVec : struct
+        where TOps : IVectorOps<TVec, T>
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        int width = TOps.Count;
+        int channels = layout.Channels;
+        if (layout.IsChannelsLast)
+        {
+            if (channels < width)
+            {
+                Affine<T, ScalarOps<T>, T>(ref x, ref y, layout, ref scale, ref shift);
+                return;
+            }
+
+            for (int r = 0; r < layout.Outer; r++)
+            {
+                nint rowStart = (nint)r * channels;
+                AffineRun<TVec, TOps, T>(ref Unsafe.Add(ref x, rowStart), ref Unsafe.Add(ref y, rowStart), channels, ref scale, ref shift);
+            }
+        }
+        else
+        {
+            int inner = layout.Inner;
+            if (inner < width)
+            {
+                Affine<T, ScalarOps<T>, T>(ref x, ref y, layout, ref scale, ref shift);
+                return;
+            }
+
+            for (int o = 0; o < layout.Outer; o++)
+            {
+                for (int c = 0; c < channels; c++)
+                {
+                    nint runStart = ((nint)o * channels + c) * inner;
+                    AffineRun<TVec, TOps, T>(
+                        ref Unsafe.Add(ref x, runStart), ref Unsafe.Add(ref y, runStart), inner,
+                        TOps.Broadcast(Unsafe.Add(ref scale, c)), TOps.Broadcast(Unsafe.Add(ref shift, c)));
+                }
+            }
+        }
+    }
+
+    /// <summary>One row of a channels-last layout: the coefficients vary along the run. Requires count &gt;= width.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void AffineRun<TVec, TOps, T>(ref T x, ref T y, int count, ref T scale, ref T shift)
+        where TVec : struct
+        where TOps : IVectorOps<TVec, T>
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        int width = TOps.Count;
+        nuint last = (nuint)(count - width);
+
+        // Read the overlapping last vector before any store, so that y == x (in place) stays exact.
+        TVec lastX = TOps.Load(ref x, last);
+        nuint i = 0;
+        for (; i <= last; i += (nuint)width)
+        {
+            TVec v = TOps.Add(TOps.Multiply(TOps.Load(ref x, i), TOps.Load(ref scale, i)), TOps.Load(ref shift, i));
+            TOps.Store(v, ref y, i);
+        }
+
+        if (i < (nuint)count)
+        {
+            TOps.Store(TOps.Add(TOps.Multiply(lastX, TOps.Load(ref scale, last)), TOps.Load(ref shift, last)), ref y, last);
+        }
+    }
+
+    /// <summary>One contiguous run of a single channel: the coefficients are constant. Requires count &gt;= width.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void AffineRun<TVec, TOps, T>(ref T x, ref T y, int count, TVec scale, TVec shift)
+        where TVec : struct
+        where TOps : IVectorOps<TVec, T>
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        int width = TOps.Count;
+        nuint last = (nuint)(count - width);
+        TVec lastY = TOps.Add(TOps.Multiply(TOps.Load(ref x, last), scale), shift);
+        nuint i = 0;
+        for (; i <= last; i += (nuint)width)
+        {
+            TOps.Store(TOps.Add(TOps.Multiply(TOps.Load(ref x, i), scale), shift), ref y, i);
+        }
+
+        if (i < (nuint)count)
+        {
+            TOps.Store(lastY, ref y, last);
+        }
+    }
+
+    /// <summary>
+    /// Folds statistics and weights into the affine coefficients, in double precision then rounded once:
+    /// <c>scale = gamma / sqrt(variance + epsilon)</c>, <c>shift = beta - mean * scale</c>; an empty
+    /// <paramref name="gamma"/> means 1 (scale=false), an empty <paramref name="beta"/> means 0 (center=false).
+    /// </summary>
+    public static void FoldScaleShift<TStat, T>(
+        ReadOnlySpan<TStat> mean, ReadOnlySpan<TStat> variance, ReadOnlySpan<T> gamma, ReadOnlySpan<T> beta, double epsilon,
+        Span<T> scale, Span<T> shift)
+        where TStat : unmanaged, INumberBase<TStat>
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        for (int c = 0; c < scale.Length; c++)
+        {
+            double g = gamma.IsEmpty ? 1.0 : double.CreateTruncating(gamma[c]);
+            double bt = beta.IsEmpty ? 0.0 : double.CreateTruncating(beta[c]);
+            double a = g / Math.Sqrt(double.CreateTruncating(variance[c]) + epsilon);
+            scale[c] = T.CreateTruncating(a);
+            shift[c] = T.CreateTruncating(bt - (double.CreateTruncating(mean[c]) * a));
+        }
+    }
+}

@@ -1,0 +1,160 @@
+using System.Numerics;
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+
+namespace BatchNorm.Kernels;
+
+/// <summary>
+/// The few vector operations the kernels need, as static abstract members, so that each kernel is written once as
+/// a generic method and the JIT specialises and inlines it for <see cref="Vector512{T}"/>, <see cref="Vector256{T}"/>,
+/// <see cref="Vector128{T}"/> and plain scalars (<see cref="ScalarOps{T}"/>, a "vector" of one element).
+/// Multiply and add are never fused, so every width rounds each element identically.
+/// </summary>
+internal interface IVectorOps<TVec, T>
+    where TVec : struct
+    where T : unmanaged, IBinaryFloatingPointIeee754<T>
+{
+    static abstract int Count { get; }
+
+    static abstract TVec Zero { get; }
+
+    static abstract TVec Broadcast(T value);
+
+    static abstract TVec Load(ref T source, nuint elementOffset);
+
+    static abstract void Store(TVec value, ref T destination, nuint elementOffset);
+
+    static abstract TVec Add(TVec left, TVec right);
+
+    static abstract TVec Subtract(TVec left, TVec right);
+
+    static abstract TVec Multiply(TVec left, TVec right);
+
+    /// <summary>Sums the lanes in double precision, so that large partial sums of float lanes cannot overflow.</summary>
+    static abstract double SumToDouble(TVec value);
+}
+
+internal readonly struct Vector512Ops<T> : IVectorOps<Vector512<T>, T>
+    where T : unmanaged, IBinaryFloatingPointIeee754<T>
+{
+    public static int Count => Vector512<T>.Count;
+
+    public static Vector512<T> Zero => Vector512<T>.Zero;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<T> Broadcast(T value) => Vector512.Create(value);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<T> Load(ref T source, nuint elementOffset) => Vector512.LoadUnsafe(ref source, elementOffset);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Store(Vector512<T> value, ref T destination, nuint elementOffset) => value.StoreUnsafe(ref destination, elementOffset);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<T> Add(Vector512<T> left, Vector512<T> right) => left + right;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<T> Subtract(Vector512<T> left, Vector512<T> right) => left - right;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<T> Multiply(Vector512<T> left, Vector512<T> right) => left * right;
+
+    public static double SumToDouble(Vector512<T> value) =>
+        Vector256Ops<T>.SumToDouble(value.GetLower()) + Vector256Ops<T>.SumToDouble(value.GetUpper());
+}
+
+internal readonly struct Vector256Ops<T> : IVectorOps<Vector256<T>, T>
+    where T : unmanaged, IBinaryFloatingPointIeee754<T>
+{
+    public static int Count => Vector256<T>.Count;
+
+    public static Vector256<T> Zero => Vector256<T>.Zero;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<T> Broadcast(T value) => Vector256.Create(value);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<T> Load(ref T source, nuint elementOffset) => Vector256.LoadUnsafe(ref source, elementOffset);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Store(Vector256<T> value, ref T destination, nuint elementOffset) => value.StoreUnsafe(ref destination, elementOffset);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<T> Add(Vector256<T> left, Vector256<T> right) => left + right;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<T> Subtract(Vector256<T> left, Vector256<T> right) => left - right;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<T> Multiply(Vector256<T> left, Vector256<T> right) => left * right;
+
+    public static double SumToDouble(Vector256<T> value) =>
+        Vector128Ops<T>.SumToDouble(value.GetLower()) + Vector128Ops<T>.SumToDouble(value.GetUpper());
+}
+
+internal readonly struct Vector128Ops<T> : IVectorOps<Vector128<T>, T>
+    where T : unmanaged, IBinaryFloatingPointIeee754<T>
+{
+    public static int Count => Vector128<T>.Count;
+
+    public static Vector128<T> Zero => Vector128<T>.Zero;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<T> Broadcast(T value) => Vector128.Create(value);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<T> Load(ref T source, nuint elementOffset) => Vector128.LoadUnsafe(ref source, elementOffset);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Store(Vector128<T> value, ref T destination, nuint elementOffset) => value.StoreUnsafe(ref destination, elementOffset);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<T> Add(Vector128<T> left, Vector128<T> right) => left + right;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<T> Subtract(Vector128<T> left, Vector128<T> right) => left - right;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<T> Multiply(Vector128<T> left, Vector128<T> right) => left * right;
+
+    public static double SumToDouble(Vector128<T> value)
+    {
+        double sum = 0;
+        for (int i = 0; i < Vector128<T>.Count; i++)
+        {
+            sum += double.CreateTruncating(value.GetElement(i));
+        }
+
+        return sum;
+    }
+}
+
+/// <summary>The scalar path: a "vector" of one element, so the same generic drivers serve it.</summary>
+internal readonly struct ScalarOps<T> : IVectorOps<T, T>
+    where T : unmanaged, IBinaryFloatingPointIeee754<T>
+{
+    public static int Count => 1;
+
+    public static T Zero => T.Zero;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static T Broadcast(T value) => value;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static T Load(ref T source, nuint elementOffset) => Unsafe.Add(ref source, elementOffset);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Store(T value, ref T destination, nuint elementOffset) => Unsafe.Add(ref destination, elementOffset) = value;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static T Add(T left, T right) => left + right;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static T Subtract(T left, T right) => left - right;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static T Multiply(T left, T right) => left * right;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static double SumToDouble(T value) => double.CreateTruncating(value);
+}

@@ -1,0 +1,54 @@
+using System.Collections.Generic;
+using System.Runtime.Intrinsics;
+
+namespace BatchNorm.Kernels;
+
+/// <summary>The vector width a kernel runs at; each is callable on its own so tests can exercise every path.</summary>
+internal enum VectorWidth
+{
+    /// <summary>One element at a time, no SIMD.</summary>
+    Scalar = 0,
+
+    /// <summary><see cref="Vector128{T}"/> (SSE, AdvSimd).</summary>
+    Vector128 = 128,
+
+    /// <summary><see cref="Vector256{T}"/> (AVX2).</summary>
+    Vector256 = 256,
+
+    /// <summary><see cref="Vector512{T}"/> (AVX-512).</summary>
+    Vector512 = 512,
+}
+
+internal static class VectorWidths
+{
+    /// <summary>The widest width this process accelerates (the DOTNET_Enable* switches lower it).</summary>
+    public static VectorWidth Best { get; } =
+        Vector512.IsHardwareAccelerated ? VectorWidth.Vector512
+        : Vector256.IsHardwareAccelerated ? VectorWidth.Vector256
+        : Vector128.IsHardwareAccelerated ? VectorWidth.Vector128
+        : VectorWidth.Scalar;
+
+    /// <summary>Every width this process can run, scalar first.</summary>
+    public static IReadOnlyList<VectorWidth> Supported { get; } = BuildSupported();
+
+    private static VectorWidth[] BuildSupported()
+    {
+        var list = new List<VectorWidth> { VectorWidth.Scalar };
+        if (Vector128.IsHardwareAccelerated)
+        {
+            list.Add(VectorWidth.Vector128);
+        }
+
+        if (Vector256.IsHardwareAccelerated)
+        {
+            list.Add(VectorWidth.Vector256);
+        }
+
+        if (Vector512.IsHardwareAccelerated)
+        {
+            list.Add(VectorWidth.Vector512);
+        }
+
+        return [.. list];
+    }
+}
