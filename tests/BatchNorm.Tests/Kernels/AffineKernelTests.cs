@@ -1,0 +1,97 @@
+using System;
+using System.Numerics;
+using BatchNorm.Kernels;
+using BatchNorm.Tests.Reference;
+using FluentAssertions;
+using Xunit;
+
+namespace BatchNorm.Tests.Kernels;
+
+[Trait("Category", "Kernels")]
+public class AffineKernelTests
+{
+    [Theory]
+    [MemberData(nameof(KernelTestData.Widths), MemberType = typeof(KernelTestData))]
+    public void Affine_matches_the_float64_map_for_every_size_and_layout(int width)
+    {
+        foreach (int size in KernelTestData.SizesAroundWidths(70))
+        {
+            foreach (int[] shape in new[] { new[] { 3, size }, new[] { 1, size }, new[] { 2, 3, size }, new[] { 2, size, 3 }, new[] { 2, size, 17 } })
+            {
+                Check<float>((VectorWidth)width, shape, 1);
+                Check<double>((VectorWidth)width, shape, 1);
+            }
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(KernelTestData.Widths), MemberType = typeof(KernelTestData))]
+    public void Affine_in_place_and_in_guarded_memory_gives_the_same_bits_as_scalar(int width)
+    {
+        foreach (bool guardAfter in new[] { true, false })
+        {
+            foreach (int size in KernelTestData.SizesAroundWidths(40))
+            {
+                foreach (int[] shape in new[] { new[] { 3, size }, new[] { 2, 3, size } })
+                {
+                    Guarded<float>((VectorWidth)width, shape, guardAfter);
+                    Guarded<double>((VectorWidth)width, shape, guardAfter);
+                }
+            }
+        }
+    }
+
+    private static void Check<T>(VectorWidth width, int[] shape, int axis)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        int n = MomentsKernelTests.Product(shape);
+        int channels = shape[axis];
+        T[] x = Tolerance.FromDouble<T>(KernelTestData.Data(n, n + channels, offset: 0.5, spread: 4));
+        T[] scale = Tolerance.FromDouble<T>(KernelTestData.Data(channels, 1, offset: 0, spread: 3));
+        T[] shift = Tolerance.FromDouble<T>(KernelTestData.Data(channels, 2, offset: 0, spread: 5));
+        double[] xd = Tolerance.ToDouble<T>(x);
+        double[] a = Tolerance.ToDouble<T>(scale);
+        double[] b = Tolerance.ToDouble<T>(shift);
+        double[] expected = new double[n];
+        for (int i = 0; i < n; i++)
+        {
+            int c = ReferenceBatchNorm.ChannelOf(i, shape, axis);
+            expected[i] = (xd[i] * a[c]) + b[c];
+        }
+
+        var y = new T[n];
+        BatchNormKernels.Affine<T>(x, y, ChannelLayout.FromShape(shape, axis), scale, shift, width);
+
+        // One rounding for the product, one for the sum.
+        Tolerance.ShouldBeClose(
+            Tolerance.ToDouble<T>(y), expected, Tolerance.OutputScale(xd, shape, axis, a, b, expected),
+            2 * Tolerance.Epsilon<T>(), 0, $"{typeof(T).Name} {width} [{string.Join(", ", shape)}]");
+    }
+
+    private static void Guarded<T>(VectorWidth width, int[] shape, bool guardAfter)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        int n = MomentsKernelTests.Product(shape);
+        int channels = shape[1];
+        var layout = ChannelLayout.FromShape(shape, 1);
+        T[] x = Tolerance.FromDouble<T>(KernelTestData.Data(n, n, offset: 0.5, spread: 4));
+        T[] scale = Tolerance.FromDouble<T>(KernelTestData.Data(channels, 3, offset: 0, spread: 3));
+        T[] shift = Tolerance.FromDouble<T>(KernelTestData.Data(channels, 4, offset: 0, spread: 5));
+        var scalar = new T[n];
+        BatchNormKernels.Affine<T>(x, scalar, layout, scale, shift, VectorWidth.Scalar);
+
+        using var input = new GuardedBuffer<T>(n, guardAfter);
+        using var output = new GuardedBuffer<T>(n, guardAfter);
+        using var guardedScale = new GuardedBuffer<T>(channels, guardAfter);
+        using var guardedShift = new GuardedBuffer<T>(channels, guardAfter);
+        x.CopyTo(input.Span);
+        scale.CopyTo(guardedScale.Span);
+        shift.CopyTo(guardedShift.Span);
+
+        BatchNormKernels.Affine<T>(input.Span, output.Span, layout, guardedScale.Span, guardedShift.Span, width);
+        output.Span.ToArray().Should().Equal(scalar, $"out of place, {width}, [{string.Join(", ", shape)}]");
+
+        BatchNormKernels.Affine<T>(input.Span, input.Span, layout, guardedScale.Span, guardedShift.Span, width);
+        input.Span.ToArray().Should().Equal(scalar, $"in place, {width}, [{string.Join(", ", shape)}]");
+    }
+}

@@ -1,0 +1,180 @@
+using System;
+using System.Linq;
+using System.Numerics;
+using BatchNorm.Kernels;
+using BatchNorm.Tests.Reference;
+using FluentAssertions;
+using Xunit;
+
+namespace BatchNorm.Tests.Kernels;
+
+[Trait("Category", "Kernels")]
+public class MomentsKernelTests
+{
+    [Theory]
+    [MemberData(nameof(KernelTestData.Widths), MemberType = typeof(KernelTestData))]
+    public void Channels_last_matches_the_float64_reference_for_every_channel_count(int width)
+    {
+        ChannelsLast<float>((VectorWidth)width);
+        ChannelsLast<double>((VectorWidth)width);
+    }
+
+    [Theory]
+    [MemberData(nameof(KernelTestData.Widths), MemberType = typeof(KernelTestData))]
+    public void Channels_first_matches_the_float64_reference_for_every_run_length(int width)
+    {
+        ChannelsFirst<float>((VectorWidth)width);
+        ChannelsFirst<double>((VectorWidth)width);
+    }
+
+    [Theory]
+    [MemberData(nameof(KernelTestData.Widths), MemberType = typeof(KernelTestData))]
+    public void Statistics_stay_exact_across_many_blocks(int width)
+    {
+        // Channels last with several row blocks, channels first with runs longer than a block, one channel.
+        foreach (int[] shape in new[] { new[] { 1000, 17 }, new[] { 300, 64 }, new[] { 2, 3, 9000 }, new[] { 9001, 1 }, new[] { 3, 1, 5000 } })
+        {
+            int axis = shape.Length == 2 ? 1 : 1;
+            Check<float>((VectorWidth)width, shape, axis, KernelTestData.Data(Product(shape), 7, offset: 3, spread: 2));
+            Check<double>((VectorWidth)width, shape, axis, KernelTestData.Data(Product(shape), 8, offset: 3, spread: 2));
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(KernelTestData.Widths), MemberType = typeof(KernelTestData))]
+    public void Hard_data_keeps_float32_statistics_close_to_the_exact_values(int width)
+    {
+        var w = (VectorWidth)width;
+        foreach (int[] shape in new[] { new[] { 4096, 3 }, new[] { 512, 20 }, new[] { 8, 5, 700 }, new[] { 5000, 1 } })
+        {
+            int n = Product(shape);
+            // mean 1e4, std 1: E[x^2] - E[x]^2 in float32 would lose every digit here.
+            Check<float>(w, shape, 1, Gaussian(n, 1, 1e4, 1));
+            // std 1e-4 around 1.
+            Check<float>(w, shape, 1, Gaussian(n, 2, 1, 1e-4));
+            // Constant channels: the variance must be (essentially) zero and never negative.
+            Check<float>(w, shape, 1, Enumerable.Repeat(12345.678, n).ToArray());
+            Check<float>(w, shape, 1, Enumerable.Repeat(-0.1, n).ToArray());
+            // Values near 1e18.
+            Check<float>(w, shape, 1, Gaussian(n, 3, 1e18, 1e16));
+            Check<double>(w, shape, 1, Gaussian(n, 4, 1e4, 1));
+            Check<double>(w, shape, 1, Gaussian(n, 5, 1e18, 1e15));
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(KernelTestData.Widths), MemberType = typeof(KernelTestData))]
+    public void Kernels_never_touch_memory_outside_their_spans(int width)
+    {
+        var w = (VectorWidth)width;
+        foreach (bool guardAfter in new[] { true, false })
+        {
+            foreach (int size in KernelTestData.SizesAroundWidths(40))
+            {
+                GuardedMoments<float>(w, [3, size], 1, guardAfter);
+                GuardedMoments<float>(w, [2, 3, size], 1, guardAfter);
+                GuardedMoments<double>(w, [3, size], 1, guardAfter);
+                GuardedMoments<double>(w, [2, 3, size], 1, guardAfter);
+            }
+        }
+    }
+
+    private static void ChannelsLast<T>(VectorWidth width)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        int seed = 0;
+        foreach (int channels in KernelTestData.SizesAroundWidths(70).Append(100))
+        {
+            foreach (int rows in new[] { 1, 2, 3, 17, 70 })
+            {
+                Check<T>(width, [rows, channels], 1, KernelTestData.Data(rows * channels, seed++, offset: 2, spread: 3));
+            }
+        }
+    }
+
+    private static void ChannelsFirst<T>(VectorWidth width)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        int seed = 100;
+        foreach (int inner in KernelTestData.SizesAroundWidths(140))
+        {
+            foreach (int[] outerAndChannels in new[] { new[] { 1, 1 }, new[] { 1, 3 }, new[] { 2, 5 }, new[] { 3, 17 } })
+            {
+                int[] shape = [outerAndChannels[0], outerAndChannels[1], inner];
+                Check<T>(width, shape, 1, KernelTestData.Data(Product(shape), seed++, offset: -1, spread: 2));
+            }
+        }
+    }
+
+    private static void Check<T>(VectorWidth width, int[] shape, int axis, double[] data)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        T[] x = Tolerance.FromDouble<T>(data);
+        double[] exact = Tolerance.ToDouble<T>(x); // the reference sees exactly the values the kernel sees
+        var (expectedMean, expectedVariance) = ReferenceBatchNorm.Moments(exact, shape, axis);
+        var layout = ChannelLayout.FromShape(shape, axis);
+        var mean = new double[shape[axis]];
+        var variance = new double[shape[axis]];
+
+        BatchNormKernels.Moments<T>(x, layout, mean, variance, width);
+
+        AssertMoments<T>(mean, variance, expectedMean, expectedVariance, Product(shape) / shape[axis], $"{typeof(T).Name} {width} shape [{string.Join(", ", shape)}]");
+    }
+
+    /// <summary>
+    /// Mean within k ulps (of T) of the standard deviation, plus the rounding of the mean itself; variance within k ulps
+    /// relative, plus the double rounding of block means in the merge (eps_double * |mean| * std), plus the squared
+    /// quantum of the data's magnitude; k = 32 + 4 sqrt(n) because the rounding error of
+    /// blocked summation grows like sqrt(n). Variance never negative. (E[x^2] - E[x]^2 in float32 misses these bounds
+    /// by orders of magnitude on the hard data: for mean 1e4 and std 1 its variance error is of order 1.)
+    /// </summary>
+    internal static void AssertMoments<T>(double[] mean, double[] variance, double[] expectedMean, double[] expectedVariance, int countPerChannel, string what)
+    {
+        double eps = (32 + (4 * Math.Sqrt(countPerChannel))) * Tolerance.Epsilon<T>();
+        double quantum = Tolerance.Epsilon<T>();
+        double tiny = Math.Max(quantum * quantum, Math.Pow(2, -52));
+        for (int c = 0; c < mean.Length; c++)
+        {
+            double std = Math.Sqrt(expectedVariance[c]);
+            double q = quantum * Math.Abs(expectedMean[c]);
+            Math.Abs(mean[c] - expectedMean[c]).Should().BeLessThanOrEqualTo(
+                (eps * std) + (8 * tiny * Math.Abs(expectedMean[c])) + 1e-300, $"mean[{c}] of {what}");
+            Math.Abs(variance[c] - expectedVariance[c]).Should().BeLessThanOrEqualTo(
+                (eps * expectedVariance[c]) + (8 * Math.Pow(2, -52) * Math.Abs(expectedMean[c]) * std) + (4 * q * q) + 1e-300,
+                $"variance[{c}] of {what}");
+            variance[c].Should().BeGreaterThanOrEqualTo(0, $"variance[{c}] of {what}");
+        }
+    }
+
+    private static void GuardedMoments<T>(VectorWidth width, int[] shape, int axis, bool guardAfter)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        int n = Product(shape);
+        using var buffer = new GuardedBuffer<T>(n, guardAfter);
+        double[] data = KernelTestData.Data(n, n, offset: 1, spread: 1);
+        Tolerance.FromDouble<T>(data).CopyTo(buffer.Span);
+        double[] exact = Tolerance.ToDouble<T>(buffer.Span);
+        var (expectedMean, expectedVariance) = ReferenceBatchNorm.Moments(exact, shape, axis);
+        var mean = new double[shape[axis]];
+        var variance = new double[shape[axis]];
+
+        BatchNormKernels.Moments<T>(buffer.Span, ChannelLayout.FromShape(shape, axis), mean, variance, width);
+
+        AssertMoments<T>(mean, variance, expectedMean, expectedVariance, n / shape[axis], $"guarded {typeof(T).Name} {width} [{string.Join(", ", shape)}]");
+    }
+
+    internal static double[] Gaussian(int n, int seed, double mean, double std)
+    {
+        var random = new Random(seed);
+        var x = new double[n];
+        for (int i = 0; i < n; i++)
+        {
+            double z = Math.Sqrt(-2.0 * Math.Log(1.0 - random.NextDouble())) * Math.Cos(2.0 * Math.PI * random.NextDouble());
+            x[i] = mean + (std * z);
+        }
+
+        return x;
+    }
+
+    internal static int Product(int[] shape) => shape.Aggregate(1, (a, b) => a * b);
+}
