@@ -38,15 +38,20 @@ public static class Tolerance
         ShouldBeClose(actual, expected, scale, relative, absolute, what);
     }
 
-    /// <summary>The conditioning scale of each output: |x * a[c]| + |b[c]| + |y|.</summary>
-    public static double[] OutputScale(double[] x, int[] shape, int axis, double[] scale, double[] shift, double[] y)
+    /// <summary>
+    /// The conditioning scale of each output: |x * a[c]| + |b[c]| + |y| (rounding of the affine map), plus
+    /// |a[c]| * std[c] when the statistics were estimated (an error of k ulps of std in the mean moves y by k ulps of
+    /// |a| * std; a relative error in the variance moves it by a fraction of |y - beta|, already covered).
+    /// </summary>
+    public static double[] OutputScale(double[] x, int[] shape, int axis, double[] scale, double[] shift, double[] y, double[]? variance = null)
     {
         axis = ReferenceBatchNorm.NormalizeAxis(axis, shape.Length);
         var result = new double[x.Length];
         for (int i = 0; i < x.Length; i++)
         {
             int c = ReferenceBatchNorm.ChannelOf(i, shape, axis);
-            result[i] = Math.Abs(x[i] * scale[c]) + Math.Abs(shift[c]) + Math.Abs(y[i]);
+            result[i] = Math.Abs(x[i] * scale[c]) + Math.Abs(shift[c]) + Math.Abs(y[i])
+                + (variance is null ? 0 : Math.Abs(scale[c]) * Math.Sqrt(variance[c]));
         }
 
         return result;
