@@ -38,8 +38,10 @@ namespace BatchNorm;
 /// called with <c>training: true</c> (the Keras 2 TF2 and Keras 3 rule).
 /// </para>
 /// <para>
-/// The per-channel map is folded once per call into <c>y = x * a + b</c> with <c>a = gamma / sqrt(variance + epsilon)</c>
-/// and <c>b = beta - mean * a</c>, computed in double precision; statistics are accumulated with a blocked two-pass
+/// The per-channel map is folded once per call, in double precision, into <c>y = (x - m) * a + b</c> with
+/// <c>m</c> = the mean rounded to <typeparamref name="T"/>, <c>a = gamma / sqrt(variance + epsilon)</c> and
+/// <c>b = beta - (mean - m) * a</c>: algebraically <c>x * a + (beta - mean * a)</c>, but centred so that a mean
+/// that is large against the spread costs no accuracy. Statistics are accumulated with a blocked two-pass
 /// algorithm merged in double precision, never with <c>E[x^2] - E[x]^2</c>. Results can differ in the last bits
 /// between vector widths (AVX-512, AVX2, SSE/AdvSimd, scalar) because partial sums are added in a different order.
 /// </para>

@@ -7,7 +7,7 @@ internal static partial class BatchNormKernels
 {
     /// <summary>
     /// Inference mode: <c>y = gamma * (x - movingMean) / sqrt(movingVariance + epsilon) + beta</c>, folded once per call
-    /// into <c>y = x * scale + shift</c>. Reads no state but its arguments, so concurrent calls are safe.
+    /// into <c>y = (x - center) * scale + shift</c>. Reads no state but its arguments, so concurrent calls are safe.
     /// </summary>
     public static void Inference<T>(
         ReadOnlySpan<T> x, Span<T> y, ChannelLayout layout,

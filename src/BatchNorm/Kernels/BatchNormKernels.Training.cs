@@ -8,7 +8,7 @@ internal static partial class BatchNormKernels
     /// <summary>
     /// Training-mode forward pass: batch statistics (<see cref="Moments{T}"/>), the moving-statistics update
     /// <c>moving = moving * momentum + batch * (1 - momentum)</c> (biased batch variance, as Keras), and
-    /// <c>y = gamma * (x - mean) / sqrt(variance + epsilon) + beta</c> folded into <c>y = x * scale + shift</c>.
+    /// <c>y = gamma * (x - mean) / sqrt(variance + epsilon) + beta</c> folded into <c>y = (x - center) * scale + shift</c>.
     /// The batch statistics are left in <paramref name="batchMean"/> and <paramref name="batchVariance"/>.
     /// <paramref name="y"/> may be <paramref name="x"/> itself: the statistics are complete before any output is written.
     /// </summary>

@@ -47,25 +47,28 @@ public class AffineKernelTests
         int n = MomentsKernelTests.Product(shape);
         int channels = shape[axis];
         T[] x = Tolerance.FromDouble<T>(KernelTestData.Data(n, n + channels, offset: 0.5, spread: 4));
+        T[] center = Tolerance.FromDouble<T>(KernelTestData.Data(channels, 5, offset: 0.5, spread: 1));
         T[] scale = Tolerance.FromDouble<T>(KernelTestData.Data(channels, 1, offset: 0, spread: 3));
         T[] shift = Tolerance.FromDouble<T>(KernelTestData.Data(channels, 2, offset: 0, spread: 5));
         double[] xd = Tolerance.ToDouble<T>(x);
+        double[] m = Tolerance.ToDouble<T>(center);
         double[] a = Tolerance.ToDouble<T>(scale);
         double[] b = Tolerance.ToDouble<T>(shift);
         double[] expected = new double[n];
+        double[] bound = new double[n];
         for (int i = 0; i < n; i++)
         {
             int c = ReferenceBatchNorm.ChannelOf(i, shape, axis);
-            expected[i] = (xd[i] * a[c]) + b[c];
+            expected[i] = ((xd[i] - m[c]) * a[c]) + b[c];
+            bound[i] = Math.Abs((xd[i] - m[c]) * a[c]) + Math.Abs(b[c]) + Math.Abs(expected[i]);
         }
 
         var y = new T[n];
-        BatchNormKernels.Affine<T>(x, y, ChannelLayout.FromShape(shape, axis), scale, shift, width);
+        BatchNormKernels.Affine<T>(x, y, ChannelLayout.FromShape(shape, axis), center, scale, shift, width);
 
-        // One rounding for the product, one for the sum.
+        // One rounding each for the difference, the product and the sum.
         Tolerance.ShouldBeClose(
-            Tolerance.ToDouble<T>(y), expected, Tolerance.OutputScale(xd, shape, axis, a, b, expected),
-            2 * Tolerance.Epsilon<T>(), 0, $"{typeof(T).Name} {width} [{string.Join(", ", shape)}]");
+            Tolerance.ToDouble<T>(y), expected, bound, 3 * Tolerance.Epsilon<T>(), 0, $"{typeof(T).Name} {width} [{string.Join(", ", shape)}]");
     }
 
     private static void Guarded<T>(VectorWidth width, int[] shape, bool guardAfter)
@@ -75,23 +78,26 @@ public class AffineKernelTests
         int channels = shape[1];
         var layout = ChannelLayout.FromShape(shape, 1);
         T[] x = Tolerance.FromDouble<T>(KernelTestData.Data(n, n, offset: 0.5, spread: 4));
+        T[] center = Tolerance.FromDouble<T>(KernelTestData.Data(channels, 6, offset: 0.5, spread: 1));
         T[] scale = Tolerance.FromDouble<T>(KernelTestData.Data(channels, 3, offset: 0, spread: 3));
         T[] shift = Tolerance.FromDouble<T>(KernelTestData.Data(channels, 4, offset: 0, spread: 5));
         var scalar = new T[n];
-        BatchNormKernels.Affine<T>(x, scalar, layout, scale, shift, VectorWidth.Scalar);
+        BatchNormKernels.Affine<T>(x, scalar, layout, center, scale, shift, VectorWidth.Scalar);
 
         using var input = new GuardedBuffer<T>(n, guardAfter);
         using var output = new GuardedBuffer<T>(n, guardAfter);
+        using var guardedCenter = new GuardedBuffer<T>(channels, guardAfter);
         using var guardedScale = new GuardedBuffer<T>(channels, guardAfter);
         using var guardedShift = new GuardedBuffer<T>(channels, guardAfter);
         x.CopyTo(input.Span);
+        center.CopyTo(guardedCenter.Span);
         scale.CopyTo(guardedScale.Span);
         shift.CopyTo(guardedShift.Span);
 
-        BatchNormKernels.Affine<T>(input.Span, output.Span, layout, guardedScale.Span, guardedShift.Span, width);
+        BatchNormKernels.Affine<T>(input.Span, output.Span, layout, guardedCenter.Span, guardedScale.Span, guardedShift.Span, width);
         output.Span.ToArray().Should().Equal(scalar, $"out of place, {width}, [{string.Join(", ", shape)}]");
 
-        BatchNormKernels.Affine<T>(input.Span, input.Span, layout, guardedScale.Span, guardedShift.Span, width);
+        BatchNormKernels.Affine<T>(input.Span, input.Span, layout, guardedCenter.Span, guardedScale.Span, guardedShift.Span, width);
         input.Span.ToArray().Should().Equal(scalar, $"in place, {width}, [{string.Join(", ", shape)}]");
     }
 }

@@ -11,13 +11,25 @@ public static class Tolerance
 {
     public static double Epsilon<T>() => typeof(T) == typeof(float) ? Math.Pow(2, -23) : Math.Pow(2, -52);
 
-    /// <summary>Asserts |actual - expected| &lt;= ulps * eps * scale[i] + absolute for every element.</summary>
+    /// <summary>Asserts |actual - expected| &lt;= relative * scale[i] + absolute for every element.</summary>
     public static void ShouldBeClose(ReadOnlySpan<double> actual, ReadOnlySpan<double> expected, ReadOnlySpan<double> scale, double relative, double absolute, string what)
+    {
+        var bounds = new double[expected.Length];
+        for (int i = 0; i < bounds.Length; i++)
+        {
+            bounds[i] = (relative * scale[i]) + absolute;
+        }
+
+        ShouldBeWithin(actual, expected, bounds, what);
+    }
+
+    /// <summary>Asserts |actual - expected| &lt;= bound[i] for every element.</summary>
+    public static void ShouldBeWithin(ReadOnlySpan<double> actual, ReadOnlySpan<double> expected, ReadOnlySpan<double> bounds, string what)
     {
         actual.Length.Should().Be(expected.Length, what);
         for (int i = 0; i < expected.Length; i++)
         {
-            double bound = (relative * scale[i]) + absolute;
+            double bound = bounds[i];
             double error = Math.Abs(actual[i] - expected[i]);
             if (!(error <= bound))
             {
@@ -39,19 +51,22 @@ public static class Tolerance
     }
 
     /// <summary>
-    /// The conditioning scale of each output: |x * a[c]| + |b[c]| + |y| (rounding of the affine map), plus
-    /// |a[c]| * std[c] when the statistics were estimated (an error of k ulps of std in the mean moves y by k ulps of
-    /// |a| * std; a relative error in the variance moves it by a fraction of |y - beta|, already covered).
+    /// The error bound of each output of y = (x - mean) * a + b when the statistics are estimated with relative
+    /// accuracy <paramref name="k"/>: k * 2 (|(x - mean) * a| + |y|) bounds the rounding of the map
+    /// (|b| &lt;= |y| + |(x - mean) * a|); k * |a| * std bounds how an error of k ulps of std in the mean moves y (a relative
+    /// error in the variance moves y by a fraction of |y - beta|, already covered); and 4 eps_double |a| |mean| is the
+    /// floor set by holding the mean in double at all.
     /// </summary>
-    public static double[] OutputScale(double[] x, int[] shape, int axis, double[] scale, double[] shift, double[] y, double[]? variance = null)
+    public static double[] OutputBound(double[] x, int[] shape, int axis, double[] mean, double[] variance, double[] scale, double[] y, double k)
     {
         axis = ReferenceBatchNorm.NormalizeAxis(axis, shape.Length);
         var result = new double[x.Length];
         for (int i = 0; i < x.Length; i++)
         {
             int c = ReferenceBatchNorm.ChannelOf(i, shape, axis);
-            result[i] = Math.Abs(x[i] * scale[c]) + Math.Abs(shift[c]) + Math.Abs(y[i])
-                + (variance is null ? 0 : Math.Abs(scale[c]) * Math.Sqrt(variance[c]));
+            double a = Math.Abs(scale[c]);
+            result[i] = (k * ((2 * (Math.Abs((x[i] - mean[c]) * scale[c]) + Math.Abs(y[i]))) + (a * Math.Sqrt(variance[c]))))
+                + (4 * Math.Pow(2, -52) * a * Math.Abs(mean[c]));
         }
 
         return result;
