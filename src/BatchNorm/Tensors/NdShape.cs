@@ -14,21 +14,22 @@ namespace BatchNorm.Tensors;
 public readonly struct NdShape : IEquatable<NdShape>
 {
     private readonly int[]? _dimensions;
+    private readonly int _length;
 
     /// <summary>Creates a shape from its dimension lengths, outermost first.</summary>
     /// <param name="dimensions">The length of each dimension; each must be &gt;= 0 and their product must fit in an <see cref="int"/>.</param>
     /// <exception cref="ArgumentOutOfRangeException">A length is negative, or the element count overflows <see cref="int"/>.</exception>
     public NdShape(params ReadOnlySpan<int> dimensions)
     {
-        Length = CheckedLength(dimensions, nameof(dimensions));
+        _length = CheckedLength(dimensions, nameof(dimensions));
         _dimensions = dimensions.ToArray();
     }
 
     /// <summary>The number of dimensions (0 for a scalar shape).</summary>
     public int Rank => _dimensions?.Length ?? 0;
 
-    /// <summary>The number of elements: the product of all dimension lengths (1 for a rank-0 shape).</summary>
-    public int Length { get; }
+    /// <summary>The number of elements: the product of all dimension lengths (1 for a rank-0 shape, including <c>default</c>).</summary>
+    public int Length => _dimensions is null ? 1 : _length;
 
     /// <summary>The dimension lengths, outermost first.</summary>
     public ReadOnlySpan<int> Dimensions => _dimensions;
