@@ -1,0 +1,41 @@
+using System;
+using System.Linq;
+using BatchNorm.Tensors;
+
+namespace BatchNorm.Benchmarks;
+
+/// <summary>A benchmark shape and channel axis, with deterministic data.</summary>
+public sealed class ShapeCase
+{
+    private ShapeCase(string name, int[] dims, int axis)
+    {
+        Name = name;
+        Shape = new NdShape(dims);
+        Axis = axis;
+    }
+
+    public string Name { get; }
+
+    public NdShape Shape { get; }
+
+    public int Axis { get; }
+
+    /// <summary>The five shapes of the performance issue.</summary>
+    public static ShapeCase[] All { get; } =
+    [
+        new("[32,56,56,64] axis -1", [32, 56, 56, 64], -1),
+        new("[32,64,56,56] axis 1", [32, 64, 56, 56], 1),
+        new("[256,1024] axis -1", [256, 1024], -1),
+        new("[64,7,7,2048] axis -1", [64, 7, 7, 2048], -1),
+        new("[8,16] axis -1", [8, 16], -1),
+    ];
+
+    public T[] Data<T>()
+        where T : struct, System.Numerics.IFloatingPointIeee754<T>
+    {
+        var random = new Random(42);
+        return Enumerable.Range(0, Shape.Length).Select(_ => T.CreateTruncating((random.NextDouble() * 4) - 1)).ToArray();
+    }
+
+    public override string ToString() => Name;
+}
