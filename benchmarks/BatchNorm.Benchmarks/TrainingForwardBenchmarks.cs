@@ -1,34 +1,10 @@
-using System.Collections.Generic;
-using BatchNorm.Tensors;
 using BenchmarkDotNet.Attributes;
 
 namespace BatchNorm.Benchmarks;
 
 /// <summary>Training-mode forward pass, float32, one thread: batch statistics, moving-statistics update, normalization.</summary>
-public class TrainingForwardBenchmarks
+public class TrainingForwardBenchmarks : LayerBenchmark
 {
-    private BatchNormalization _layer = null!;
-    private NdArray<float> _x = null!;
-    private NdArray<float> _y = null!;
-
-    [ParamsSource(nameof(Shapes))]
-    public ShapeCase Shape { get; set; } = null!;
-
-    public static IEnumerable<ShapeCase> Shapes => ShapeCase.All;
-
-    [GlobalSetup]
-    public void Setup()
-    {
-        _layer = new BatchNormalization(axis: Shape.Axis);
-        _x = new NdArray<float>(Shape.Data<float>(), Shape.Shape);
-        _y = new NdArray<float>(Shape.Shape);
-        _layer.Build(Shape.Shape);
-    }
-
-    /// <summary>The floor: copying the same bytes.</summary>
-    [Benchmark(Baseline = true)]
-    public void Memcpy() => _x.ReadOnlySpan.CopyTo(_y.Span);
-
     [Benchmark]
-    public void TrainingForward() => _layer.Call(_x, _y, training: true);
+    public void TrainingForward() => Layer.Call(X, Y, training: true);
 }

@@ -2,7 +2,6 @@ using System;
 using System.Collections.Generic;
 using System.Numerics;
 using System.Numerics.Tensors;
-using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using BatchNorm.Constraints;
 using BatchNorm.Initializers;
@@ -400,10 +399,10 @@ public class BatchNormalization<T>
     {
         Span<int> inputDims = stackalloc int[inputs.Rank];
         Span<int> destinationDims = stackalloc int[destination.Rank];
-        ReadOnlySpan<T> x = DenseSpan(inputs, inputDims, nameof(inputs));
-        Span<T> y = MemoryMarshal.CreateSpan(
-            ref Unsafe.AsRef(in DenseSpan(destination.AsReadOnlyTensorSpan(), destinationDims, nameof(destination)).GetPinnableReference()),
-            checked((int)destination.FlattenedLength));
+        CheckDense(inputs.IsDense, inputs.Lengths, inputDims, nameof(inputs));
+        CheckDense(destination.IsDense, destination.Lengths, destinationDims, nameof(destination));
+        ReadOnlySpan<T> x = MemoryMarshal.CreateReadOnlySpan(in inputs.GetPinnableReference(), checked((int)inputs.FlattenedLength));
+        Span<T> y = MemoryMarshal.CreateSpan(ref destination.GetPinnableReference(), checked((int)destination.FlattenedLength));
         CallCore(x, inputDims, y, destinationDims, training);
     }
 
@@ -644,19 +643,17 @@ public class BatchNormalization<T>
         return axis;
     }
 
-    private static ReadOnlySpan<T> DenseSpan(in ReadOnlyTensorSpan<T> tensor, Span<int> dims, string paramName)
+    private static void CheckDense(bool isDense, ReadOnlySpan<nint> lengths, Span<int> dims, string paramName)
     {
-        if (!tensor.IsDense)
+        if (!isDense)
         {
             ThrowHelper.ThrowArgument(paramName, "Expected a dense (contiguous, row-major) tensor; copy a strided view first.");
         }
 
         for (int i = 0; i < dims.Length; i++)
         {
-            dims[i] = checked((int)tensor.Lengths[i]);
+            dims[i] = checked((int)lengths[i]);
         }
-
-        return MemoryMarshal.CreateReadOnlySpan(in tensor.GetPinnableReference(), checked((int)tensor.FlattenedLength));
     }
 
     private void EnsureBuilt()

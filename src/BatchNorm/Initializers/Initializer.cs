@@ -147,26 +147,23 @@ public abstract class RandomInitializer : Initializer
     }
 }
 
-/// <summary>Keras <c>RandomNormal(mean=0.0, stddev=0.05, seed=None)</c>: draws from N(mean, stddev^2).</summary>
-public sealed class RandomNormal : RandomInitializer
+/// <summary>Base of the normal-distribution initializers: a mean and a standard deviation.</summary>
+public abstract class NormalInitializer : RandomInitializer
 {
-    /// <summary>Creates the initializer.</summary>
+    /// <summary>Validates and stores the parameters.</summary>
     /// <exception cref="ArgumentOutOfRangeException">A parameter is not finite, or <paramref name="stddev"/> &lt;= 0.</exception>
-    public RandomNormal(double mean = 0.0, double stddev = 0.05, int? seed = null)
+    protected NormalInitializer(double mean, double stddev, int? seed)
         : base(seed)
     {
         Mean = Check(mean, nameof(mean));
         Stddev = Check(stddev, nameof(stddev), positive: true);
     }
 
-    /// <summary>The mean.</summary>
+    /// <summary>The mean (Keras <c>mean</c>).</summary>
     public double Mean { get; }
 
-    /// <summary>The standard deviation.</summary>
+    /// <summary>The standard deviation (Keras <c>stddev</c>; of the untruncated distribution for <see cref="TruncatedNormal"/>).</summary>
     public double Stddev { get; }
-
-    /// <inheritdoc/>
-    public override string ClassName => "RandomNormal";
 
     /// <inheritdoc/>
     public override void Initialize(Span<double> destination)
@@ -174,13 +171,33 @@ public sealed class RandomNormal : RandomInitializer
         Random random = CreateRandom();
         for (int i = 0; i < destination.Length; i++)
         {
-            destination[i] = Mean + (Stddev * NextStandardNormal(random));
+            destination[i] = Mean + (Stddev * NextDraw(random));
         }
     }
+
+    /// <summary>One draw of the standardized distribution.</summary>
+    protected abstract double NextDraw(Random random);
 
     /// <inheritdoc/>
     public override IReadOnlyDictionary<string, object?> GetConfig() =>
         new Dictionary<string, object?> { ["seed"] = Seed, ["mean"] = Mean, ["stddev"] = Stddev };
+}
+
+/// <summary>Keras <c>RandomNormal(mean=0.0, stddev=0.05, seed=None)</c>: draws from N(mean, stddev^2).</summary>
+public sealed class RandomNormal : NormalInitializer
+{
+    /// <summary>Creates the initializer.</summary>
+    /// <exception cref="ArgumentOutOfRangeException">A parameter is not finite, or <paramref name="stddev"/> &lt;= 0.</exception>
+    public RandomNormal(double mean = 0.0, double stddev = 0.05, int? seed = null)
+        : base(mean, stddev, seed)
+    {
+    }
+
+    /// <inheritdoc/>
+    public override string ClassName => "RandomNormal";
+
+    /// <inheritdoc/>
+    protected override double NextDraw(Random random) => NextStandardNormal(random);
 }
 
 /// <summary>Keras <c>RandomUniform(minval=-0.05, maxval=0.05, seed=None)</c>: draws uniformly from [minval, maxval).</summary>
@@ -227,44 +244,28 @@ public sealed class RandomUniform : RandomInitializer
 /// Keras <c>TruncatedNormal(mean=0.0, stddev=0.05, seed=None)</c>: draws from N(mean, stddev^2), redrawing any value
 /// more than two standard deviations from the mean.
 /// </summary>
-public sealed class TruncatedNormal : RandomInitializer
+public sealed class TruncatedNormal : NormalInitializer
 {
     /// <summary>Creates the initializer.</summary>
     /// <exception cref="ArgumentOutOfRangeException">A parameter is not finite, or <paramref name="stddev"/> &lt;= 0.</exception>
     public TruncatedNormal(double mean = 0.0, double stddev = 0.05, int? seed = null)
-        : base(seed)
+        : base(mean, stddev, seed)
     {
-        Mean = Check(mean, nameof(mean));
-        Stddev = Check(stddev, nameof(stddev), positive: true);
     }
-
-    /// <summary>The mean.</summary>
-    public double Mean { get; }
-
-    /// <summary>The standard deviation of the untruncated distribution.</summary>
-    public double Stddev { get; }
 
     /// <inheritdoc/>
     public override string ClassName => "TruncatedNormal";
 
     /// <inheritdoc/>
-    public override void Initialize(Span<double> destination)
+    protected override double NextDraw(Random random)
     {
-        Random random = CreateRandom();
-        for (int i = 0; i < destination.Length; i++)
+        double z;
+        do
         {
-            double z;
-            do
-            {
-                z = NextStandardNormal(random);
-            }
-            while (Math.Abs(z) > 2.0);
-
-            destination[i] = Mean + (Stddev * z);
+            z = NextStandardNormal(random);
         }
-    }
+        while (Math.Abs(z) > 2.0);
 
-    /// <inheritdoc/>
-    public override IReadOnlyDictionary<string, object?> GetConfig() =>
-        new Dictionary<string, object?> { ["seed"] = Seed, ["mean"] = Mean, ["stddev"] = Stddev };
+        return z;
+    }
 }
