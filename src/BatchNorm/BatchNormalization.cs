@@ -50,7 +50,7 @@ namespace BatchNorm;
 /// <see cref="ApplyConstraints"/> mutate the layer and must not overlap with any other call.
 /// </para>
 /// </remarks>
-public class BatchNormalization<T>
+public partial class BatchNormalization<T>
     where T : unmanaged, IBinaryFloatingPointIeee754<T>
 {
     private readonly int _axis;
@@ -58,9 +58,10 @@ public class BatchNormalization<T>
     private NdArray<T>? _beta;
     private NdArray<T>? _movingMean;
     private NdArray<T>? _movingVariance;
+    private NdArray<T>? _movingStddev;
+    private NdArray<T>? _renormMean;
+    private NdArray<T>? _renormStddev;
     private int _builtRank;
-    private double[] _batchMean = [];
-    private double[] _batchVariance = [];
 
     /// <summary>Creates the layer; weights are created by <see cref="Build(NdShape)"/> or the first call.</summary>
     /// <param name="axis">The channel axis (Keras <c>axis</c>, default -1, the last); negative values count from the end.
@@ -80,8 +81,14 @@ public class BatchNormalization<T>
     /// <param name="gammaConstraint">Keras <c>gamma_constraint</c>, default none.</param>
     /// <param name="trainable">Keras <c>trainable</c>: false makes every call run in inference mode.</param>
     /// <param name="name">Keras <c>name</c>, default <c>"batch_normalization"</c>.</param>
-    /// <exception cref="ArgumentOutOfRangeException"><paramref name="momentum"/> is NaN or outside [0, 1], or
-    /// <paramref name="epsilon"/> is NaN, infinite or &lt;= 0.</exception>
+    /// <param name="renorm">Keras <c>renorm</c>: use Batch Renormalization (Ioffe 2017) in training. Adds the
+    /// non-trainable weights moving_stddev, renorm_mean and renorm_stddev. Inference is unchanged.</param>
+    /// <param name="renormClipping">Keras <c>renorm_clipping</c>: bounds for the correction (r, d); null clips nothing.</param>
+    /// <param name="renormMomentum">Keras <c>renorm_momentum</c>, in [0, 1]: the momentum of renorm_mean and renorm_stddev.</param>
+    /// <param name="synchronized">Keras <c>synchronized</c>: cross-replica statistics. In one process the batch
+    /// statistics are already global, so this only round-trips through the configuration.</param>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="momentum"/> or <paramref name="renormMomentum"/> is NaN
+    /// or outside [0, 1], or <paramref name="epsilon"/> is NaN, infinite or &lt;= 0.</exception>
     /// <exception cref="NotSupportedException"><typeparamref name="T"/> is neither <see cref="float"/> nor <see cref="double"/>.</exception>
     public BatchNormalization(
         int axis = -1,
@@ -98,7 +105,11 @@ public class BatchNormalization<T>
         Constraint? betaConstraint = null,
         Constraint? gammaConstraint = null,
         bool trainable = true,
-        string? name = null)
+        string? name = null,
+        bool renorm = false,
+        RenormClipping? renormClipping = null,
+        double renormMomentum = 0.99,
+        bool synchronized = false)
     {
         if (typeof(T) != typeof(float) && typeof(T) != typeof(double))
         {
@@ -116,8 +127,17 @@ public class BatchNormalization<T>
             ThrowHelper.ThrowArgumentOutOfRange(nameof(epsilon), epsilon, "Expected a finite epsilon > 0.");
         }
 
+        if (!(renormMomentum >= 0.0 && renormMomentum <= 1.0))
+        {
+            ThrowHelper.ThrowArgumentOutOfRange(nameof(renormMomentum), renormMomentum, "Expected 0 <= renormMomentum <= 1.");
+        }
+
         _axis = axis;
         Momentum = momentum;
+        Renorm = renorm;
+        RenormClipping = renorm ? renormClipping ?? new RenormClipping() : renormClipping;
+        RenormMomentum = renormMomentum;
+        Synchronized = synchronized;
         Epsilon = epsilon;
         Center = center;
         Scale = scale;
@@ -153,6 +173,18 @@ public class BatchNormalization<T>
 
     /// <summary>Keras <c>scale</c>: whether the layer has and multiplies by <see cref="Gamma"/>.</summary>
     public bool Scale { get; }
+
+    /// <summary>Keras <c>renorm</c>: whether training uses Batch Renormalization.</summary>
+    public bool Renorm { get; }
+
+    /// <summary>Keras <c>renorm_clipping</c> (never null when <see cref="Renorm"/> is true).</summary>
+    public RenormClipping? RenormClipping { get; }
+
+    /// <summary>Keras <c>renorm_momentum</c>.</summary>
+    public double RenormMomentum { get; }
+
+    /// <summary>Keras <c>synchronized</c>; a no-op in a single process, kept for the configuration.</summary>
+    public bool Synchronized { get; }
 
     /// <summary>Keras <c>beta_initializer</c>.</summary>
     public Initializer BetaInitializer { get; }
@@ -237,7 +269,42 @@ public class BatchNormalization<T>
         }
     }
 
-    /// <summary>Keras <c>weights</c>: the live weights in Keras order, gamma (if scale), beta (if center), moving_mean, moving_variance.</summary>
+    /// <summary>Keras <c>moving_stddev</c> (renorm only): the moving standard deviation <c>sqrt(variance + epsilon)</c>
+    /// from which <see cref="MovingVariance"/> is derived; null without renorm.</summary>
+    /// <exception cref="InvalidOperationException">The layer is not built.</exception>
+    public NdArray<T>? MovingStddev
+    {
+        get
+        {
+            EnsureBuilt();
+            return _movingStddev;
+        }
+    }
+
+    /// <summary>Keras <c>renorm_mean</c> (renorm only): the mean that training-mode outputs are corrected towards; null without renorm.</summary>
+    /// <exception cref="InvalidOperationException">The layer is not built.</exception>
+    public NdArray<T>? RenormMean
+    {
+        get
+        {
+            EnsureBuilt();
+            return _renormMean;
+        }
+    }
+
+    /// <summary>Keras <c>renorm_stddev</c> (renorm only): the standard deviation training-mode outputs are corrected towards; null without renorm.</summary>
+    /// <exception cref="InvalidOperationException">The layer is not built.</exception>
+    public NdArray<T>? RenormStddev
+    {
+        get
+        {
+            EnsureBuilt();
+            return _renormStddev;
+        }
+    }
+
+    /// <summary>Keras <c>weights</c>: the live weights in Keras order, gamma (if scale), beta (if center), moving_mean,
+    /// moving_variance, then with renorm moving_stddev, renorm_mean, renorm_stddev.</summary>
     public IReadOnlyList<NdArray<T>> Weights
     {
         get
@@ -247,11 +314,10 @@ public class BatchNormalization<T>
                 return [];
             }
 
-            var list = new List<NdArray<T>>(4);
+            var list = new List<NdArray<T>>(7);
             AddIfPresent(list, _gamma);
             AddIfPresent(list, _beta);
-            list.Add(_movingMean!);
-            list.Add(_movingVariance!);
+            list.AddRange(NonTrainableStatistics());
             return list;
         }
     }
@@ -273,7 +339,8 @@ public class BatchNormalization<T>
         }
     }
 
-    /// <summary>Keras <c>non_trainable_weights</c>: moving_mean and moving_variance, preceded by gamma and beta when not <see cref="Trainable"/>.</summary>
+    /// <summary>Keras <c>non_trainable_weights</c>: moving_mean, moving_variance (and the renorm statistics), preceded by
+    /// gamma and beta when not <see cref="Trainable"/>.</summary>
     public IReadOnlyList<NdArray<T>> NonTrainableWeights
     {
         get
@@ -288,7 +355,7 @@ public class BatchNormalization<T>
                 return Weights;
             }
 
-            return [_movingMean!, _movingVariance!];
+            return NonTrainableStatistics();
         }
     }
 
@@ -353,40 +420,59 @@ public class BatchNormalization<T>
         NdArray<T>? beta = Center ? CreateWeight(BetaInitializer, channels) : null;
         NdArray<T> movingMean = CreateWeight(MovingMeanInitializer, channels);
         NdArray<T> movingVariance = CreateWeight(MovingVarianceInitializer, channels);
+        NdArray<T>? movingStddev = null;
+        NdArray<T>? renormMean = null;
+        NdArray<T>? renormStddev = null;
+        if (Renorm)
+        {
+            // As Keras: the standard deviations start at the square root of (a fresh draw of) the variance initializer.
+            movingStddev = CreateWeight(MovingVarianceInitializer, channels, Math.Sqrt);
+            renormMean = CreateWeight(MovingMeanInitializer, channels);
+            renormStddev = CreateWeight(MovingVarianceInitializer, channels, Math.Sqrt);
+        }
 
         _gamma = gamma;
         _beta = beta;
         _movingMean = movingMean;
         _movingVariance = movingVariance;
+        _movingStddev = movingStddev;
+        _renormMean = renormMean;
+        _renormStddev = renormStddev;
         _builtRank = inputShape.Rank;
-        _batchMean = new double[channels];
-        _batchVariance = new double[channels];
+        _context = new ForwardContext(channels, inputShape.Rank);
     }
 
     /// <summary>Normalizes <paramref name="inputs"/> into a new array of the same shape (Keras <c>call</c>).</summary>
     /// <param name="inputs">Input of rank &gt;= 1 whose <see cref="Axis"/> dimension is the channel count.</param>
     /// <param name="training">Use batch statistics and update the moving statistics (only when <see cref="Trainable"/>);
     /// otherwise use the moving statistics. Training mutates the layer.</param>
+    /// <param name="mask">Optional Keras mask: true where a position counts towards the batch statistics. Its shape is
+    /// the input's shape without the channel axis (for the last axis that is Keras' rank - 1 mask broadcast over the
+    /// channels; for another axis the same rule, which Keras itself does not get right). Masked positions are still
+    /// normalized. Only training-mode statistics use it.</param>
     /// <exception cref="ArgumentNullException"><paramref name="inputs"/> is null.</exception>
-    /// <exception cref="ArgumentException">The rank or channel count does not match the layer, or a training batch is empty.</exception>
-    public NdArray<T> Call(NdArray<T> inputs, bool training = false)
+    /// <exception cref="ArgumentException">The rank or channel count does not match the layer, the mask's shape is wrong,
+    /// or a training batch is empty.</exception>
+    public NdArray<T> Call(NdArray<T> inputs, bool training = false, NdArray<bool>? mask = null)
     {
         ArgumentNullException.ThrowIfNull(inputs);
         var output = new NdArray<T>(inputs.Shape);
-        CallCore(inputs.ReadOnlySpan, inputs.Shape.Dimensions, output.Span, inputs.Shape.Dimensions, training);
+        CallCore(inputs.ReadOnlySpan, inputs.Shape.Dimensions, output.Span, inputs.Shape.Dimensions, training, mask, inputs, inPlace: false);
         return output;
     }
 
     /// <summary>Normalizes <paramref name="inputs"/> into <paramref name="destination"/>, allocating nothing.
-    /// <paramref name="destination"/> may be <paramref name="inputs"/> itself (in place).</summary>
+    /// <paramref name="destination"/> may be <paramref name="inputs"/> itself (in place); see
+    /// <see cref="Call(NdArray{T}, bool, NdArray{bool}?)"/> for <paramref name="mask"/>.</summary>
     /// <exception cref="ArgumentNullException">An argument is null.</exception>
     /// <exception cref="ArgumentException">The shapes differ, the arrays partially overlap, the rank or channel count does
-    /// not match the layer, or a training batch is empty.</exception>
-    public void Call(NdArray<T> inputs, NdArray<T> destination, bool training = false)
+    /// not match the layer, the mask's shape is wrong, or a training batch is empty.</exception>
+    public void Call(NdArray<T> inputs, NdArray<T> destination, bool training = false, NdArray<bool>? mask = null)
     {
         ArgumentNullException.ThrowIfNull(inputs);
         ArgumentNullException.ThrowIfNull(destination);
-        CallCore(inputs.ReadOnlySpan, inputs.Shape.Dimensions, destination.Span, destination.Shape.Dimensions, training);
+        CallCore(inputs.ReadOnlySpan, inputs.Shape.Dimensions, destination.Span, destination.Shape.Dimensions, training, mask,
+            inputs, inPlace: ReferenceEquals(inputs.GetUnderlyingArray(), destination.GetUnderlyingArray()));
     }
 
     /// <summary>
@@ -403,7 +489,7 @@ public class BatchNormalization<T>
         CheckDense(destination.IsDense, destination.Lengths, destinationDims, nameof(destination));
         ReadOnlySpan<T> x = MemoryMarshal.CreateReadOnlySpan(in inputs.GetPinnableReference(), checked((int)inputs.FlattenedLength));
         Span<T> y = MemoryMarshal.CreateSpan(ref destination.GetPinnableReference(), checked((int)destination.FlattenedLength));
-        CallCore(x, inputDims, y, destinationDims, training);
+        CallCore(x, inputDims, y, destinationDims, training, null, null, inPlace: false);
     }
 
     /// <summary>
@@ -419,7 +505,7 @@ public class BatchNormalization<T>
             ThrowHelper.ThrowArgument(nameof(inputs), $"Expected {shape.Length} elements for shape {shape}, got {inputs.Length}.");
         }
 
-        CallCore(inputs, shape.Dimensions, destination, shape.Dimensions, training);
+        CallCore(inputs, shape.Dimensions, destination, shape.Dimensions, training, null, null, inPlace: false);
     }
 
     /// <summary>Keras <c>get_weights()</c>: copies of the weights in Keras order (see <see cref="Weights"/>).</summary>
@@ -458,7 +544,8 @@ public class BatchNormalization<T>
             }
         }
 
-        CheckMovingVariance(weights[^1].ReadOnlySpan);
+        int statistics = (Scale ? 1 : 0) + (Center ? 1 : 0);
+        CheckMovingVariance(weights[statistics + 1].ReadOnlySpan);
         for (int i = 0; i < targets.Count; i++)
         {
             weights[i].ReadOnlySpan.CopyTo(targets[i].Span);
@@ -525,6 +612,10 @@ public class BatchNormalization<T>
         GammaRegularizer = GammaRegularizer,
         BetaConstraint = BetaConstraint,
         GammaConstraint = GammaConstraint,
+        Synchronized = Synchronized,
+        Renorm = Renorm,
+        RenormClipping = RenormClipping,
+        RenormMomentum = RenormMomentum,
     };
 
     /// <summary>Keras <c>from_config()</c>: a new, unbuilt layer with the configuration's arguments.</summary>
@@ -542,19 +633,16 @@ public class BatchNormalization<T>
             config.Axis, config.Momentum, config.Epsilon, config.Center, config.Scale,
             config.BetaInitializer, config.GammaInitializer, config.MovingMeanInitializer, config.MovingVarianceInitializer,
             config.BetaRegularizer, config.GammaRegularizer, config.BetaConstraint, config.GammaConstraint,
-            config.Trainable, config.Name);
+            config.Trainable, config.Name, config.Renorm, config.RenormClipping, config.RenormMomentum, config.Synchronized);
     }
 
     /// <summary>Formats the layer's name and key arguments.</summary>
     public override string ToString() =>
         $"BatchNormalization<{typeof(T).Name}>(name={Name}, axis={Axis}, momentum={Momentum}, epsilon={Epsilon}, center={Center}, scale={Scale}, channels={Channels})";
 
-    /// <summary>The batch statistics of the last training call (kept for the backward pass).</summary>
-    internal ReadOnlySpan<double> LastBatchMean => _batchMean;
-
-    internal ReadOnlySpan<double> LastBatchVariance => _batchVariance;
-
-    private void CallCore(ReadOnlySpan<T> x, ReadOnlySpan<int> shape, Span<T> y, ReadOnlySpan<int> destinationShape, bool training)
+    private void CallCore(
+        ReadOnlySpan<T> x, ReadOnlySpan<int> shape, Span<T> y, ReadOnlySpan<int> destinationShape, bool training,
+        NdArray<bool>? mask, NdArray<T>? savedInput, bool inPlace)
     {
         // Validate everything before touching any state: a call that throws leaves the layer as it was.
         if (!shape.SequenceEqual(destinationShape))
@@ -570,6 +658,11 @@ public class BatchNormalization<T>
 
         int axis = ResolveAxis(shape, "inputs");
         ChannelLayout layout = ChannelLayout.FromShape(shape, axis);
+        if (mask is not null)
+        {
+            CheckMask(mask, shape, axis);
+        }
+
         bool useBatchStatistics = training && Trainable;
         if (useBatchStatistics && layout.CountPerChannel == 0)
         {
@@ -581,22 +674,117 @@ public class BatchNormalization<T>
             Build(new NdShape(shape));
         }
 
-        if (layout.Length == 0)
+        if (!useBatchStatistics)
         {
+            // Inference writes no shared scratch (concurrent calls are safe); what a backward pass needs is the
+            // input and the current weights and moving statistics, which inference does not change.
+            _lastInput = inPlace ? null : savedInput;
+            _lastMode = ForwardMode.Moving;
+            if (layout.Length != 0)
+            {
+                BatchNormKernels.Inference(
+                    x, y, layout, GammaSpan, BetaSpan, _movingMean!.ReadOnlySpan, _movingVariance!.ReadOnlySpan, Epsilon, VectorWidths.Best);
+            }
+
             return;
         }
 
-        if (useBatchStatistics)
+        ForwardContext context = _context!;
+        context.Begin(shape);
+        int channels = layout.Channels;
+        Span<double> mean = context.Mean;
+        Span<double> variance = context.Variance;
+        ReadOnlySpan<T> weights = context.SetMask(mask, layout);
+        context.Denominator = BatchNormKernels.BatchStatistics(x, layout, weights, mean, variance, VectorWidths.Best);
+        context.R.AsSpan().Fill(1.0);
+        context.D.AsSpan().Clear();
+        if (Renorm)
         {
-            BatchNormKernels.TrainingForward(
-                x, y, layout, GammaSpan, BetaSpan, _movingMean!.Span, _movingVariance!.Span,
-                Momentum, Epsilon, _batchMean, _batchVariance, VectorWidths.Best);
+            ApplyRenorm(context);
         }
         else
         {
-            BatchNormKernels.Inference(
-                x, y, layout, GammaSpan, BetaSpan, _movingMean!.ReadOnlySpan, _movingVariance!.ReadOnlySpan,
-                Epsilon, VectorWidths.Best);
+            BatchNormKernels.UpdateMovingStatistic(_movingMean!.Span, mean, Momentum);
+            BatchNormKernels.UpdateMovingStatistic(_movingVariance!.Span, variance, Momentum);
+        }
+
+        // The effective affine weights: gamma' = r * gamma, beta' = d * gamma + beta (r = 1, d = 0 without renorm).
+        Span<double> effectiveGamma = context.EffectiveGamma;
+        Span<double> effectiveBeta = context.EffectiveBeta;
+        for (int c = 0; c < channels; c++)
+        {
+            double g = _gamma is null ? 1.0 : double.CreateTruncating(_gamma.ReadOnlySpan[c]);
+            double b = _beta is null ? 0.0 : double.CreateTruncating(_beta.ReadOnlySpan[c]);
+            effectiveGamma[c] = context.R[c] * g;
+            effectiveBeta[c] = (context.D[c] * g) + b;
+        }
+
+        BatchNormKernels.Normalize<double, double, T>(x, y, layout, mean, variance, effectiveGamma, effectiveBeta, Epsilon, VectorWidths.Best);
+        _lastInput = inPlace ? null : savedInput;
+        _lastMode = ForwardMode.Batch;
+    }
+
+    /// <summary>
+    /// Keras 3's Batch Renormalization step: corrections from the renorm statistics BEFORE their update,
+    /// <c>r = clip(stddev / s, rmin, rmax)</c>, <c>d = clip((mean - renorm_mean) / s, -dmax, dmax)</c> with
+    /// <c>stddev = sqrt(variance + epsilon)</c> and <c>s = max(renorm_stddev, sqrt(epsilon))</c>; then every moving
+    /// statistic is updated and <c>moving_variance = max(moving_stddev^2 - epsilon, 0)</c>.
+    /// </summary>
+    private void ApplyRenorm(ForwardContext context)
+    {
+        Span<T> renormMean = _renormMean!.Span;
+        Span<T> renormStddev = _renormStddev!.Span;
+        Span<T> movingMean = _movingMean!.Span;
+        Span<T> movingStddev = _movingStddev!.Span;
+        Span<T> movingVariance = _movingVariance!.Span;
+        double floor = Math.Sqrt(Epsilon);
+        for (int c = 0; c < context.Mean.Length; c++)
+        {
+            double mean = context.Mean[c];
+            double stddev = Math.Sqrt(context.Variance[c] + Epsilon);
+            double oldRenormMean = double.CreateTruncating(renormMean[c]);
+            double oldRenormStddev = double.CreateTruncating(renormStddev[c]);
+            double s = Math.Max(oldRenormStddev, floor);
+            context.R[c] = RenormClipping!.ClipR(stddev / s);
+            context.D[c] = RenormClipping.ClipD((mean - oldRenormMean) / s);
+
+            renormMean[c] = T.CreateTruncating((oldRenormMean * RenormMomentum) + (mean * (1.0 - RenormMomentum)));
+            renormStddev[c] = T.CreateTruncating((oldRenormStddev * RenormMomentum) + (stddev * (1.0 - RenormMomentum)));
+            movingMean[c] = T.CreateTruncating((double.CreateTruncating(movingMean[c]) * Momentum) + (mean * (1.0 - Momentum)));
+            T newStddev = T.CreateTruncating((double.CreateTruncating(movingStddev[c]) * Momentum) + (stddev * (1.0 - Momentum)));
+            movingStddev[c] = newStddev;
+            double sd = double.CreateTruncating(newStddev);
+            movingVariance[c] = T.CreateTruncating(Math.Max((sd * sd) - Epsilon, 0.0));
+        }
+    }
+
+    private void CheckMask(NdArray<bool> mask, ReadOnlySpan<int> shape, int axis)
+    {
+        ReadOnlySpan<int> dims = mask.Shape.Dimensions;
+        bool matches = dims.Length == shape.Length - 1;
+        for (int i = 0, j = 0; matches && i < shape.Length; i++)
+        {
+            if (i == axis)
+            {
+                continue;
+            }
+
+            matches = dims[j++] == shape[i];
+        }
+
+        if (!matches)
+        {
+            int[] expected = new int[shape.Length - 1];
+            for (int i = 0, j = 0; i < shape.Length; i++)
+            {
+                if (i != axis)
+                {
+                    expected[j++] = shape[i];
+                }
+            }
+
+            ThrowHelper.ThrowArgument("mask",
+                $"Expected a mask of shape {NdShape.Format(expected)} (the input's shape {NdShape.Format(shape)} without the channel axis {_axis}), got {mask.Shape}.");
         }
     }
 
@@ -686,7 +874,7 @@ public class BatchNormalization<T>
 
     private List<string> WeightNames()
     {
-        var names = new List<string>(4);
+        var names = new List<string>(7);
         if (Scale)
         {
             names.Add("gamma");
@@ -699,14 +887,40 @@ public class BatchNormalization<T>
 
         names.Add("moving_mean");
         names.Add("moving_variance");
+        if (Renorm)
+        {
+            names.Add("moving_stddev");
+            names.Add("renorm_mean");
+            names.Add("renorm_stddev");
+        }
+
         return names;
     }
 
-    private static NdArray<T> CreateWeight(Initializer initializer, int channels)
+    private static NdArray<T> CreateWeight(Initializer initializer, int channels, Func<double, double>? transform = null)
     {
+        var values = new double[channels];
+        initializer.Initialize(values);
         var weight = new NdArray<T>(new NdShape(channels));
-        initializer.Initialize(weight.Span);
+        for (int c = 0; c < channels; c++)
+        {
+            weight.Span[c] = T.CreateTruncating(transform is null ? values[c] : transform(values[c]));
+        }
+
         return weight;
+    }
+
+    private List<NdArray<T>> NonTrainableStatistics()
+    {
+        var list = new List<NdArray<T>>(5) { _movingMean!, _movingVariance! };
+        if (Renorm)
+        {
+            list.Add(_movingStddev!);
+            list.Add(_renormMean!);
+            list.Add(_renormStddev!);
+        }
+
+        return list;
     }
 
     private static void AddIfPresent(List<NdArray<T>> list, NdArray<T>? weight)
@@ -724,9 +938,9 @@ public class BatchNormalization<T>
 /// </summary>
 public sealed class BatchNormalization : BatchNormalization<float>
 {
-    /// <summary>Creates the layer; see <see cref="BatchNormalization{T}(int, double, double, bool, bool, Initializer?, Initializer?, Initializer?, Initializer?, Regularizer?, Regularizer?, Constraint?, Constraint?, bool, string?)"/>.</summary>
-    /// <exception cref="ArgumentOutOfRangeException"><paramref name="momentum"/> is NaN or outside [0, 1], or
-    /// <paramref name="epsilon"/> is NaN, infinite or &lt;= 0.</exception>
+    /// <summary>Creates the layer; see <see cref="BatchNormalization{T}(int, double, double, bool, bool, Initializer?, Initializer?, Initializer?, Initializer?, Regularizer?, Regularizer?, Constraint?, Constraint?, bool, string?, bool, RenormClipping?, double, bool)"/>.</summary>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="momentum"/> or <paramref name="renormMomentum"/> is NaN
+    /// or outside [0, 1], or <paramref name="epsilon"/> is NaN, infinite or &lt;= 0.</exception>
     public BatchNormalization(
         int axis = -1,
         double momentum = 0.99,
@@ -742,9 +956,14 @@ public sealed class BatchNormalization : BatchNormalization<float>
         Constraint? betaConstraint = null,
         Constraint? gammaConstraint = null,
         bool trainable = true,
-        string? name = null)
+        string? name = null,
+        bool renorm = false,
+        RenormClipping? renormClipping = null,
+        double renormMomentum = 0.99,
+        bool synchronized = false)
         : base(axis, momentum, epsilon, center, scale, betaInitializer, gammaInitializer, movingMeanInitializer,
-            movingVarianceInitializer, betaRegularizer, gammaRegularizer, betaConstraint, gammaConstraint, trainable, name)
+            movingVarianceInitializer, betaRegularizer, gammaRegularizer, betaConstraint, gammaConstraint, trainable, name,
+            renorm, renormClipping, renormMomentum, synchronized)
     {
     }
 }

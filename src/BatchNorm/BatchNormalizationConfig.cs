@@ -7,7 +7,8 @@ namespace BatchNorm;
 /// <summary>
 /// The arguments of a <see cref="BatchNormalization{T}"/> layer, one property per Keras <c>get_config()</c> key
 /// (<c>name</c>, <c>trainable</c>, <c>dtype</c>, <c>axis</c>, <c>momentum</c>, <c>epsilon</c>, <c>center</c>,
-/// <c>scale</c>, the four initializers, two regularizers and two constraints). Defaults are Keras' defaults.
+/// <c>scale</c>, the four initializers, two regularizers and two constraints, <c>synchronized</c>, <c>renorm</c>,
+/// <c>renorm_clipping</c>, <c>renorm_momentum</c>). Defaults are Keras' defaults.
 /// </summary>
 public sealed record BatchNormalizationConfig
 {
@@ -58,4 +59,16 @@ public sealed record BatchNormalizationConfig
 
     /// <summary>Keras <c>gamma_constraint</c>.</summary>
     public Constraint? GammaConstraint { get; init; }
+
+    /// <summary>Keras <c>synchronized</c>.</summary>
+    public bool Synchronized { get; init; }
+
+    /// <summary>Keras <c>renorm</c>.</summary>
+    public bool Renorm { get; init; }
+
+    /// <summary>Keras <c>renorm_clipping</c>.</summary>
+    public RenormClipping? RenormClipping { get; init; }
+
+    /// <summary>Keras <c>renorm_momentum</c>.</summary>
+    public double RenormMomentum { get; init; } = 0.99;
 }

@@ -14,5 +14,5 @@ internal static partial class BatchNormKernels
         ReadOnlySpan<T> gamma, ReadOnlySpan<T> beta, ReadOnlySpan<T> movingMean, ReadOnlySpan<T> movingVariance,
         double epsilon, VectorWidth width)
         where T : unmanaged, IBinaryFloatingPointIeee754<T> =>
-        Normalize<T, T>(x, y, layout, movingMean, movingVariance, gamma, beta, epsilon, width);
+        Normalize<T, T, T>(x, y, layout, movingMean, movingVariance, gamma, beta, epsilon, width);
 }

@@ -5,24 +5,39 @@ namespace BatchNorm.Kernels;
 
 internal static partial class BatchNormKernels
 {
+    /// <summary>Keras' <c>backend.epsilon()</c>, added to the count of unmasked positions in masked statistics.</summary>
+    public const double MaskCountEpsilon = 1e-7;
+
     /// <summary>
-    /// Training-mode forward pass: batch statistics (<see cref="Moments{T}"/>), the moving-statistics update
-    /// <c>moving = moving * momentum + batch * (1 - momentum)</c> (biased batch variance, as Keras), and
-    /// <c>y = gamma * (x - mean) / sqrt(variance + epsilon) + beta</c> folded into <c>y = (x - center) * scale + shift</c>.
-    /// The batch statistics are left in <paramref name="batchMean"/> and <paramref name="batchVariance"/>.
-    /// <paramref name="y"/> may be <paramref name="x"/> itself: the statistics are complete before any output is written.
+    /// The training-mode batch statistics, as Keras computes them. Without a mask (<paramref name="weights"/> empty):
+    /// <c>mean = sum(x) / n</c> and <c>variance = sum((x - mean)^2) / n</c>. With a mask (Keras 3 <c>_moments</c>):
+    /// <c>mean = sum(w x) / (W + 1e-7)</c> and <c>variance = sum(w (x - mean)^2) / (W + 1e-7)</c>, W = sum(w), so a fully
+    /// masked batch gives mean = variance = 0. Returns the denominator (n, or W + 1e-7), which the backward pass needs.
     /// </summary>
-    public static void TrainingForward<T>(
-        ReadOnlySpan<T> x, Span<T> y, ChannelLayout layout,
-        ReadOnlySpan<T> gamma, ReadOnlySpan<T> beta, Span<T> movingMean, Span<T> movingVariance,
-        double momentum, double epsilon, Span<double> batchMean, Span<double> batchVariance, VectorWidth width)
+    public static double BatchStatistics<T>(
+        ReadOnlySpan<T> x, ChannelLayout layout, ReadOnlySpan<T> weights, Span<double> mean, Span<double> variance, VectorWidth width)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
-        Moments(x, layout, batchMean, batchVariance, width);
-        UpdateMovingStatistic(movingMean, batchMean, momentum);
-        UpdateMovingStatistic(movingVariance, batchVariance, momentum);
+        if (weights.IsEmpty)
+        {
+            Moments(x, layout, mean, variance, width);
+            return layout.CountPerChannel;
+        }
 
-        Normalize<double, T>(x, y, layout, batchMean, batchVariance, gamma, beta, epsilon, width);
+        double count = MaskedMoments(x, layout, weights, mean, variance, width);
+        double denominator = count + MaskCountEpsilon;
+        for (int c = 0; c < mean.Length; c++)
+        {
+            // The exact mean mu of the unmasked values and M2 = sum(w (x - mu)^2) give Keras' quantities directly:
+            // mean_k = mu * W / D and sum(w (x - mean_k)^2) = M2 + W (mu - mean_k)^2.
+            double exactMean = mean[c];
+            double kerasMean = exactMean * (count / denominator);
+            double shift = exactMean - kerasMean;
+            variance[c] = (variance[c] + (count * shift * shift)) / denominator;
+            mean[c] = kerasMean;
+        }
+
+        return denominator;
     }
 
     /// <summary><c>moving = moving * momentum + batch * (1 - momentum)</c>, in double precision, rounded once.</summary>

@@ -18,6 +18,13 @@ public abstract class Regularizer
     public abstract double Compute<T>(ReadOnlySpan<T> weights)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>;
 
+    /// <summary>
+    /// Adds the penalty's gradient with respect to each weight to <paramref name="gradient"/> (in double precision).
+    /// <see cref="BatchNormalization{T}.Backward(Tensors.NdArray{T}, bool)"/> calls it when asked to include regularization.
+    /// </summary>
+    public abstract void AddGradient<T>(ReadOnlySpan<T> weights, Span<double> gradient)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>;
+
     /// <summary>The Keras <c>get_config()</c> entries.</summary>
     public abstract IReadOnlyDictionary<string, object?> GetConfig();
 
@@ -67,6 +74,17 @@ public abstract class Regularizer
         return sum;
     }
 
+    /// <summary>Adds <c>l1 * sign(w) + 2 * l2 * w</c> (sign(0) = 0, TensorFlow's subgradient of |w| at 0).</summary>
+    private protected static void AddElementGradient<T>(ReadOnlySpan<T> weights, Span<double> gradient, double l1, double l2)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        for (int i = 0; i < weights.Length; i++)
+        {
+            double w = double.CreateTruncating(weights[i]);
+            gradient[i] += (l1 * Math.Sign(w)) + (2 * l2 * w);
+        }
+    }
+
     private protected static double SumSquares<T>(ReadOnlySpan<T> weights)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
@@ -98,6 +116,10 @@ public sealed class L1 : Regularizer
     public override double Compute<T>(ReadOnlySpan<T> weights) => Factor * SumAbs(weights);
 
     /// <inheritdoc/>
+    /// <remarks>d/dw = l1 * sign(w), with sign(0) = 0.</remarks>
+    public override void AddGradient<T>(ReadOnlySpan<T> weights, Span<double> gradient) => AddElementGradient(weights, gradient, Factor, 0);
+
+    /// <inheritdoc/>
     public override IReadOnlyDictionary<string, object?> GetConfig() => new Dictionary<string, object?> { ["l1"] = Factor };
 }
 
@@ -116,6 +138,10 @@ public sealed class L2 : Regularizer
 
     /// <inheritdoc/>
     public override double Compute<T>(ReadOnlySpan<T> weights) => Factor * SumSquares(weights);
+
+    /// <inheritdoc/>
+    /// <remarks>d/dw = 2 * l2 * w.</remarks>
+    public override void AddGradient<T>(ReadOnlySpan<T> weights, Span<double> gradient) => AddElementGradient(weights, gradient, 0, Factor);
 
     /// <inheritdoc/>
     public override IReadOnlyDictionary<string, object?> GetConfig() => new Dictionary<string, object?> { ["l2"] = Factor };
@@ -144,6 +170,10 @@ public sealed class L1L2 : Regularizer
     /// <inheritdoc/>
     public override double Compute<T>(ReadOnlySpan<T> weights) =>
         (L1Factor * SumAbs(weights)) + (L2Factor * SumSquares(weights));
+
+    /// <inheritdoc/>
+    /// <remarks>d/dw = l1 * sign(w) + 2 * l2 * w, with sign(0) = 0.</remarks>
+    public override void AddGradient<T>(ReadOnlySpan<T> weights, Span<double> gradient) => AddElementGradient(weights, gradient, L1Factor, L2Factor);
 
     /// <inheritdoc/>
     public override IReadOnlyDictionary<string, object?> GetConfig() =>

@@ -15,13 +15,14 @@ internal static partial class BatchNormKernels
 
     /// <summary>
     /// <c>y = gamma * (x - mean) / sqrt(variance + epsilon) + beta</c>: the statistics and weights are folded once
-    /// (<see cref="FoldCoefficients{TStat, T}"/>) and the data is mapped by <see cref="Affine{T}"/>.
+    /// (<see cref="FoldCoefficients{TStat, TWeight, T}"/>) and the data is mapped by <see cref="Affine{T}"/>.
     /// </summary>
-    public static void Normalize<TStat, T>(
+    public static void Normalize<TStat, TWeight, T>(
         ReadOnlySpan<T> x, Span<T> y, ChannelLayout layout,
-        ReadOnlySpan<TStat> mean, ReadOnlySpan<TStat> variance, ReadOnlySpan<T> gamma, ReadOnlySpan<T> beta,
+        ReadOnlySpan<TStat> mean, ReadOnlySpan<TStat> variance, ReadOnlySpan<TWeight> gamma, ReadOnlySpan<TWeight> beta,
         double epsilon, VectorWidth width)
         where TStat : unmanaged, INumberBase<TStat>
+        where TWeight : unmanaged, INumberBase<TWeight>
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
         int channels = layout.Channels;
@@ -178,10 +179,11 @@ internal static partial class BatchNormKernels
     /// <c>shift = beta - (mean - center) * scale</c>, which carries the part of the mean that rounding dropped.
     /// An empty <paramref name="gamma"/> means 1 (scale=false), an empty <paramref name="beta"/> means 0 (center=false).
     /// </summary>
-    public static void FoldCoefficients<TStat, T>(
-        ReadOnlySpan<TStat> mean, ReadOnlySpan<TStat> variance, ReadOnlySpan<T> gamma, ReadOnlySpan<T> beta, double epsilon,
+    public static void FoldCoefficients<TStat, TWeight, T>(
+        ReadOnlySpan<TStat> mean, ReadOnlySpan<TStat> variance, ReadOnlySpan<TWeight> gamma, ReadOnlySpan<TWeight> beta, double epsilon,
         Span<T> center, Span<T> scale, Span<T> shift)
         where TStat : unmanaged, INumberBase<TStat>
+        where TWeight : unmanaged, INumberBase<TWeight>
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
         for (int c = 0; c < scale.Length; c++)

@@ -1,0 +1,363 @@
+using System;
+using System.Buffers;
+using BatchNorm.Kernels;
+using BatchNorm.Tensors;
+
+namespace BatchNorm;
+
+/// <content>The backward pass: gradients of a loss with respect to the input, gamma and beta.</content>
+public partial class BatchNormalization<T>
+{
+    private ForwardContext? _context;
+    private NdArray<T>? _lastInput;
+    private ForwardMode _lastMode;
+
+    private enum ForwardMode
+    {
+        None,
+        Batch,
+        Moving,
+    }
+
+    /// <summary>
+    /// Gradients for the most recent <see cref="Call(NdArray{T}, bool, NdArray{bool}?)"/> of an <see cref="NdArray{T}"/>,
+    /// given <paramref name="outputGradient"/> = dL/dy of the same shape.
+    /// </summary>
+    /// <remarks>
+    /// <para>
+    /// After a training-mode call (batch statistics), with <c>xhat = (x - mean) / sqrt(var + eps)</c> and n the count:
+    /// <c>dbeta = sum(dy)</c>, <c>dgamma = sum(dy * xhat)</c>,
+    /// <c>dx = gamma / sqrt(var + eps) * (dy - dbeta / n - xhat * dgamma / n)</c>. With renorm, gamma is <c>r * gamma</c>,
+    /// <c>dgamma = sum(dy * (r * xhat + d))</c> and r, d are constants (Keras' stop_gradient). With a mask, the sums still run
+    /// over every position (every output depends on the statistics) but only unmasked inputs receive the statistics terms,
+    /// and n is Keras' <c>count + 1e-7</c>.
+    /// After an inference-mode call (or with <see cref="Trainable"/> false) the layer is affine per channel:
+    /// <c>dx = dy * gamma / sqrt(moving_variance + eps)</c>, <c>dgamma = sum(dy * xhat)</c> with the moving statistics,
+    /// <c>dbeta = sum(dy)</c>; this reads the current gamma and moving statistics.
+    /// </para>
+    /// <para>
+    /// Regularization: when <paramref name="includeRegularization"/> is true (the default, as Keras' training loop adds
+    /// <c>layer.losses</c> to the loss), the gradients of <see cref="GammaRegularizer"/> and <see cref="BetaRegularizer"/>
+    /// are ADDED to dgamma and dbeta, and <see cref="BatchNormalizationGradients{T}.IncludesRegularization"/> says so; add
+    /// <see cref="RegularizationLoss"/> to your loss value to match. Pass false to get only the data term.
+    /// </para>
+    /// <para>The input is read again from the array passed to Call, which must not have changed since.</para>
+    /// </remarks>
+    /// <exception cref="ArgumentNullException"><paramref name="outputGradient"/> is null.</exception>
+    /// <exception cref="InvalidOperationException">There was no preceding call, it was in place (its input is gone), or
+    /// it took spans or tensor spans (use the overload that takes the input).</exception>
+    /// <exception cref="ArgumentException"><paramref name="outputGradient"/>'s shape is not the input's.</exception>
+    public BatchNormalizationGradients<T> Backward(NdArray<T> outputGradient, bool includeRegularization = true)
+    {
+        ArgumentNullException.ThrowIfNull(outputGradient);
+        NdArray<T> input = RequireSavedInput();
+        var inputGradient = new NdArray<T>(input.Shape);
+        NdArray<T>? gammaGradient = Scale ? new NdArray<T>(new NdShape(Channels)) : null;
+        NdArray<T>? betaGradient = Center ? new NdArray<T>(new NdShape(Channels)) : null;
+        BackwardCore(
+            input.ReadOnlySpan, input.Shape.Dimensions, outputGradient.ReadOnlySpan, outputGradient.Shape.Dimensions, inputGradient.Span,
+            gammaGradient is null ? default : gammaGradient.Span, betaGradient is null ? default : betaGradient.Span, includeRegularization);
+        return new BatchNormalizationGradients<T>(inputGradient, gammaGradient, betaGradient, includeRegularization);
+    }
+
+    /// <summary>
+    /// The backward pass into caller buffers, allocating nothing; reads the input of the last <see cref="NdArray{T}"/> call.
+    /// <paramref name="inputGradient"/> may be <paramref name="outputGradient"/> itself (in place). See
+    /// <see cref="Backward(NdArray{T}, bool)"/> for the maths and the regularization rule.
+    /// </summary>
+    /// <param name="outputGradient">dL/dy, the input's length.</param>
+    /// <param name="inputGradient">Receives dL/dx, the input's length.</param>
+    /// <param name="gammaGradient">Receives dL/dgamma (C elements), or empty when <see cref="Scale"/> is false.</param>
+    /// <param name="betaGradient">Receives dL/dbeta (C elements), or empty when <see cref="Center"/> is false.</param>
+    /// <param name="includeRegularization">Add the regularizers' gradients to dgamma and dbeta.</param>
+    /// <exception cref="InvalidOperationException">See <see cref="Backward(NdArray{T}, bool)"/>.</exception>
+    /// <exception cref="ArgumentException">A length is wrong or the buffers partially overlap.</exception>
+    public void Backward(ReadOnlySpan<T> outputGradient, Span<T> inputGradient, Span<T> gammaGradient, Span<T> betaGradient, bool includeRegularization = true)
+    {
+        NdArray<T> input = RequireSavedInput();
+        BackwardCore(input.ReadOnlySpan, input.Shape.Dimensions, outputGradient, input.Shape.Dimensions, inputGradient, gammaGradient, betaGradient, includeRegularization);
+    }
+
+    /// <summary>
+    /// The backward pass for the most recent call when that call took spans or tensor spans: pass the same input again.
+    /// Allocates nothing; <paramref name="inputGradient"/> may be <paramref name="outputGradient"/>. See
+    /// <see cref="Backward(NdArray{T}, bool)"/> for the maths and the regularization rule.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">There was no preceding call.</exception>
+    /// <exception cref="ArgumentException">The shape is not the last call's, a length is wrong, or buffers partially overlap.</exception>
+    public void Backward(
+        ReadOnlySpan<T> inputs, NdShape shape, ReadOnlySpan<T> outputGradient, Span<T> inputGradient, Span<T> gammaGradient, Span<T> betaGradient,
+        bool includeRegularization = true)
+    {
+        if (inputs.Length != shape.Length)
+        {
+            ThrowHelper.ThrowArgument(nameof(inputs), $"Expected {shape.Length} elements for shape {shape}, got {inputs.Length}.");
+        }
+
+        BackwardCore(inputs, shape.Dimensions, outputGradient, shape.Dimensions, inputGradient, gammaGradient, betaGradient, includeRegularization);
+    }
+
+    private NdArray<T> RequireSavedInput()
+    {
+        RequireForward();
+        if (_lastInput is null)
+        {
+            ThrowHelper.ThrowInvalidOperation(
+                "The last call's input is not available: it was in place (the input was overwritten) or took spans/tensor spans. " +
+                "Call out of place with NdArray inputs, or use Backward(inputs, shape, outputGradient, ...).");
+        }
+
+        return _lastInput;
+    }
+
+    private void RequireForward()
+    {
+        if (_lastMode == ForwardMode.None)
+        {
+            ThrowHelper.ThrowInvalidOperation("Backward needs a preceding Call: there is no forward pass to differentiate.");
+        }
+    }
+
+    private void BackwardCore(
+        ReadOnlySpan<T> x, ReadOnlySpan<int> shape, ReadOnlySpan<T> dy, ReadOnlySpan<int> gradientShape, Span<T> dx,
+        Span<T> gammaGradient, Span<T> betaGradient, bool includeRegularization)
+    {
+        RequireForward();
+        ForwardContext context = _context!;
+        bool batch = _lastMode == ForwardMode.Batch;
+        if (!shape.SequenceEqual(gradientShape) || (batch && !shape.SequenceEqual(context.Shape)))
+        {
+            ThrowHelper.ThrowArgument("outputGradient",
+                $"Expected the shape of the last call's input {NdShape.Format(batch ? context.Shape : shape)}, got {NdShape.Format(gradientShape)}" +
+                (batch ? $" for an input of shape {NdShape.Format(shape)}." : "."));
+        }
+
+        int axis = ResolveAxis(shape, "inputs");
+        ChannelLayout layout = ChannelLayout.FromShape(shape, axis);
+        int channels = layout.Channels;
+        if (dy.Length != layout.Length)
+        {
+            ThrowHelper.ThrowArgument("outputGradient", $"Expected {layout.Length} elements, got {dy.Length}.");
+        }
+
+        if (dx.Length != layout.Length)
+        {
+            ThrowHelper.ThrowArgument("inputGradient", $"Expected {layout.Length} elements, got {dx.Length}.");
+        }
+
+        if (dy.Overlaps(dx, out int offset) && offset != 0)
+        {
+            ThrowHelper.ThrowArgument("inputGradient", "Expected the input gradient to be the output gradient itself (in place) or not to overlap it.");
+        }
+
+        CheckParameterGradient(gammaGradient, Scale, channels, "gammaGradient", "scale");
+        CheckParameterGradient(betaGradient, Center, channels, "betaGradient", "center");
+
+        // Per-channel coefficients, all in double: 8 arrays of C; rented so that steady-state calls allocate nothing.
+        double[] buffer = ArrayPool<double>.Shared.Rent(8 * channels);
+        T[] coefficients = ArrayPool<T>.Shared.Rent(4 * channels);
+        try
+        {
+            Span<double> mean = buffer.AsSpan(0, channels);
+            Span<double> stddev = buffer.AsSpan(channels, channels);
+            Span<double> effectiveGamma = buffer.AsSpan(2 * channels, channels);
+            Span<double> sumDy = buffer.AsSpan(3 * channels, channels);
+            Span<double> sumDyCentered = buffer.AsSpan(4 * channels, channels);
+            Span<double> gammaGrad = buffer.AsSpan(5 * channels, channels);
+            Span<double> betaGrad = buffer.AsSpan(6 * channels, channels);
+            Span<T> center = coefficients.AsSpan(0, channels);
+            Span<T> a = coefficients.AsSpan(channels, channels);
+            Span<T> p = coefficients.AsSpan(2 * channels, channels);
+            Span<T> q = coefficients.AsSpan(3 * channels, channels);
+            for (int c = 0; c < channels; c++)
+            {
+                double g = _gamma is null ? 1.0 : double.CreateTruncating(_gamma.ReadOnlySpan[c]);
+                mean[c] = batch ? context.Mean[c] : double.CreateTruncating(_movingMean!.ReadOnlySpan[c]);
+                double variance = batch ? context.Variance[c] : double.CreateTruncating(_movingVariance!.ReadOnlySpan[c]);
+                stddev[c] = Math.Sqrt(variance + Epsilon);
+                effectiveGamma[c] = batch ? context.EffectiveGamma[c] : g;
+                center[c] = T.CreateTruncating(mean[c]);
+            }
+
+            if (layout.Length != 0)
+            {
+                BatchNormKernels.GradientSums(x, dy, layout, center, sumDy, sumDyCentered, VectorWidths.Best);
+            }
+            else
+            {
+                sumDy.Clear();
+                sumDyCentered.Clear();
+            }
+
+            double denominator = context.Denominator;
+            bool masked = batch && !context.MaskWeights.IsEmpty;
+            double maskShift = masked ? BatchNormKernels.MaskCountEpsilon / denominator : 0.0;
+            for (int c = 0; c < channels; c++)
+            {
+                double s = stddev[c];
+                double rounding = mean[c] - double.CreateTruncating(center[c]);
+                double sumDyXhat = (sumDyCentered[c] - (rounding * sumDy[c])) / s;
+                double ac = effectiveGamma[c] / s;
+                betaGrad[c] = sumDy[c];
+                gammaGrad[c] = batch ? (context.R[c] * sumDyXhat) + (context.D[c] * sumDy[c]) : sumDyXhat;
+                a[c] = T.CreateTruncating(ac);
+                if (batch)
+                {
+                    // dx = a dy + w (p (x - center) + q): see the derivation in the remarks of Backward.
+                    double pc = -ac * sumDyXhat / (denominator * s);
+                    double qc = (-ac * sumDy[c] / denominator) - (pc * (rounding + (mean[c] * maskShift)));
+                    p[c] = T.CreateTruncating(pc);
+                    q[c] = T.CreateTruncating(qc);
+                }
+                else
+                {
+                    p[c] = T.Zero;
+                    q[c] = T.Zero;
+                }
+            }
+
+            if (layout.Length != 0)
+            {
+                BatchNormKernels.InputGradient(x, dy, dx, layout, batch ? context.MaskWeights : default, center, a, p, q, VectorWidths.Best);
+            }
+
+            if (includeRegularization)
+            {
+                if (GammaRegularizer is not null && _gamma is not null)
+                {
+                    GammaRegularizer.AddGradient<T>(_gamma.ReadOnlySpan, gammaGrad);
+                }
+
+                if (BetaRegularizer is not null && _beta is not null)
+                {
+                    BetaRegularizer.AddGradient<T>(_beta.ReadOnlySpan, betaGrad);
+                }
+            }
+
+            for (int c = 0; c < channels; c++)
+            {
+                if (Scale)
+                {
+                    gammaGradient[c] = T.CreateTruncating(gammaGrad[c]);
+                }
+
+                if (Center)
+                {
+                    betaGradient[c] = T.CreateTruncating(betaGrad[c]);
+                }
+            }
+        }
+        finally
+        {
+            ArrayPool<double>.Shared.Return(buffer);
+            ArrayPool<T>.Shared.Return(coefficients);
+        }
+    }
+
+    private static void CheckParameterGradient(Span<T> gradient, bool present, int channels, string paramName, string flag)
+    {
+        if (present && gradient.Length != channels)
+        {
+            ThrowHelper.ThrowArgument(paramName, $"Expected {channels} elements (one per channel), got {gradient.Length}.");
+        }
+
+        if (!present && !gradient.IsEmpty)
+        {
+            ThrowHelper.ThrowArgument(paramName, $"Expected an empty span: the layer has {flag}=false, so there is no such weight.");
+        }
+    }
+
+    /// <summary>What a training-mode forward pass keeps for the backward pass: per-channel statistics and coefficients, never a copy of the input.</summary>
+    private sealed class ForwardContext
+    {
+        private T[] _maskWeights = [];
+        private int _maskLength;
+
+        public ForwardContext(int channels, int rank)
+        {
+            Mean = new double[channels];
+            Variance = new double[channels];
+            R = new double[channels];
+            D = new double[channels];
+            EffectiveGamma = new double[channels];
+            EffectiveBeta = new double[channels];
+            Shape = new int[rank];
+        }
+
+        public double[] Mean { get; }
+
+        public double[] Variance { get; }
+
+        public double[] R { get; }
+
+        public double[] D { get; }
+
+        public double[] EffectiveGamma { get; }
+
+        public double[] EffectiveBeta { get; }
+
+        public int[] Shape { get; }
+
+        /// <summary>n, or Keras' count + 1e-7 with a mask.</summary>
+        public double Denominator { get; set; }
+
+        public ReadOnlySpan<T> MaskWeights => _maskWeights.AsSpan(0, _maskLength);
+
+        public void Begin(ReadOnlySpan<int> shape)
+        {
+            shape.CopyTo(Shape);
+            _maskLength = 0;
+        }
+
+        /// <summary>Copies a boolean mask into 0/1 weights in the kernels' [Outer, Inner] order (the mask's own row-major order).</summary>
+        public ReadOnlySpan<T> SetMask(NdArray<bool>? mask, ChannelLayout layout)
+        {
+            if (mask is null)
+            {
+                _maskLength = 0;
+                return default;
+            }
+
+            int n = layout.Outer * layout.Inner;
+            if (_maskWeights.Length < n)
+            {
+                _maskWeights = new T[n];
+            }
+
+            ReadOnlySpan<bool> source = mask.ReadOnlySpan;
+            for (int i = 0; i < n; i++)
+            {
+                _maskWeights[i] = source[i] ? T.One : T.Zero;
+            }
+
+            _maskLength = n;
+            return MaskWeights;
+        }
+    }
+}
+
+/// <summary>The result of <see cref="BatchNormalization{T}.Backward(NdArray{T}, bool)"/>.</summary>
+/// <typeparam name="T">The element type.</typeparam>
+public sealed class BatchNormalizationGradients<T>
+    where T : unmanaged
+{
+    internal BatchNormalizationGradients(NdArray<T> inputGradient, NdArray<T>? gammaGradient, NdArray<T>? betaGradient, bool includesRegularization)
+    {
+        InputGradient = inputGradient;
+        GammaGradient = gammaGradient;
+        BetaGradient = betaGradient;
+        IncludesRegularization = includesRegularization;
+    }
+
+    /// <summary>dL/dx, the input's shape.</summary>
+    public NdArray<T> InputGradient { get; }
+
+    /// <summary>dL/dgamma, shape (C,); null when the layer has scale=false.</summary>
+    public NdArray<T>? GammaGradient { get; }
+
+    /// <summary>dL/dbeta, shape (C,); null when the layer has center=false.</summary>
+    public NdArray<T>? BetaGradient { get; }
+
+    /// <summary>Whether the regularizers' gradients were added to <see cref="GammaGradient"/> and <see cref="BetaGradient"/>.</summary>
+    public bool IncludesRegularization { get; }
+}

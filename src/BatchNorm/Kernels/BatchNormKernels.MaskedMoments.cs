@@ -1,0 +1,201 @@
+using System;
+using System.Buffers;
+using System.Diagnostics;
+using System.Numerics;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+
+namespace BatchNorm.Kernels;
+
+internal static partial class BatchNormKernels
+{
+    /// <summary>
+    /// Per-channel mean and M2 (sum of squared deviations) over the unmasked positions only, with the same blocked,
+    /// shifted two-pass algorithm as <see cref="Moments{T}"/>. <paramref name="weights"/> holds one 0/1 value per
+    /// position of the input without its channel axis (<c>[Outer, Inner]</c>); the mask is shared by all channels, so
+    /// the returned count of unmasked positions per channel is one number. Channels with no unmasked position get
+    /// mean = M2 = 0.
+    /// </summary>
+    public static double MaskedMoments<T>(
+        ReadOnlySpan<T> x, ChannelLayout layout, ReadOnlySpan<T> weights, Span<double> mean, Span<double> m2, VectorWidth width)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        Debug.Assert(x.Length == layout.Length && weights.Length == layout.Outer * layout.Inner);
+        mean.Clear();
+        m2.Clear();
+        ref T src = ref MemoryMarshal.GetReference(x);
+        if (layout.IsChannelsLast)
+        {
+            int[] rows = ArrayPool<int>.Shared.Rent(layout.Outer);
+            T[] scratch = ArrayPool<T>.Shared.Rent(3 * layout.Channels);
+            try
+            {
+                int included = 0;
+                for (int r = 0; r < layout.Outer; r++)
+                {
+                    if (weights[r] != T.Zero)
+                    {
+                        rows[included++] = r;
+                    }
+                }
+
+                ReadOnlySpan<int> selected = rows.AsSpan(0, included);
+                switch (width)
+                {
+                    case VectorWidth.Vector512:
+                        MaskedMomentsChannelsLast<Vector512<T>, Vector512Ops<T>, T>(ref src, selected, layout.Channels, mean, m2, scratch);
+                        break;
+                    case VectorWidth.Vector256:
+                        MaskedMomentsChannelsLast<Vector256<T>, Vector256Ops<T>, T>(ref src, selected, layout.Channels, mean, m2, scratch);
+                        break;
+                    case VectorWidth.Vector128:
+                        MaskedMomentsChannelsLast<Vector128<T>, Vector128Ops<T>, T>(ref src, selected, layout.Channels, mean, m2, scratch);
+                        break;
+                    default:
+                        MaskedMomentsChannelsLast<T, ScalarOps<T>, T>(ref src, selected, layout.Channels, mean, m2, scratch);
+                        break;
+                }
+
+                return included;
+            }
+            finally
+            {
+                ArrayPool<int>.Shared.Return(rows);
+                ArrayPool<T>.Shared.Return(scratch);
+            }
+        }
+
+        ref T w = ref MemoryMarshal.GetReference(weights);
+        return width switch
+        {
+            VectorWidth.Vector512 => MaskedMomentsChannelsFirst<Vector512<T>, Vector512Ops<T>, T>(ref src, layout, ref w, mean, m2),
+            VectorWidth.Vector256 => MaskedMomentsChannelsFirst<Vector256<T>, Vector256Ops<T>, T>(ref src, layout, ref w, mean, m2),
+            VectorWidth.Vector128 => MaskedMomentsChannelsFirst<Vector128<T>, Vector128Ops<T>, T>(ref src, layout, ref w, mean, m2),
+            _ => MaskedMomentsChannelsFirst<T, ScalarOps<T>, T>(ref src, layout, ref w, mean, m2),
+        };
+    }
+
+    private static void MaskedMomentsChannelsLast<TVec, TOps, T>(
+        ref T x, ReadOnlySpan<int> rows, int channels, Span<double> mean, Span<double> m2, Span<T> scratch)
+        where TVec : struct
+        where TOps : IVectorOps<TVec, T>
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        int width = TOps.Count;
+        if (channels < width)
+        {
+            MaskedMomentsChannelsLast<T, ScalarOps<T>, T>(ref x, rows, channels, mean, m2, scratch);
+            return;
+        }
+
+        ref T shift = ref MemoryMarshal.GetReference(scratch);
+        ref T sum1 = ref Unsafe.Add(ref shift, channels);
+        ref T sum2 = ref Unsafe.Add(ref shift, 2 * channels);
+        int blockRows = Math.Max(MinBlockRows, BlockElements / channels);
+        for (int r0 = 0; r0 < rows.Length; r0 += blockRows)
+        {
+            ReadOnlySpan<int> block = rows.Slice(r0, Math.Min(blockRows, rows.Length - r0));
+            TVec inverseCount = TOps.Broadcast(T.One / T.CreateTruncating(block.Length));
+            for (int c = 0; ; c = Math.Min(c + width, channels - width))
+            {
+                TVec acc = TOps.Zero;
+                foreach (int r in block)
+                {
+                    acc = TOps.Add(acc, TOps.Load(ref x, (nuint)(((nint)r * channels) + c)));
+                }
+
+                TVec k = TOps.Multiply(acc, inverseCount);
+                TVec s1 = TOps.Zero;
+                TVec s2 = TOps.Zero;
+                foreach (int r in block)
+                {
+                    TVec d = TOps.Subtract(TOps.Load(ref x, (nuint)(((nint)r * channels) + c)), k);
+                    s1 = TOps.Add(s1, d);
+                    s2 = TOps.Add(s2, TOps.Multiply(d, d));
+                }
+
+                TOps.Store(k, ref shift, (nuint)c);
+                TOps.Store(s1, ref sum1, (nuint)c);
+                TOps.Store(s2, ref sum2, (nuint)c);
+                if (c + width >= channels)
+                {
+                    break;
+                }
+            }
+
+            for (int c = 0; c < channels; c++)
+            {
+                MergeBlock(
+                    ref mean[c], ref m2[c], r0, block.Length,
+                    double.CreateTruncating(Unsafe.Add(ref shift, c)),
+                    double.CreateTruncating(Unsafe.Add(ref sum1, c)),
+                    double.CreateTruncating(Unsafe.Add(ref sum2, c)));
+            }
+        }
+    }
+
+    private static double MaskedMomentsChannelsFirst<TVec, TOps, T>(ref T x, ChannelLayout layout, ref T weights, Span<double> mean, Span<double> m2)
+        where TVec : struct
+        where TOps : IVectorOps<TVec, T>
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        int inner = layout.Inner;
+        double counted = 0;
+        for (int o = 0; o < layout.Outer; o++)
+        {
+            ref T wo = ref Unsafe.Add(ref weights, (nint)o * inner);
+            for (int j0 = 0; j0 < inner; j0 += BlockElements)
+            {
+                int count = Math.Min(BlockElements, inner - j0);
+                ref T wb = ref Unsafe.Add(ref wo, j0);
+                double blockWeight = Sum<TVec, TOps, T>(ref wb, count);
+                if (blockWeight == 0)
+                {
+                    continue;
+                }
+
+                for (int c = 0; c < layout.Channels; c++)
+                {
+                    ref T xb = ref Unsafe.Add(ref x, (((nint)o * layout.Channels + c) * inner) + j0);
+                    T k = T.CreateTruncating(WeightedSum<TVec, TOps, T>(ref xb, ref wb, count, T.Zero, square: false) / blockWeight);
+                    double s1 = WeightedSum<TVec, TOps, T>(ref xb, ref wb, count, k, square: false);
+                    double s2 = WeightedSum<TVec, TOps, T>(ref xb, ref wb, count, k, square: true);
+                    MergeBlock(ref mean[c], ref m2[c], counted, blockWeight, double.CreateTruncating(k), s1, s2);
+                }
+
+                counted += blockWeight;
+            }
+        }
+
+        return counted;
+    }
+
+    /// <summary><c>sum(w * (x - shift))</c>, or <c>sum(w * (x - shift)^2)</c> when <paramref name="square"/>, for 0/1 weights.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static double WeightedSum<TVec, TOps, T>(ref T x, ref T w, int count, T shift, bool square)
+        where TVec : struct
+        where TOps : IVectorOps<TVec, T>
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        int width = TOps.Count;
+        TVec k = TOps.Broadcast(shift);
+        TVec acc = TOps.Zero;
+        int i = 0;
+        for (; i <= count - width; i += width)
+        {
+            TVec d = TOps.Multiply(TOps.Subtract(TOps.Load(ref x, (nuint)i), k), TOps.Load(ref w, (nuint)i));
+            acc = TOps.Add(acc, square ? TOps.Multiply(d, d) : d);
+        }
+
+        double sum = TOps.SumToDouble(acc);
+        double kd = double.CreateTruncating(shift);
+        for (; i < count; i++)
+        {
+            double d = (double.CreateTruncating(Unsafe.Add(ref x, i)) - kd) * double.CreateTruncating(Unsafe.Add(ref w, i));
+            sum += square ? d * d : d;
+        }
+
+        return sum;
+    }
+}

@@ -1,0 +1,226 @@
+using System;
+using System.Collections.Generic;
+using System.Linq;
+using System.Numerics;
+using BatchNorm.Regularizers;
+using BatchNorm.Tensors;
+using BatchNorm.Tests.Reference;
+using FluentAssertions;
+using Xunit;
+
+namespace BatchNorm.Tests.Layer;
+
+/// <summary>Gradients against central finite differences of the float64 reference forward pass, loss = sum(y * w).</summary>
+public class BackwardTests
+{
+    public sealed record Case(int[] Shape, int Axis, bool Center = true, bool Scale = true, bool Training = true,
+        double Offset = 0.5, double Spread = 1.5, int Seed = 1, bool Trainable = true)
+    {
+        public override string ToString() =>
+            $"[{string.Join(", ", Shape)}] axis {Axis} center {Center} scale {Scale} training {Training} offset {Offset} spread {Spread}";
+    }
+
+    public static IEnumerable<object[]> Layouts()
+    {
+        int[][] shapes = [[6, 5], [3, 4, 5], [2, 3, 4, 5], [2, 2, 3, 2, 3]];
+        foreach (int[] shape in shapes)
+        {
+            for (int axis = 0; axis < shape.Length; axis++)
+            {
+                yield return [shape, axis];
+            }
+
+            yield return [shape, -1];
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(Layouts))]
+    public void Training_gradients_match_finite_differences_in_every_layout(int[] shape, int axis)
+    {
+        foreach (bool center in new[] { true, false })
+        {
+            foreach (bool scale in new[] { true, false })
+            {
+                Check<double>(new Case(shape, axis, center, scale), 1e-7);
+                Check<float>(new Case(shape, axis, center, scale), 2e-4);
+            }
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(Layouts))]
+    public void Inference_gradients_are_the_affine_ones(int[] shape, int axis)
+    {
+        Check<double>(new Case(shape, axis, Training: false), 1e-7);
+        Check<float>(new Case(shape, axis, Training: false), 2e-4);
+        Check<double>(new Case(shape, axis, Training: true, Trainable: false), 1e-7);
+    }
+
+    [Fact]
+    public void Batch_sizes_one_two_and_larger_and_long_rows_match_finite_differences()
+    {
+        foreach (int[] shape in new[] { new[] { 1, 7 }, new[] { 2, 7 }, new[] { 40, 7 }, new[] { 1, 3, 20 }, new[] { 2, 33, 3 }, new[] { 3, 4, 70 } })
+        {
+            Check<double>(new Case(shape, 1), 1e-7);
+            Check<float>(new Case(shape, 1), 2e-4);
+        }
+    }
+
+    [Theory]
+    [InlineData(1e4, 1)]
+    [InlineData(1, 1e-3)]
+    [InlineData(-300, 20)]
+    public void Hard_data_gradients_match_finite_differences(double offset, double spread)
+    {
+        Check<double>(new Case([16, 5], -1, Offset: offset, Spread: spread), 1e-6);
+        Check<double>(new Case([2, 5, 9], 1, Offset: offset, Spread: spread), 1e-6);
+        Check<float>(new Case([16, 5], -1, Offset: offset, Spread: spread), 1e-3);
+        Check<float>(new Case([2, 5, 9], 1, Offset: offset, Spread: spread), 1e-3);
+    }
+
+    [Fact]
+    public void The_no_allocation_overloads_match_and_work_in_place()
+    {
+        var random = new Random(5);
+        var layer = new BatchNormalization<double>(axis: 1);
+        var x = new NdArray<double>(Enumerable.Range(0, 60).Select(_ => random.NextDouble()).ToArray(), new NdShape(3, 4, 5));
+        var dy = new NdArray<double>(Enumerable.Range(0, 60).Select(_ => random.NextDouble() - 0.5).ToArray(), x.Shape);
+        layer.Call(x, training: true);
+        BatchNormalizationGradients<double> expected = layer.Backward(dy);
+
+        var dgamma = new double[4];
+        var dbeta = new double[4];
+        double[] inPlace = dy.ToArray();
+        layer.Backward(inPlace, inPlace, dgamma, dbeta);
+        inPlace.Should().Equal(expected.InputGradient.ToArray());
+        dgamma.Should().Equal(expected.GammaGradient!.ToArray());
+        dbeta.Should().Equal(expected.BetaGradient!.ToArray());
+
+        // A span-based forward needs the input passed to Backward.
+        var y = new double[60];
+        layer.Call(x.ReadOnlySpan, x.Shape, y, training: true);
+        var dx = new double[60];
+        layer.Backward(x.ReadOnlySpan, x.Shape, dy.ReadOnlySpan, dx, dgamma, dbeta);
+        dx.Should().Equal(expected.InputGradient.ToArray());
+    }
+
+    [Fact]
+    public void Regularizer_gradients_are_added_only_when_asked_and_say_so()
+    {
+        var layer = new BatchNormalization<double>(gammaRegularizer: new L2(0.3), betaRegularizer: new L1L2(0.2, 0.1));
+        var x = new NdArray<double>([1, 2, 3, 5, 8, 13], new NdShape(3, 2));
+        layer.Call(x, training: true);
+        layer.SetWeights([1.5, -0.5], [0.0, -2.0], [0, 0], [1, 1]);
+        var dy = new NdArray<double>([0.1, -0.2, 0.3, 0.4, -0.5, 0.6], x.Shape);
+        layer.Call(x, training: true);
+
+        BatchNormalizationGradients<double> data = layer.Backward(dy, includeRegularization: false);
+        BatchNormalizationGradients<double> total = layer.Backward(dy);
+
+        data.IncludesRegularization.Should().BeFalse();
+        total.IncludesRegularization.Should().BeTrue();
+        // d/dgamma of 0.3 * sum(gamma^2) is 0.6 * gamma; d/dbeta of 0.2 |beta| + 0.1 beta^2 is 0.2 sign(beta) + 0.2 beta.
+        total.GammaGradient![0].Should().BeApproximately(data.GammaGradient![0] + (0.6 * 1.5), 1e-12);
+        total.GammaGradient![1].Should().BeApproximately(data.GammaGradient![1] + (0.6 * -0.5), 1e-12);
+        total.BetaGradient![0].Should().BeApproximately(data.BetaGradient![0], 1e-12, "sign(0) = 0");
+        total.BetaGradient![1].Should().BeApproximately(data.BetaGradient![1] + (0.2 * -1) + (0.2 * -2.0), 1e-12);
+        total.InputGradient.ToArray().Should().Equal(data.InputGradient.ToArray());
+    }
+
+    [Fact]
+    public void Backward_without_a_forward_pass_or_with_a_mismatched_shape_is_a_clear_error()
+    {
+        var layer = new BatchNormalization();
+        Action none = () => layer.Backward(new NdArray<float>(new NdShape(2, 3)));
+        none.Should().Throw<InvalidOperationException>().WithMessage("*preceding Call*");
+
+        var x = new NdArray<float>([1f, 2f, 3f, 4f, 5f, 7f], new NdShape(2, 3));
+        layer.Call(x, training: true);
+        Action shape = () => layer.Backward(new NdArray<float>(new NdShape(3, 2)));
+        shape.Should().Throw<ArgumentException>().Where(e => e.ParamName == "outputGradient" && e.Message.Contains("[2, 3]"));
+        Action lengths = () => layer.Backward(new float[6], new float[6], new float[2], new float[3]);
+        lengths.Should().Throw<ArgumentException>().Which.ParamName.Should().Be("gammaGradient");
+
+        layer.Call(x, x, training: true);
+        Action inPlace = () => layer.Backward(new NdArray<float>(new NdShape(2, 3)));
+        inPlace.Should().Throw<InvalidOperationException>().WithMessage("*in place*");
+
+        var noBeta = new BatchNormalization(center: false);
+        noBeta.Call(x, training: true);
+        Action beta = () => noBeta.Backward(new float[6], new float[6], new float[3], new float[3]);
+        beta.Should().Throw<ArgumentException>().Where(e => e.ParamName == "betaGradient" && e.Message.Contains("center=false"));
+        noBeta.Backward(new NdArray<float>(new NdShape(2, 3))).BetaGradient.Should().BeNull();
+    }
+
+    internal static void Check<T>(Case k, double tolerance)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        var random = new Random(k.Seed);
+        int n = k.Shape.Aggregate(1, (a, b) => a * b);
+        int axis = ReferenceBatchNorm.NormalizeAxis(k.Axis, k.Shape.Length);
+        int channels = k.Shape[axis];
+        double[] x = LayerHarness.RoundTrip<T>(Enumerable.Range(0, n).Select(i => k.Offset + (k.Spread * ((2 * random.NextDouble()) - 1)) + (0.1 * k.Spread * ReferenceBatchNorm.ChannelOf(i, k.Shape, axis))).ToArray());
+        double[] w = LayerHarness.RoundTrip<T>(Enumerable.Range(0, n).Select(_ => (2 * random.NextDouble()) - 1).ToArray());
+        double[]? gamma = k.Scale ? LayerHarness.RoundTrip<T>(Enumerable.Range(0, channels).Select(_ => 0.5 + random.NextDouble()).ToArray()) : null;
+        double[]? beta = k.Center ? LayerHarness.RoundTrip<T>(Enumerable.Range(0, channels).Select(_ => random.NextDouble() - 0.5).ToArray()) : null;
+        double[] movingMean = LayerHarness.RoundTrip<T>(Enumerable.Range(0, channels).Select(_ => k.Offset + random.NextDouble() - 0.5).ToArray());
+        double[] movingVariance = LayerHarness.RoundTrip<T>(Enumerable.Range(0, channels).Select(_ => k.Spread * k.Spread * (0.5 + random.NextDouble())).ToArray());
+
+        var layer = new BatchNormalization<T>(k.Axis, momentum: 0.5, center: k.Center, scale: k.Scale, trainable: k.Trainable);
+        layer.Build(k.Shape);
+        var weights = new List<T[]>();
+        if (gamma is not null)
+        {
+            weights.Add(Tolerance.FromDouble<T>(gamma));
+        }
+
+        if (beta is not null)
+        {
+            weights.Add(Tolerance.FromDouble<T>(beta));
+        }
+
+        weights.Add(Tolerance.FromDouble<T>(movingMean));
+        weights.Add(Tolerance.FromDouble<T>(movingVariance));
+        layer.SetWeights([.. weights]);
+
+        bool batch = k.Training && k.Trainable;
+        var reference = new ReferenceForward(k.Shape, k.Axis, 1e-3)
+        {
+            Fixed = batch ? null : (movingMean, movingVariance),
+            XStep = 1e-4 * k.Spread,
+        };
+
+        layer.Call(new NdArray<T>(Tolerance.FromDouble<T>(x), k.Shape), k.Training);
+        BatchNormalizationGradients<T> grads = layer.Backward(new NdArray<T>(Tolerance.FromDouble<T>(w), k.Shape));
+        var (dx, dgamma, dbeta) = reference.FiniteDifferences(x, gamma, beta, w);
+
+        AssertGradients(grads, dx, dgamma, dbeta, tolerance, $"{typeof(T).Name} {k}");
+    }
+
+    internal static void AssertGradients<T>(BatchNormalizationGradients<T> grads, double[] dx, double[]? dgamma, double[]? dbeta, double tolerance, string what)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        double dxScale = dx.Select(Math.Abs).Max() + 1e-12;
+        Tolerance.ShouldBeClose(Tolerance.ToDouble<T>(grads.InputGradient.ReadOnlySpan), dx, Enumerable.Repeat(dxScale, dx.Length).ToArray(), tolerance, 0, "dx of " + what);
+        if (dgamma is null)
+        {
+            grads.GammaGradient.Should().BeNull();
+        }
+        else
+        {
+            double scale = dgamma.Select(Math.Abs).Max() + dxScale;
+            Tolerance.ShouldBeClose(Tolerance.ToDouble<T>(grads.GammaGradient!.ReadOnlySpan), dgamma, Enumerable.Repeat(scale, dgamma.Length).ToArray(), tolerance, 0, "dgamma of " + what);
+        }
+
+        if (dbeta is null)
+        {
+            grads.BetaGradient.Should().BeNull();
+        }
+        else
+        {
+            double scale = dbeta.Select(Math.Abs).Max() + dxScale;
+            Tolerance.ShouldBeClose(Tolerance.ToDouble<T>(grads.BetaGradient!.ReadOnlySpan), dbeta, Enumerable.Repeat(scale, dbeta.Length).ToArray(), tolerance, 0, "dbeta of " + what);
+        }
+    }
+}
