@@ -1,0 +1,181 @@
+using System;
+using System.Linq;
+using System.Numerics;
+using BatchNorm.Kernels;
+using BatchNorm.Tests.Reference;
+using FluentAssertions;
+using Xunit;
+
+namespace BatchNorm.Tests.Kernels;
+
+[Trait("Category", "Kernels")]
+public class BackwardKernelTests
+{
+    [Theory]
+    [MemberData(nameof(KernelTestData.Widths), MemberType = typeof(KernelTestData))]
+    public void Gradient_sums_match_float64_sums_for_every_size_and_layout(int width)
+    {
+        foreach (int size in KernelTestData.SizesAroundWidths(70))
+        {
+            foreach (int[] shape in new[] { new[] { 3, size }, new[] { 2, 3, size }, new[] { 2, size, 5 }, new[] { 300, size % 20 + 1 }, new[] { 1, 2, 5000 + size } })
+            {
+                Sums<float>((VectorWidth)width, shape);
+                Sums<double>((VectorWidth)width, shape);
+            }
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(KernelTestData.Widths), MemberType = typeof(KernelTestData))]
+    public void Input_gradient_matches_the_float64_map_with_and_without_a_mask_in_place_and_in_guarded_memory(int width)
+    {
+        foreach (bool guardAfter in new[] { true, false })
+        {
+            foreach (int size in KernelTestData.SizesAroundWidths(40))
+            {
+                foreach (int[] shape in new[] { new[] { 3, size }, new[] { 2, 3, size }, new[] { 2, size, 3 } })
+                {
+                    foreach (bool masked in new[] { false, true })
+                    {
+                        InputGradient<float>((VectorWidth)width, shape, masked, guardAfter);
+                        InputGradient<double>((VectorWidth)width, shape, masked, guardAfter);
+                    }
+                }
+            }
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(KernelTestData.Widths), MemberType = typeof(KernelTestData))]
+    public void Masked_moments_match_the_float64_reference(int width)
+    {
+        foreach (int size in KernelTestData.SizesAroundWidths(40).Append(5000))
+        {
+            foreach (int[] shape in new[] { new[] { 37, size % 24 + 1 }, new[] { 2, 3, size }, new[] { 3, size % 9 + 1, 11 } })
+            {
+                MaskedMoments<float>((VectorWidth)width, shape, size);
+                MaskedMoments<double>((VectorWidth)width, shape, size);
+            }
+        }
+
+        // Hard data: mean 1e4, std 1, every other position masked.
+        MaskedMoments<float>((VectorWidth)width, [600, 5], 1, offset: 1e4);
+        MaskedMoments<float>((VectorWidth)width, [4, 5, 300], 2, offset: 1e4);
+    }
+
+    private static void Sums<T>(VectorWidth width, int[] shape)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        int n = MomentsKernelTests.Product(shape);
+        int channels = shape[1];
+        T[] x = Tolerance.FromDouble<T>(KernelTestData.Data(n, n, offset: 2, spread: 3));
+        T[] dy = Tolerance.FromDouble<T>(KernelTestData.Data(n, n + 1, offset: 0, spread: 1));
+        T[] center = Tolerance.FromDouble<T>(KernelTestData.Data(channels, 3, offset: 2, spread: 1));
+        double[] xd = Tolerance.ToDouble<T>(x);
+        double[] gd = Tolerance.ToDouble<T>(dy);
+        double[] md = Tolerance.ToDouble<T>(center);
+        var expected1 = new double[channels];
+        var expected2 = new double[channels];
+        var scale1 = new double[channels];
+        var scale2 = new double[channels];
+        for (int i = 0; i < n; i++)
+        {
+            int c = ReferenceBatchNorm.ChannelOf(i, shape, 1);
+            double term = gd[i] * (xd[i] - md[c]);
+            expected1[c] += gd[i];
+            expected2[c] += term;
+            scale1[c] += Math.Abs(gd[i]);
+            scale2[c] += Math.Abs(term);
+        }
+
+        var sum1 = new double[channels];
+        var sum2 = new double[channels];
+        BatchNormKernels.GradientSums<T>(x, dy, ChannelLayout.FromShape(shape, 1), center, sum1, sum2, width);
+
+        // Summation error is bounded by (terms per accumulator) * eps * sum(|terms|); blocks keep that count small.
+        double k = (8 + Math.Sqrt(n / channels)) * Tolerance.Epsilon<T>() * 4;
+        string what = $"{typeof(T).Name} {width} [{string.Join(", ", shape)}]";
+        Tolerance.ShouldBeClose(sum1, expected1, scale1, k, 0, "sum(dy) of " + what);
+        Tolerance.ShouldBeClose(sum2, expected2, scale2, k, 0, "sum(dy (x - m)) of " + what);
+    }
+
+    private static void InputGradient<T>(VectorWidth width, int[] shape, bool masked, bool guardAfter)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        int n = MomentsKernelTests.Product(shape);
+        int channels = shape[1];
+        var layout = ChannelLayout.FromShape(shape, 1);
+        T[] x = Tolerance.FromDouble<T>(KernelTestData.Data(n, n, offset: 2, spread: 3));
+        T[] dy = Tolerance.FromDouble<T>(KernelTestData.Data(n, n + 1, offset: 0, spread: 1));
+        T[] center = Tolerance.FromDouble<T>(KernelTestData.Data(channels, 3, offset: 2, spread: 1));
+        T[] a = Tolerance.FromDouble<T>(KernelTestData.Data(channels, 4, offset: 0, spread: 2));
+        T[] p = Tolerance.FromDouble<T>(KernelTestData.Data(channels, 5, offset: 0, spread: 2));
+        T[] q = Tolerance.FromDouble<T>(KernelTestData.Data(channels, 6, offset: 0, spread: 2));
+        T[] weights = masked ? Enumerable.Range(0, layout.Outer * layout.Inner).Select(i => i % 3 == 1 ? T.Zero : T.One).ToArray() : [];
+
+        var expected = new double[n];
+        var bound = new double[n];
+        for (int i = 0; i < n; i++)
+        {
+            int c = ReferenceBatchNorm.ChannelOf(i, shape, 1);
+            int maskIndex = ((i / (channels * layout.Inner)) * layout.Inner) + (i % layout.Inner);
+            double w = masked ? double.CreateTruncating(weights[maskIndex]) : 1.0;
+            double centered = double.CreateTruncating(x[i]) - double.CreateTruncating(center[c]);
+            double direct = double.CreateTruncating(dy[i]) * double.CreateTruncating(a[c]);
+            double statistics = (centered * double.CreateTruncating(p[c])) + double.CreateTruncating(q[c]);
+            expected[i] = direct + (w * statistics);
+            bound[i] = 4 * Tolerance.Epsilon<T>() * (Math.Abs(direct) + Math.Abs(centered * double.CreateTruncating(p[c])) + Math.Abs(double.CreateTruncating(q[c])) + Math.Abs(expected[i]));
+        }
+
+        using var xs = new GuardedBuffer<T>(n, guardAfter);
+        using var gs = new GuardedBuffer<T>(n, guardAfter);
+        using var ds = new GuardedBuffer<T>(n, guardAfter);
+        x.CopyTo(xs.Span);
+        dy.CopyTo(gs.Span);
+        BatchNormKernels.InputGradient<T>(xs.Span, gs.Span, ds.Span, layout, weights, center, a, p, q, width);
+        string what = $"{typeof(T).Name} {width} [{string.Join(", ", shape)}] masked {masked}";
+        Tolerance.ShouldBeWithin(Tolerance.ToDouble<T>(ds.Span), expected, bound, "dx of " + what);
+
+        T[] outOfPlace = ds.Span.ToArray();
+        BatchNormKernels.InputGradient<T>(xs.Span, gs.Span, gs.Span, layout, weights, center, a, p, q, width);
+        gs.Span.ToArray().Should().Equal(outOfPlace, "in place on dy: " + what);
+    }
+
+    private static void MaskedMoments<T>(VectorWidth width, int[] shape, int seed, double offset = 1)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        int n = MomentsKernelTests.Product(shape);
+        var layout = ChannelLayout.FromShape(shape, 1);
+        var random = new Random(seed);
+        bool[] mask = Enumerable.Range(0, layout.Outer * layout.Inner).Select(_ => random.NextDouble() < 0.6).ToArray();
+        T[] x = Tolerance.FromDouble<T>(KernelTestData.Data(n, seed, offset, spread: 1));
+        double[] xd = Tolerance.ToDouble<T>(x);
+
+        // The reference: exact mean and M2 of the unmasked values (no Keras +1e-7 here; the kernel returns exact moments).
+        var reference = new ReferenceForward(shape, 1, 1e-3) { Mask = mask };
+        int channels = shape[1];
+        var selected = Enumerable.Range(0, channels).Select(_ => new System.Collections.Generic.List<double>()).ToArray();
+        for (int i = 0; i < n; i++)
+        {
+            if (mask[reference.MaskIndexOf(i)])
+            {
+                selected[ReferenceBatchNorm.ChannelOf(i, shape, 1)].Add(xd[i]);
+            }
+        }
+
+        var mean = new double[channels];
+        var m2 = new double[channels];
+        double count = BatchNormKernels.MaskedMoments<T>(x, layout, mask.Select(b => b ? T.One : T.Zero).ToArray(), mean, m2, width);
+
+        count.Should().Be(mask.Count(b => b));
+        for (int c = 0; c < channels; c++)
+        {
+            double[] values = selected[c].ToArray();
+            double[] expectedMean = [values.Length == 0 ? 0 : values.Average()];
+            double[] expectedVariance = [values.Length == 0 ? 0 : values.Select(v => (v - expectedMean[0]) * (v - expectedMean[0])).Sum() / values.Length];
+            double[] variance = [values.Length == 0 ? m2[c] : m2[c] / values.Length];
+            MomentsKernelTests.AssertMoments<T>([mean[c]], variance, expectedMean, expectedVariance, Math.Max(1, values.Length),
+                $"masked {typeof(T).Name} {width} [{string.Join(", ", shape)}] channel {c}");
+        }
+    }
+}
