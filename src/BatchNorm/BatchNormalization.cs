@@ -593,7 +593,7 @@ public partial class BatchNormalization<T>
         }
     }
 
-    /// <summary>Keras <c>get_config()</c>: every constructor argument, so that <see cref="FromConfig"/> rebuilds an equal layer.</summary>
+    /// <summary>Keras <c>get_config()</c>: every constructor argument, so that <see cref="FromConfig(BatchNormalizationConfig)"/> rebuilds an equal layer.</summary>
     public BatchNormalizationConfig GetConfig() => new()
     {
         Name = Name,
@@ -635,6 +635,14 @@ public partial class BatchNormalization<T>
             config.BetaRegularizer, config.GammaRegularizer, config.BetaConstraint, config.GammaConstraint,
             config.Trainable, config.Name, config.Renorm, config.RenormClipping, config.RenormMomentum, config.Synchronized);
     }
+
+    /// <summary>
+    /// Keras <c>from_config()</c> from JSON: a <c>get_config()</c> object or a model JSON layer entry, from Keras 3 or
+    /// tf.keras 2 (see <see cref="Serialization.KerasConfigJson.Read"/>).
+    /// </summary>
+    /// <exception cref="FormatException">The JSON is malformed or invalid; the message names the key.</exception>
+    /// <exception cref="ArgumentException">The configuration's dtype is not this layer's element type.</exception>
+    public static BatchNormalization<T> FromConfig(string json) => FromConfig(BatchNormalizationConfig.FromJson(json));
 
     /// <summary>Formats the layer's name and key arguments.</summary>
     public override string ToString() =>

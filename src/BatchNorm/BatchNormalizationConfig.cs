@@ -1,6 +1,7 @@
 using BatchNorm.Constraints;
 using BatchNorm.Initializers;
 using BatchNorm.Regularizers;
+using BatchNorm.Serialization;
 
 namespace BatchNorm;
 
@@ -71,4 +72,11 @@ public sealed record BatchNormalizationConfig
 
     /// <summary>Keras <c>renorm_momentum</c>.</summary>
     public double RenormMomentum { get; init; } = 0.99;
+
+    /// <summary>Writes the Keras 3 <c>get_config()</c> JSON (see <see cref="KerasConfigJson.Write"/>).</summary>
+    public string ToJson(bool indented = false) => KerasConfigJson.Write(this, indented);
+
+    /// <summary>Reads a Keras <c>get_config()</c> JSON object or a model JSON layer entry (see <see cref="KerasConfigJson.Read"/>).</summary>
+    /// <exception cref="System.FormatException">The JSON is malformed or invalid; the message names the key.</exception>
+    public static BatchNormalizationConfig FromJson(string json) => KerasConfigJson.Read(json);
 }

@@ -1,12 +1,16 @@
 // Golden BatchNormalization cases from a real Keras implementation: @tensorflow/tfjs 4.22.0,
 // `tf.layers.batchNormalization`, on the pure-JS `cpu` backend.
 //
-// Usage: npm ci && node generate.mjs ../data/keras_cases.json
+// Usage: npm ci && node generate.mjs ../data
 //
-// Every case is seeded (mulberry32), so the output is byte-for-byte reproducible; CI regenerates it and diffs.
-//
-// Each case sets random initial weights, runs several training-mode calls (recording the output and the moving
-// statistics after each), then an inference-mode call on a fresh input.
+// Writes three files into the given folder; every case is seeded (mulberry32), so the output is byte-for-byte
+// reproducible, and CI regenerates it and diffs:
+//  - keras_cases.json: each case sets random initial weights, runs several training-mode calls (recording the output
+//    and the moving statistics after each), then an inference-mode call on a fresh input.
+//  - keras_gradients.json: one training-mode call each, with the gradients of loss = sum(y * w) for x, gamma and beta
+//    from tf.variableGrads (autodiff through the batch statistics).
+//  - tfjs_model.json: model.toJSON() of a Sequential model holding BatchNormalization layers with varied arguments,
+//    a real Keras-format model JSON (tfjs writes the tf.keras 2 layer format).
 //
 // Known tfjs 4.22 defects, seen on this machine, and how this generator works around them:
 //  1. An axis other than the last gives WRONG outputs (its moving statistics are right). Workaround: transpose the
@@ -208,11 +212,133 @@ add('wide_c100_rank3', [2, 3, 100], -1, { momentum: 0.9 });
 add('conv_like_rank4_last', [2, 4, 4, 16], -1, { momentum: 0.9 });
 add('conv_like_rank4_first', [2, 16, 4, 4], 1, { momentum: 0.9 });
 
+// ---- Gradients ------------------------------------------------------------------------------------------------
+// Same workarounds as above: channel last by transposing (the gradient flows back through the transpose), rank 5
+// merged to rank 4, center/scale=false run with beta 0 / gamma 1 (their gradients are then not recorded).
+function runGradientCase(spec) {
+  const rand = mulberry32(spec.seed);
+  const shape = spec.shape;
+  const rank = shape.length;
+  const axis = spec.axis < 0 ? spec.axis + rank : spec.axis;
+  const channels = shape[axis];
+  const perm = [...Array(rank).keys()].filter((d) => d !== axis).concat([axis]);
+  const inversePerm = perm.map((_, i) => perm.indexOf(i));
+  const transposedShape = perm.map((d) => shape[d]);
+  const callShape = rank === 5
+    ? [transposedShape[0] * transposedShape[1], ...transposedShape.slice(2)]
+    : transposedShape;
+
+  const gamma = spec.scale ? f32(Array.from({ length: channels }, () => 0.5 + rand())) : null;
+  const beta = spec.center ? f32(Array.from({ length: channels }, () => normal(rand))) : null;
+  const offsets = Array.from({ length: channels }, () => spec.offset * normal(rand));
+  const scales = Array.from({ length: channels }, () => spec.spread * (0.25 + 2 * rand()));
+  const input = makeInput(rand, shape, axis, offsets, scales);
+  const w = f32(Array.from({ length: product(shape) }, () => normal(rand)));
+
+  const layer = tf.layers.batchNormalization({
+    axis: -1, momentum: 0.9, epsilon: spec.epsilon, center: true, scale: true,
+  });
+  layer.apply(tf.zeros(callShape), { training: false });
+  layer.setWeights([
+    tf.tensor1d(gamma ?? new Array(channels).fill(1)),
+    tf.tensor1d(beta ?? new Array(channels).fill(0)),
+    tf.zeros([channels]),
+    tf.ones([channels]),
+  ]);
+  const x = tf.variable(tf.tensor(input, shape, 'float32'), true, `x_${spec.name}`);
+  const wt = tf.tensor(w, shape, 'float32');
+  const [gammaVar, betaVar] = layer.trainableWeights.map((v) => v.val);
+  const { value, grads } = tf.variableGrads(() => {
+    const y = layer.apply(x.transpose(perm).reshape(callShape), { training: true });
+    return y.reshape(transposedShape).transpose(inversePerm).mul(wt).sum();
+  }, [x, gammaVar, betaVar]);
+  return {
+    name: spec.name,
+    seed: spec.seed,
+    shape,
+    axis: spec.axis,
+    epsilon: spec.epsilon,
+    center: spec.center,
+    scale: spec.scale,
+    gamma,
+    beta,
+    input,
+    outputWeights: w,
+    loss: value.dataSync()[0],
+    inputGradient: Array.from(grads[x.name].dataSync()),
+    gammaGradient: spec.scale ? Array.from(grads[gammaVar.name].dataSync()) : null,
+    betaGradient: spec.center ? Array.from(grads[betaVar.name].dataSync()) : null,
+  };
+}
+
+const gradientSpecs = [];
+let gradientSeed = 5000;
+function addGradient(name, shape, axis, options = {}) {
+  gradientSpecs.push({
+    name, seed: gradientSeed++, shape, axis,
+    epsilon: options.epsilon ?? 1e-3,
+    center: options.center ?? true,
+    scale: options.scale ?? true,
+    offset: options.offset ?? 1,
+    spread: options.spread ?? 1,
+  });
+}
+addGradient('grad_rank2_last', [8, 5], -1);
+addGradient('grad_rank2_axis0', [5, 8], 0);
+addGradient('grad_rank3_axis1', [3, 7, 4], 1);
+addGradient('grad_rank3_last_c17', [2, 3, 17], -1);
+addGradient('grad_rank4_last', [2, 3, 3, 8], -1);
+addGradient('grad_rank4_axis1', [2, 8, 3, 3], 1);
+addGradient('grad_rank4_axis2', [2, 3, 5, 4], 2);
+addGradient('grad_rank5_last', [2, 2, 2, 3, 4], -1);
+addGradient('grad_rank5_axis1', [2, 4, 2, 3, 2], 1);
+addGradient('grad_batch1', [1, 6], -1);
+addGradient('grad_batch2', [2, 6], -1);
+addGradient('grad_batch64', [64, 3], -1);
+addGradient('grad_no_center', [6, 4], -1, { center: false });
+addGradient('grad_no_scale', [6, 4], -1, { scale: false });
+addGradient('grad_neither', [2, 4, 3], 1, { center: false, scale: false });
+addGradient('grad_offset_100', [16, 4], -1, { offset: 100 });
+addGradient('grad_spread_0.01', [16, 4], -1, { spread: 0.01 });
+addGradient('grad_epsilon_1e-5', [10, 4], -1, { epsilon: 1e-5 });
+addGradient('grad_conv_like', [2, 4, 4, 16], -1);
+addGradient('grad_conv_like_first', [2, 16, 4, 4], 1);
+
+// ---- A real Keras-format model JSON -----------------------------------------------------------------------------
+function modelJson() {
+  const model = tf.sequential({
+    layers: [
+      tf.layers.dense({ units: 8, inputShape: [4] }),
+      tf.layers.batchNormalization({ name: 'bn_defaults' }),
+      tf.layers.dense({ units: 8 }),
+      tf.layers.batchNormalization({
+        name: 'bn_custom', momentum: 0.9, epsilon: 1e-5, center: false,
+        gammaInitializer: tf.initializers.randomNormal({ mean: 1, stddev: 0.02, seed: 7 }),
+        movingVarianceInitializer: tf.initializers.constant({ value: 2 }),
+        gammaRegularizer: tf.regularizers.l2({ l2: 0.001 }),
+        betaRegularizer: tf.regularizers.l1({ l1: 0.01 }),
+        gammaConstraint: tf.constraints.maxNorm({ maxValue: 3, axis: 0 }),
+        betaConstraint: 'nonNeg',
+      }),
+      tf.layers.reshape({ targetShape: [2, 4] }),
+      tf.layers.batchNormalization({ name: 'bn_axis1', axis: 1, scale: false, trainable: false }),
+    ],
+  });
+  return model.toJSON(null, false);
+}
+
+const outDir = process.argv[2] ?? '../data';
 const cases = specs.map(runCase);
-const out = process.argv[2] ?? '../data/keras_cases.json';
-writeFileSync(out, JSON.stringify({
+writeFileSync(`${outDir}/keras_cases.json`, JSON.stringify({
   generator: 'tests/BatchNorm.Tests/Golden/generator/generate.mjs',
   source: `@tensorflow/tfjs ${tf.version.tfjs}, backend ${tf.getBackend()}`,
   cases,
 }) + '\n');
-console.log(`wrote ${cases.length} cases to ${out}`);
+const gradients = gradientSpecs.map(runGradientCase);
+writeFileSync(`${outDir}/keras_gradients.json`, JSON.stringify({
+  generator: 'tests/BatchNorm.Tests/Golden/generator/generate.mjs',
+  source: `@tensorflow/tfjs ${tf.version.tfjs}, backend ${tf.getBackend()}, tf.variableGrads of sum(y * w), training mode`,
+  cases: gradients,
+}) + '\n');
+writeFileSync(`${outDir}/tfjs_model.json`, JSON.stringify(modelJson(), null, 2) + '\n');
+console.log(`wrote ${cases.length} cases, ${gradients.length} gradient cases and a model JSON to ${outDir}`);
