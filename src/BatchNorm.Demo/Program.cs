@@ -1,172 +1,105 @@
 using System;
 using System.Globalization;
 using System.IO;
-using BatchNorm;
-using BatchNorm.Tensors;
 
 namespace BatchNorm.Demo;
 
 /// <summary>
-/// Normalizes a generated batch whose channels have very different means and scales, prints per-channel
-/// statistics before and after, then trains for a number of steps and shows the moving statistics converging
-/// to the data's true statistics.
+/// <c>dotnet run --project src/BatchNorm.Demo [-- train options | stats options]</c>.
+/// <c>train</c> (the default) trains a small MLP with and without BatchNorm at the same learning rate and charts both;
+/// <c>stats</c> normalizes one generated batch and shows the moving statistics converging.
 /// </summary>
 public static class Program
 {
-    /// <summary>Entry point: <c>dotnet run --project src/BatchNorm.Demo [-- --steps N --seed S]</c>.</summary>
+    public const string Usage = """
+        usage:
+          BatchNorm.Demo [train] [--epochs N] [--learning-rate F] [--batch-size N] [--hidden N] [--seed N]
+                         [--svg PATH | --no-svg] [--train-images IDX --train-labels IDX [--test-images IDX --test-labels IDX]]
+          BatchNorm.Demo stats [--steps N] [--seed N]
+        IDX files are MNIST/KMNIST/Fashion-MNIST format, optionally .gz.
+        """;
+
     public static int Main(string[] args)
     {
-        int steps = 1000;
-        int seed = 42;
-        for (int i = 0; i < args.Length; i++)
+        ArgumentNullException.ThrowIfNull(args);
+        try
         {
-            switch (args[i])
+            if (args.Length > 0 && args[0] == "stats")
             {
-                case "--steps" when i + 1 < args.Length && int.TryParse(args[i + 1], NumberStyles.None, CultureInfo.InvariantCulture, out int s) && s > 0:
-                    steps = s;
-                    i++;
-                    break;
-                case "--seed" when i + 1 < args.Length && int.TryParse(args[i + 1], NumberStyles.Integer, CultureInfo.InvariantCulture, out int sd):
-                    seed = sd;
-                    i++;
-                    break;
-                default:
-                    Console.Error.WriteLine("usage: BatchNorm.Demo [--steps N (> 0)] [--seed S]");
-                    return 2;
-            }
-        }
-
-        Run(Console.Out, steps, seed);
-        return 0;
-    }
-
-    /// <summary>The channels' true means and standard deviations.</summary>
-    public static readonly (double Mean, double Std)[] ChannelDistributions =
-    [
-        (0.0, 1.0),
-        (5.0, 0.1),
-        (-3.0, 10.0),
-        (10000.0, 1.0),
-        (0.001, 0.0001),
-    ];
-
-    /// <summary>Runs the demo, writing to <paramref name="output"/>; returns the trained layer.</summary>
-    public static BatchNormalization Run(TextWriter output, int steps, int seed)
-    {
-        ArgumentNullException.ThrowIfNull(output);
-        const int BatchSize = 256;
-        int channels = ChannelDistributions.Length;
-        var random = new Random(seed);
-        var layer = new BatchNormalization(momentum: 0.99);
-
-        NdArray<float> batch = MakeBatch(random, BatchSize);
-        output.WriteLine($"BatchNormalization(axis=-1, momentum={layer.Momentum}, epsilon={layer.Epsilon}) on batches of [{BatchSize}, {channels}], float32");
-        output.WriteLine();
-        output.WriteLine("One training-mode call on a generated batch:");
-        output.WriteLine(" channel |   mean before |    std before |  mean after |  std after");
-        NdArray<float> normalized = new BatchNormalization().Call(batch, training: true);
-        var (meanBefore, stdBefore) = ColumnStatistics(batch);
-        var (meanAfter, stdAfter) = ColumnStatistics(normalized);
-        for (int c = 0; c < channels; c++)
-        {
-            output.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $" {c,7} | {meanBefore[c],13:G6} | {stdBefore[c],13:G6} | {meanAfter[c],11:F6} | {stdAfter[c],10:F6}"));
-        }
-
-        output.WriteLine(" (std after is sqrt(var / (var + epsilon)): below 1 where the variance is not large against epsilon = 1e-3)");
-        output.WriteLine();
-        output.WriteLine($"Moving statistics over {steps} training steps (momentum {layer.Momentum}): true value, then after each step shown");
-        int[] checkpoints = [1, 10, 50, 100, 200, 300, 500, 1000, 2000];
-        output.Write(" step  ");
-        for (int c = 0; c < channels; c++)
-        {
-            output.Write(string.Create(CultureInfo.InvariantCulture, $"| mean[{c}]    var[{c}]      "));
-        }
-
-        output.WriteLine();
-        output.Write(" true  ");
-        for (int c = 0; c < channels; c++)
-        {
-            var (m, s) = ChannelDistributions[c];
-            output.Write(string.Create(CultureInfo.InvariantCulture, $"| {m,-10:G5} {s * s,-12:G5} "));
-        }
-
-        output.WriteLine();
-        for (int step = 1; step <= steps; step++)
-        {
-            layer.Call(MakeBatch(random, BatchSize), training: true);
-            if (Array.IndexOf(checkpoints, step) >= 0 || step == steps)
-            {
-                output.Write(string.Create(CultureInfo.InvariantCulture, $" {step,-5} "));
-                for (int c = 0; c < channels; c++)
+                int steps = 1000;
+                int seed = 42;
+                for (int i = 1; i < args.Length; i++)
                 {
-                    output.Write(string.Create(CultureInfo.InvariantCulture,
-                        $"| {layer.MovingMean.Span[c],-10:G5} {layer.MovingVariance.Span[c],-12:G5} "));
+                    switch (args[i])
+                    {
+                        case "--steps": steps = Positive(args, ref i); break;
+                        case "--seed": seed = Integer(args, ref i); break;
+                        default: return Fail($"unknown option '{args[i]}'");
+                    }
                 }
 
-                output.WriteLine();
+                NormalizationDemo.Run(Console.Out, steps, seed);
+                return 0;
             }
-        }
 
-        NdArray<float> inference = layer.Call(MakeBatch(random, BatchSize), training: false);
-        var (meanInf, stdInf) = ColumnStatistics(inference);
-        output.WriteLine();
-        output.WriteLine("Inference on a fresh batch with the moving statistics:");
-        for (int c = 0; c < channels; c++)
+            var options = new TrainOptions();
+            for (int i = args.Length > 0 && args[0] == "train" ? 1 : 0; i < args.Length; i++)
+            {
+                options = args[i] switch
+                {
+                    "--epochs" => options with { Epochs = Positive(args, ref i) },
+                    "--learning-rate" => options with { LearningRate = PositiveFloat(args, ref i) },
+                    "--batch-size" => options with { BatchSize = Positive(args, ref i) },
+                    "--hidden" => options with { Hidden = Positive(args, ref i) },
+                    "--seed" => options with { Seed = Integer(args, ref i) },
+                    "--svg" => options with { SvgPath = Value(args, ref i) },
+                    "--no-svg" => options with { SvgPath = null },
+                    "--train-images" => options with { TrainImages = Value(args, ref i) },
+                    "--train-labels" => options with { TrainLabels = Value(args, ref i) },
+                    "--test-images" => options with { TestImages = Value(args, ref i) },
+                    "--test-labels" => options with { TestLabels = Value(args, ref i) },
+                    _ => throw new ArgumentException($"unknown option '{args[i]}'"),
+                };
+            }
+
+            Trainer.Run(options, Console.Out, showProgress: !Console.IsOutputRedirected);
+            return 0;
+        }
+        catch (Exception e) when (e is ArgumentException or FormatException or InvalidDataException or IOException or UnauthorizedAccessException)
         {
-            output.WriteLine(string.Create(CultureInfo.InvariantCulture, $" channel {c}: mean {meanInf[c],9:F4}, std {stdInf[c],7:F4}"));
+            return Fail(e.Message);
         }
-
-        return layer;
     }
 
-    /// <summary>A [rows, C] batch drawn from <see cref="ChannelDistributions"/> (Box-Muller normals).</summary>
-    public static NdArray<float> MakeBatch(Random random, int rows)
+    private static int Fail(string message)
     {
-        ArgumentNullException.ThrowIfNull(random);
-        int channels = ChannelDistributions.Length;
-        var batch = new NdArray<float>(new NdShape(rows, channels));
-        Span<float> data = batch.Span;
-        for (int r = 0; r < rows; r++)
-        {
-            for (int c = 0; c < channels; c++)
-            {
-                double z = Math.Sqrt(-2.0 * Math.Log(1.0 - random.NextDouble())) * Math.Cos(2.0 * Math.PI * random.NextDouble());
-                data[(r * channels) + c] = (float)(ChannelDistributions[c].Mean + (ChannelDistributions[c].Std * z));
-            }
-        }
-
-        return batch;
+        Console.Error.WriteLine($"error: {message}");
+        Console.Error.WriteLine(Usage);
+        return 2;
     }
 
-    /// <summary>Per-column mean and population standard deviation of a [rows, C] array, in double precision.</summary>
-    public static (double[] Mean, double[] Std) ColumnStatistics(NdArray<float> data)
+    private static string Value(string[] args, ref int i) =>
+        ++i < args.Length ? args[i] : throw new ArgumentException($"option '{args[i - 1]}' needs a value");
+
+    private static int Integer(string[] args, ref int i)
     {
-        ArgumentNullException.ThrowIfNull(data);
-        int rows = data.Shape[0];
-        int channels = data.Shape[1];
-        var mean = new double[channels];
-        var std = new double[channels];
-        ReadOnlySpan<float> x = data.ReadOnlySpan;
-        for (int c = 0; c < channels; c++)
-        {
-            double sum = 0;
-            for (int r = 0; r < rows; r++)
-            {
-                sum += x[(r * channels) + c];
-            }
+        string text = Value(args, ref i);
+        return int.TryParse(text, NumberStyles.Integer, CultureInfo.InvariantCulture, out int value)
+            ? value
+            : throw new ArgumentException($"option '{args[i - 1]}' expects an integer, got '{text}'");
+    }
 
-            mean[c] = sum / rows;
-            double sq = 0;
-            for (int r = 0; r < rows; r++)
-            {
-                double d = x[(r * channels) + c] - mean[c];
-                sq += d * d;
-            }
+    private static int Positive(string[] args, ref int i)
+    {
+        int value = Integer(args, ref i);
+        return value > 0 ? value : throw new ArgumentException($"option '{args[i - 1]}' expects a value > 0, got {value}");
+    }
 
-            std[c] = Math.Sqrt(sq / rows);
-        }
-
-        return (mean, std);
+    private static float PositiveFloat(string[] args, ref int i)
+    {
+        string text = Value(args, ref i);
+        return float.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out float value) && value > 0 && float.IsFinite(value)
+            ? value
+            : throw new ArgumentException($"option '{args[i - 1]}' expects a finite number > 0, got '{text}'");
     }
 }
