@@ -19,7 +19,7 @@ public abstract class LayerBenchmark
     public static IEnumerable<ShapeCase> Shapes => ShapeCase.All;
 
     [GlobalSetup]
-    public void Setup()
+    public virtual void Setup()
     {
         Layer = new BatchNormalization(axis: Shape.Axis);
         X = new NdArray<float>(Shape.Data<float>(), Shape.Shape);

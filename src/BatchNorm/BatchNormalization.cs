@@ -45,9 +45,10 @@ namespace BatchNorm;
 /// between vector widths (AVX-512, AVX2, SSE/AdvSimd, scalar) because partial sums are added in a different order.
 /// </para>
 /// <para>
-/// Thread safety: inference calls on a built layer may run concurrently (they keep no shared scratch state). Training
-/// calls, <see cref="Build(NdShape)"/>, <see cref="SetWeights(IReadOnlyList{NdArray{T}})"/> and
-/// <see cref="ApplyConstraints"/> mutate the layer and must not overlap with any other call.
+/// Thread safety: inference calls on a built layer may run concurrently: they keep no shared scratch state and only
+/// note which input a later <c>Backward</c> would read (after concurrent calls, which one is unspecified). Training
+/// calls, <c>Backward</c>, <see cref="Build(NdShape)"/>, <see cref="SetWeights(IReadOnlyList{NdArray{T}})"/> and
+/// <see cref="ApplyConstraints"/> mutate or read per-call state and must not overlap with any other call.
 /// </para>
 /// </remarks>
 public partial class BatchNormalization<T>

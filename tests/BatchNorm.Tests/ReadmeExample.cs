@@ -35,7 +35,8 @@ public static class ReadmeExample
         return (bn, y, z);
     }
 
-    public static (BatchNormalization<double> Layer, System.Numerics.Tensors.Tensor<float> Tensor) More(BatchNormalization bn, NdArray<float> x)
+    public static (BatchNormalization<double> Layer, System.Numerics.Tensors.Tensor<float> Tensor, BatchNormalizationGradients<float> Gradients, BatchNormalization<float> Copy) More(
+        BatchNormalization bn, NdArray<float> x)
     {
         // README-MORE-BEGIN
         // Channels first (NCHW), double precision, no beta, Keras-style string arguments.
@@ -50,7 +51,19 @@ public static class ReadmeExample
 
         // Porting weights: Keras order is gamma, beta, moving_mean, moving_variance (absent ones skipped).
         bn.SetWeights([1f, 1f, 1f], [0f, 0f, 0f], [2.5f, 200f, -1.5f], [1.25f, 50f, 1.25f]);
+
+        // Training: forward in training mode, then the gradients for a loss L given dL/dy.
+        NdArray<float> output = bn.Call(x, training: true);
+        var dy = new NdArray<float>(new float[x.Length], x.Shape);
+        BatchNormalizationGradients<float> grads = bn.Backward(dy);   // InputGradient, GammaGradient, BetaGradient
+        System.Numerics.Tensors.TensorPrimitives.MultiplyAdd(grads.GammaGradient!.ReadOnlySpan, -0.1f, bn.Gamma!.Span, bn.Gamma.Span);
+        bn.ApplyConstraints();                                        // as Keras' optimizer does after each step
+
+        // Keras get_config() JSON, both ways (also reads a layer entry of a Keras model JSON).
+        string json = bn.GetConfig().ToJson();
+        BatchNormalization<float> copy = BatchNormalization<float>.FromConfig(json);
         // README-MORE-END
-        return (bn2, t);
+        _ = output;
+        return (bn2, t, grads, copy);
     }
 }

@@ -36,14 +36,17 @@ public class ReadmeTests
         float[] before = x.ToArray();
         float[] expected = layer.Call(layer.Call(x)).ToArray();
 
-        var (bn2, tensor) = ReadmeExample.More(layer, x);
+        var (bn2, tensor, grads, copy) = ReadmeExample.More(layer, x);
 
         bn2.DType.Should().Be("float64");
         bn2.Center.Should().BeFalse();
         NdArray<float>.FromTensor(tensor.AsReadOnlyTensorSpan()).ToArray().Should().Equal(expected, "two in-place inference calls, one through the Tensor view");
         x.ToArray().Should().Equal(expected, "the Tensor shares the NdArray's memory");
         before.Should().NotEqual(expected);
-        layer.MovingMean.ToArray().Should().Equal(2.5f, 200f, -1.5f);
+        grads.InputGradient.ToArray().Should().OnlyContain(v => v == 0f, "dL/dy = 0 gives zero gradients");
+        grads.IncludesRegularization.Should().BeTrue();
+        copy.GetConfig().ToJson().Should().Be(layer.GetConfig().ToJson());
+        layer.MovingMean.ToArray().Should().NotEqual([2.5f, 200f, -1.5f], "the training call moved them");
     }
 
     [Fact]
