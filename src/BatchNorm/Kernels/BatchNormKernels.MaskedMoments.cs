@@ -44,16 +44,16 @@ internal static partial class BatchNormKernels
                 switch (width)
                 {
                     case VectorWidth.Vector512:
-                        MaskedMomentsChannelsLast<Vector512<T>, Vector512Ops<T>, T>(ref src, selected, layout.Channels, mean, m2, scratch);
+                        MomentsChannelsLast<Vector512<T>, Vector512Ops<T>, T, SelectedRows>(ref src, new SelectedRows(selected), layout.Channels, mean, m2, scratch);
                         break;
                     case VectorWidth.Vector256:
-                        MaskedMomentsChannelsLast<Vector256<T>, Vector256Ops<T>, T>(ref src, selected, layout.Channels, mean, m2, scratch);
+                        MomentsChannelsLast<Vector256<T>, Vector256Ops<T>, T, SelectedRows>(ref src, new SelectedRows(selected), layout.Channels, mean, m2, scratch);
                         break;
                     case VectorWidth.Vector128:
-                        MaskedMomentsChannelsLast<Vector128<T>, Vector128Ops<T>, T>(ref src, selected, layout.Channels, mean, m2, scratch);
+                        MomentsChannelsLast<Vector128<T>, Vector128Ops<T>, T, SelectedRows>(ref src, new SelectedRows(selected), layout.Channels, mean, m2, scratch);
                         break;
                     default:
-                        MaskedMomentsChannelsLast<T, ScalarOps<T>, T>(ref src, selected, layout.Channels, mean, m2, scratch);
+                        MomentsChannelsLast<T, ScalarOps<T>, T, SelectedRows>(ref src, new SelectedRows(selected), layout.Channels, mean, m2, scratch);
                         break;
                 }
 
@@ -74,65 +74,6 @@ internal static partial class BatchNormKernels
             VectorWidth.Vector128 => MaskedMomentsChannelsFirst<Vector128<T>, Vector128Ops<T>, T>(ref src, layout, ref w, mean, m2),
             _ => MaskedMomentsChannelsFirst<T, ScalarOps<T>, T>(ref src, layout, ref w, mean, m2),
         };
-    }
-
-    private static void MaskedMomentsChannelsLast<TVec, TOps, T>(
-        ref T x, ReadOnlySpan<int> rows, int channels, Span<double> mean, Span<double> m2, Span<T> scratch)
-        where TVec : struct
-        where TOps : IVectorOps<TVec, T>
-        where T : unmanaged, IBinaryFloatingPointIeee754<T>
-    {
-        int width = TOps.Count;
-        if (channels < width)
-        {
-            MaskedMomentsChannelsLast<T, ScalarOps<T>, T>(ref x, rows, channels, mean, m2, scratch);
-            return;
-        }
-
-        ref T shift = ref MemoryMarshal.GetReference(scratch);
-        ref T sum1 = ref Unsafe.Add(ref shift, channels);
-        ref T sum2 = ref Unsafe.Add(ref shift, 2 * channels);
-        int blockRows = Math.Max(MinBlockRows, BlockElements / channels);
-        for (int r0 = 0; r0 < rows.Length; r0 += blockRows)
-        {
-            ReadOnlySpan<int> block = rows.Slice(r0, Math.Min(blockRows, rows.Length - r0));
-            TVec inverseCount = TOps.Broadcast(T.One / T.CreateTruncating(block.Length));
-            for (int c = 0; ; c = Math.Min(c + width, channels - width))
-            {
-                TVec acc = TOps.Zero;
-                foreach (int r in block)
-                {
-                    acc = TOps.Add(acc, TOps.Load(ref x, (nuint)(((nint)r * channels) + c)));
-                }
-
-                TVec k = TOps.Multiply(acc, inverseCount);
-                TVec s1 = TOps.Zero;
-                TVec s2 = TOps.Zero;
-                foreach (int r in block)
-                {
-                    TVec d = TOps.Subtract(TOps.Load(ref x, (nuint)(((nint)r * channels) + c)), k);
-                    s1 = TOps.Add(s1, d);
-                    s2 = TOps.Add(s2, TOps.Multiply(d, d));
-                }
-
-                TOps.Store(k, ref shift, (nuint)c);
-                TOps.Store(s1, ref sum1, (nuint)c);
-                TOps.Store(s2, ref sum2, (nuint)c);
-                if (c + width >= channels)
-                {
-                    break;
-                }
-            }
-
-            for (int c = 0; c < channels; c++)
-            {
-                MergeBlock(
-                    ref mean[c], ref m2[c], r0, block.Length,
-                    double.CreateTruncating(Unsafe.Add(ref shift, c)),
-                    double.CreateTruncating(Unsafe.Add(ref sum1, c)),
-                    double.CreateTruncating(Unsafe.Add(ref sum2, c)));
-            }
-        }
     }
 
     private static double MaskedMomentsChannelsFirst<TVec, TOps, T>(ref T x, ChannelLayout layout, ref T weights, Span<double> mean, Span<double> m2)

@@ -45,16 +45,16 @@ internal static partial class BatchNormKernels
                 switch (width)
                 {
                     case VectorWidth.Vector512:
-                        MomentsChannelsLast<Vector512<T>, Vector512Ops<T>, T>(ref src, layout.Outer, layout.Channels, mean, variance, scratch);
+                        MomentsChannelsLast<Vector512<T>, Vector512Ops<T>, T, AllRows>(ref src, new AllRows(layout.Outer), layout.Channels, mean, variance, scratch);
                         break;
                     case VectorWidth.Vector256:
-                        MomentsChannelsLast<Vector256<T>, Vector256Ops<T>, T>(ref src, layout.Outer, layout.Channels, mean, variance, scratch);
+                        MomentsChannelsLast<Vector256<T>, Vector256Ops<T>, T, AllRows>(ref src, new AllRows(layout.Outer), layout.Channels, mean, variance, scratch);
                         break;
                     case VectorWidth.Vector128:
-                        MomentsChannelsLast<Vector128<T>, Vector128Ops<T>, T>(ref src, layout.Outer, layout.Channels, mean, variance, scratch);
+                        MomentsChannelsLast<Vector128<T>, Vector128Ops<T>, T, AllRows>(ref src, new AllRows(layout.Outer), layout.Channels, mean, variance, scratch);
                         break;
                     default:
-                        MomentsChannelsLast<T, ScalarOps<T>, T>(ref src, layout.Outer, layout.Channels, mean, variance, scratch);
+                        MomentsChannelsLast<T, ScalarOps<T>, T, AllRows>(ref src, new AllRows(layout.Outer), layout.Channels, mean, variance, scratch);
                         break;
                 }
             }
@@ -89,16 +89,20 @@ internal static partial class BatchNormKernels
         }
     }
 
-    /// <summary>Channels last, <c>[rows, C]</c>: vectors run across channels, blocks of rows are merged.</summary>
-    private static void MomentsChannelsLast<TVec, TOps, T>(ref T x, int rows, int channels, Span<double> mean, Span<double> m2, Span<T> scratch)
+    /// <summary>
+    /// Channels last, <c>[rows, C]</c>: vectors run across channels, blocks of rows are merged. <paramref name="rows"/>
+    /// selects the rows that count (all of them, or the unmasked ones).
+    /// </summary>
+    private static void MomentsChannelsLast<TVec, TOps, T, TRows>(ref T x, TRows rows, int channels, Span<double> mean, Span<double> m2, Span<T> scratch)
         where TVec : struct
         where TOps : IVectorOps<TVec, T>
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
+        where TRows : IRowSelection, allows ref struct
     {
         int width = TOps.Count;
         if (channels < width)
         {
-            MomentsChannelsLast<T, ScalarOps<T>, T>(ref x, rows, channels, mean, m2, scratch);
+            MomentsChannelsLast<T, ScalarOps<T>, T, TRows>(ref x, rows, channels, mean, m2, scratch);
             return;
         }
 
@@ -106,12 +110,10 @@ internal static partial class BatchNormKernels
         ref T sum1 = ref Unsafe.Add(ref shift, channels);
         ref T sum2 = ref Unsafe.Add(ref shift, 2 * channels);
         int blockRows = Math.Max(MinBlockRows, BlockElements / channels);
-        nuint stride = (nuint)channels;
 
-        for (int r0 = 0; r0 < rows; r0 += blockRows)
+        for (int r0 = 0; r0 < rows.Count; r0 += blockRows)
         {
-            int blockCount = Math.Min(blockRows, rows - r0);
-            ref T block = ref Unsafe.Add(ref x, (nint)r0 * channels);
+            int blockCount = Math.Min(blockRows, rows.Count - r0);
             TVec inverseCount = TOps.Broadcast(T.One / T.CreateTruncating(blockCount));
 
             // Chunks of `width` channels; the last chunk overlaps its neighbour instead of a scalar tail. Each
@@ -119,19 +121,17 @@ internal static partial class BatchNormKernels
             for (int c = 0; ; c = Math.Min(c + width, channels - width))
             {
                 TVec acc = TOps.Zero;
-                nuint offset = (nuint)c;
-                for (int r = 0; r < blockCount; r++, offset += stride)
+                for (int r = 0; r < blockCount; r++)
                 {
-                    acc = TOps.Add(acc, TOps.Load(ref block, offset));
+                    acc = TOps.Add(acc, TOps.Load(ref x, (nuint)((rows.Row(r0 + r) * channels) + c)));
                 }
 
                 TVec k = TOps.Multiply(acc, inverseCount);
                 TVec s1 = TOps.Zero;
                 TVec s2 = TOps.Zero;
-                offset = (nuint)c;
-                for (int r = 0; r < blockCount; r++, offset += stride)
+                for (int r = 0; r < blockCount; r++)
                 {
-                    TVec d = TOps.Subtract(TOps.Load(ref block, offset), k);
+                    TVec d = TOps.Subtract(TOps.Load(ref x, (nuint)((rows.Row(r0 + r) * channels) + c)), k);
                     s1 = TOps.Add(s1, d);
                     s2 = TOps.Add(s2, TOps.Multiply(d, d));
                 }
@@ -154,6 +154,38 @@ internal static partial class BatchNormKernels
                     double.CreateTruncating(Unsafe.Add(ref sum2, c)));
             }
         }
+    }
+
+    /// <summary>Which rows of a channels-last input a statistics pass reads.</summary>
+    internal interface IRowSelection
+    {
+        int Count { get; }
+
+        nint Row(int index);
+    }
+
+    /// <summary>Every row, in order.</summary>
+    internal readonly struct AllRows : IRowSelection
+    {
+        public AllRows(int count) => Count = count;
+
+        public int Count { get; }
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public nint Row(int index) => index;
+    }
+
+    /// <summary>The listed rows (the unmasked ones).</summary>
+    internal readonly ref struct SelectedRows : IRowSelection
+    {
+        private readonly ReadOnlySpan<int> _rows;
+
+        public SelectedRows(ReadOnlySpan<int> rows) => _rows = rows;
+
+        public int Count => _rows.Length;
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public nint Row(int index) => _rows[index];
     }
 
     /// <summary>Channel not last, <c>[outer, C, inner]</c>: vectors run along each contiguous run of a channel.</summary>

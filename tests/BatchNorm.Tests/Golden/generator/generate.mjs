@@ -62,13 +62,10 @@ function makeInput(rand, shape, axis, offsets, scales) {
   return f32(out);
 }
 
-function runCase(spec) {
-  const rand = mulberry32(spec.seed);
-  const shape = spec.shape;
+// The tfjs call layout for an input shape and channel axis (workarounds 1 and 2).
+function layoutFor(shape, axisSpec) {
   const rank = shape.length;
-  const axis = spec.axis < 0 ? spec.axis + rank : spec.axis;
-  const channels = shape[axis];
-
+  const axis = axisSpec < 0 ? axisSpec + rank : axisSpec;
   // Workaround 1: channel axis last.
   const perm = [...Array(rank).keys()].filter((d) => d !== axis).concat([axis]);
   const inversePerm = perm.map((_, i) => perm.indexOf(i));
@@ -77,6 +74,13 @@ function runCase(spec) {
   const callShape = rank === 5
     ? [transposedShape[0] * transposedShape[1], ...transposedShape.slice(2)]
     : transposedShape;
+  return { axis, channels: shape[axis], perm, inversePerm, transposedShape, callShape };
+}
+
+function runCase(spec) {
+  const rand = mulberry32(spec.seed);
+  const shape = spec.shape;
+  const { axis, channels, perm, inversePerm, transposedShape, callShape } = layoutFor(shape, spec.axis);
 
   const gamma = spec.scale ? f32(Array.from({ length: channels }, () => 0.5 + rand())) : null;
   const beta = spec.center ? f32(Array.from({ length: channels }, () => normal(rand))) : null;
@@ -218,15 +222,7 @@ add('conv_like_rank4_first', [2, 16, 4, 4], 1, { momentum: 0.9 });
 function runGradientCase(spec) {
   const rand = mulberry32(spec.seed);
   const shape = spec.shape;
-  const rank = shape.length;
-  const axis = spec.axis < 0 ? spec.axis + rank : spec.axis;
-  const channels = shape[axis];
-  const perm = [...Array(rank).keys()].filter((d) => d !== axis).concat([axis]);
-  const inversePerm = perm.map((_, i) => perm.indexOf(i));
-  const transposedShape = perm.map((d) => shape[d]);
-  const callShape = rank === 5
-    ? [transposedShape[0] * transposedShape[1], ...transposedShape.slice(2)]
-    : transposedShape;
+  const { axis, channels, perm, inversePerm, transposedShape, callShape } = layoutFor(shape, spec.axis);
 
   const gamma = spec.scale ? f32(Array.from({ length: channels }, () => 0.5 + rand())) : null;
   const beta = spec.center ? f32(Array.from({ length: channels }, () => normal(rand))) : null;
