@@ -110,6 +110,7 @@ internal static partial class BatchNormKernels
         ref T sum1 = ref Unsafe.Add(ref shift, channels);
         ref T sum2 = ref Unsafe.Add(ref shift, 2 * channels);
         int blockRows = Math.Max(MinBlockRows, BlockElements / channels);
+        nuint stride = (nuint)channels;
 
         for (int r0 = 0; r0 < rows.Count; r0 += blockRows)
         {
@@ -120,18 +121,23 @@ internal static partial class BatchNormKernels
             // channel's result depends only on that channel's data, so the overlap recomputes identical values.
             for (int c = 0; ; c = Math.Min(c + width, channels - width))
             {
+                // Contiguous rows step the offset by the row stride (TRows.IsContiguous is a JIT-time constant, so
+                // the other branch vanishes); selected rows look each row up.
+                nuint first = (nuint)(((nint)r0 * channels) + c);
                 TVec acc = TOps.Zero;
-                for (int r = 0; r < blockCount; r++)
+                nuint offset = first;
+                for (int r = 0; r < blockCount; r++, offset += stride)
                 {
-                    acc = TOps.Add(acc, TOps.Load(ref x, (nuint)((rows.Row(r0 + r) * channels) + c)));
+                    acc = TOps.Add(acc, TOps.Load(ref x, TRows.IsContiguous ? offset : (nuint)((rows.Row(r0 + r) * channels) + c)));
                 }
 
                 TVec k = TOps.Multiply(acc, inverseCount);
                 TVec s1 = TOps.Zero;
                 TVec s2 = TOps.Zero;
-                for (int r = 0; r < blockCount; r++)
+                offset = first;
+                for (int r = 0; r < blockCount; r++, offset += stride)
                 {
-                    TVec d = TOps.Subtract(TOps.Load(ref x, (nuint)((rows.Row(r0 + r) * channels) + c)), k);
+                    TVec d = TOps.Subtract(TOps.Load(ref x, TRows.IsContiguous ? offset : (nuint)((rows.Row(r0 + r) * channels) + c)), k);
                     s1 = TOps.Add(s1, d);
                     s2 = TOps.Add(s2, TOps.Multiply(d, d));
                 }
@@ -159,6 +165,9 @@ internal static partial class BatchNormKernels
     /// <summary>Which rows of a channels-last input a statistics pass reads.</summary>
     internal interface IRowSelection
     {
+        /// <summary>Whether row i is row i of the input (so offsets can be stepped rather than looked up).</summary>
+        static abstract bool IsContiguous { get; }
+
         int Count { get; }
 
         nint Row(int index);
@@ -168,6 +177,8 @@ internal static partial class BatchNormKernels
     internal readonly struct AllRows : IRowSelection
     {
         public AllRows(int count) => Count = count;
+
+        public static bool IsContiguous => true;
 
         public int Count { get; }
 
@@ -181,6 +192,8 @@ internal static partial class BatchNormKernels
         private readonly ReadOnlySpan<int> _rows;
 
         public SelectedRows(ReadOnlySpan<int> rows) => _rows = rows;
+
+        public static bool IsContiguous => false;
 
         public int Count => _rows.Length;
 
