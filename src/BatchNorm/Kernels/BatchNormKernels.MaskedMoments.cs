@@ -96,13 +96,14 @@ internal static partial class BatchNormKernels
                     continue;
                 }
 
+                var merge = new BlockWeights(counted, blockWeight);
                 for (int c = 0; c < layout.Channels; c++)
                 {
                     ref T xb = ref Unsafe.Add(ref x, (((nint)o * layout.Channels + c) * inner) + j0);
                     T k = T.CreateTruncating(WeightedSum<TVec, TOps, T>(ref xb, ref wb, count, T.Zero, square: false) / blockWeight);
                     double s1 = WeightedSum<TVec, TOps, T>(ref xb, ref wb, count, k, square: false);
                     double s2 = WeightedSum<TVec, TOps, T>(ref xb, ref wb, count, k, square: true);
-                    MergeBlock(ref mean[c], ref m2[c], counted, blockWeight, double.CreateTruncating(k), s1, s2);
+                    MergeBlock(ref mean[c], ref m2[c], merge, double.CreateTruncating(k), s1, s2);
                 }
 
                 counted += blockWeight;

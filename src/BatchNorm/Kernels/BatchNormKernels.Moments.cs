@@ -17,6 +17,12 @@ internal static partial class BatchNormKernels
     internal const int MinBlockRows = 16;
 
     /// <summary>
+    /// Elements per block for rows wider than four vectors: each block costs a few operations per channel (clearing,
+    /// scaling, merging), so wide rows take larger blocks (256 KiB of float, read the second time from L2).
+    /// </summary>
+    internal const int WideBlockElements = 65536;
+
+    /// <summary>
     /// Per-channel mean and biased (population) variance of <paramref name="x"/> laid out as <paramref name="layout"/>:
     /// <c>mean = sum(x) / n</c>, <c>variance = sum((x - mean)^2) / n</c>, n = <c>layout.CountPerChannel</c> (&gt; 0).
     /// </summary>
@@ -91,7 +97,9 @@ internal static partial class BatchNormKernels
 
     /// <summary>
     /// Channels last, <c>[rows, C]</c>: vectors run across channels, blocks of rows are merged. <paramref name="rows"/>
-    /// selects the rows that count (all of them, or the unmasked ones).
+    /// selects the rows that count (all of them, or the unmasked ones). Both passes over a block walk it row by row
+    /// (sequential memory); rows of at most four vectors keep every accumulator in registers, wider rows accumulate into
+    /// per-channel arrays that stay in L1.
     /// </summary>
     private static void MomentsChannelsLast<TVec, TOps, T, TRows>(ref T x, TRows rows, int channels, Span<double> mean, Span<double> m2, Span<T> scratch)
         where TVec : struct
@@ -109,58 +117,223 @@ internal static partial class BatchNormKernels
         ref T shift = ref MemoryMarshal.GetReference(scratch);
         ref T sum1 = ref Unsafe.Add(ref shift, channels);
         ref T sum2 = ref Unsafe.Add(ref shift, 2 * channels);
-        int blockRows = Math.Max(MinBlockRows, BlockElements / channels);
-        nuint stride = (nuint)channels;
-
+        int blockRows = channels <= 4 * width
+            ? Math.Max(MinBlockRows, BlockElements / channels)
+            : Math.Max(MinBlockRows, WideBlockElements / channels);
         for (int r0 = 0; r0 < rows.Count; r0 += blockRows)
         {
             int blockCount = Math.Min(blockRows, rows.Count - r0);
-            TVec inverseCount = TOps.Broadcast(T.One / T.CreateTruncating(blockCount));
-
-            // Chunks of `width` channels; the last chunk overlaps its neighbour instead of a scalar tail. Each
-            // channel's result depends only on that channel's data, so the overlap recomputes identical values.
-            for (int c = 0; ; c = Math.Min(c + width, channels - width))
+            if (channels <= 4 * width)
             {
-                // Contiguous rows step the offset by the row stride (TRows.IsContiguous is a JIT-time constant, so
-                // the other branch vanishes); selected rows look each row up.
-                nuint first = (nuint)(((nint)r0 * channels) + c);
-                TVec acc = TOps.Zero;
-                nuint offset = first;
-                for (int r = 0; r < blockCount; r++, offset += stride)
-                {
-                    acc = TOps.Add(acc, TOps.Load(ref x, TRows.IsContiguous ? offset : (nuint)((rows.Row(r0 + r) * channels) + c)));
-                }
-
-                TVec k = TOps.Multiply(acc, inverseCount);
-                TVec s1 = TOps.Zero;
-                TVec s2 = TOps.Zero;
-                offset = first;
-                for (int r = 0; r < blockCount; r++, offset += stride)
-                {
-                    TVec d = TOps.Subtract(TOps.Load(ref x, TRows.IsContiguous ? offset : (nuint)((rows.Row(r0 + r) * channels) + c)), k);
-                    s1 = TOps.Add(s1, d);
-                    s2 = TOps.Add(s2, TOps.Multiply(d, d));
-                }
-
-                TOps.Store(k, ref shift, (nuint)c);
-                TOps.Store(s1, ref sum1, (nuint)c);
-                TOps.Store(s2, ref sum2, (nuint)c);
-                if (c + width >= channels)
-                {
-                    break;
-                }
+                NarrowBlockSums<TVec, TOps, T, TRows>(ref x, rows, r0, blockCount, channels, ref shift, ref sum1, ref sum2);
+            }
+            else
+            {
+                WideBlockSums<TVec, TOps, T, TRows>(ref x, rows, r0, blockCount, channels, ref shift, ref sum1, ref sum2);
             }
 
+            var weights = new BlockWeights(r0, blockCount);
             for (int c = 0; c < channels; c++)
             {
                 MergeBlock(
-                    ref mean[c], ref m2[c], r0, blockCount,
+                    ref mean[c], ref m2[c], weights,
                     double.CreateTruncating(Unsafe.Add(ref shift, c)),
                     double.CreateTruncating(Unsafe.Add(ref sum1, c)),
                     double.CreateTruncating(Unsafe.Add(ref sum2, c)));
             }
         }
     }
+
+    /// <summary>
+    /// One block of rows of at most four vectors: chunk offsets 0, w, 2w, 3w clamped to C - w (an overlapping or repeated
+    /// chunk computes identical per-channel values), twelve accumulators in registers.
+    /// </summary>
+    private static void NarrowBlockSums<TVec, TOps, T, TRows>(
+        ref T x, TRows rows, int r0, int count, int channels, ref T shift, ref T sum1, ref T sum2)
+        where TVec : struct
+        where TOps : IVectorOps<TVec, T>
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+        where TRows : IRowSelection, allows ref struct
+    {
+        int width = TOps.Count;
+        nuint c1 = (nuint)Math.Min(width, channels - width);
+        nuint c2 = (nuint)Math.Min(2 * width, channels - width);
+        nuint c3 = (nuint)Math.Min(3 * width, channels - width);
+        nuint stride = (nuint)channels;
+        TVec a0 = TOps.Zero, a1 = TOps.Zero, a2 = TOps.Zero, a3 = TOps.Zero;
+        nuint o = (nuint)((nint)r0 * channels);
+        for (int r = 0; r < count; r++, o += stride)
+        {
+            nuint row = TRows.IsContiguous ? o : (nuint)(rows.Row(r0 + r) * channels);
+            a0 = TOps.Add(a0, TOps.Load(ref x, row));
+            a1 = TOps.Add(a1, TOps.Load(ref x, row + c1));
+            a2 = TOps.Add(a2, TOps.Load(ref x, row + c2));
+            a3 = TOps.Add(a3, TOps.Load(ref x, row + c3));
+        }
+
+        TVec inverse = TOps.Broadcast(T.One / T.CreateTruncating(count));
+        TVec k0 = TOps.Multiply(a0, inverse), k1 = TOps.Multiply(a1, inverse), k2 = TOps.Multiply(a2, inverse), k3 = TOps.Multiply(a3, inverse);
+        TVec s10 = TOps.Zero, s11 = TOps.Zero, s12 = TOps.Zero, s13 = TOps.Zero;
+        TVec s20 = TOps.Zero, s21 = TOps.Zero, s22 = TOps.Zero, s23 = TOps.Zero;
+        o = (nuint)((nint)r0 * channels);
+        for (int r = 0; r < count; r++, o += stride)
+        {
+            nuint row = TRows.IsContiguous ? o : (nuint)(rows.Row(r0 + r) * channels);
+            TVec d0 = TOps.Subtract(TOps.Load(ref x, row), k0);
+            TVec d1 = TOps.Subtract(TOps.Load(ref x, row + c1), k1);
+            TVec d2 = TOps.Subtract(TOps.Load(ref x, row + c2), k2);
+            TVec d3 = TOps.Subtract(TOps.Load(ref x, row + c3), k3);
+            s10 = TOps.Add(s10, d0);
+            s11 = TOps.Add(s11, d1);
+            s12 = TOps.Add(s12, d2);
+            s13 = TOps.Add(s13, d3);
+            s20 = TOps.Add(s20, TOps.Multiply(d0, d0));
+            s21 = TOps.Add(s21, TOps.Multiply(d1, d1));
+            s22 = TOps.Add(s22, TOps.Multiply(d2, d2));
+            s23 = TOps.Add(s23, TOps.Multiply(d3, d3));
+        }
+
+        // Stored from the last chunk to the first, so a repeated offset keeps the same (identical) values either way.
+        TOps.Store(k3, ref shift, c3);
+        TOps.Store(s13, ref sum1, c3);
+        TOps.Store(s23, ref sum2, c3);
+        TOps.Store(k2, ref shift, c2);
+        TOps.Store(s12, ref sum1, c2);
+        TOps.Store(s22, ref sum2, c2);
+        TOps.Store(k1, ref shift, c1);
+        TOps.Store(s11, ref sum1, c1);
+        TOps.Store(s21, ref sum2, c1);
+        TOps.Store(k0, ref shift, 0);
+        TOps.Store(s10, ref sum1, 0);
+        TOps.Store(s20, ref sum2, 0);
+    }
+
+    /// <summary>
+    /// One block of wide rows: per-channel accumulators in the scratch arrays (they stay in L1), each row read in order;
+    /// the last <c>C mod w</c> channels are summed one by one so that no channel is counted twice.
+    /// </summary>
+    private static void WideBlockSums<TVec, TOps, T, TRows>(
+        ref T x, TRows rows, int r0, int count, int channels, ref T shift, ref T sum1, ref T sum2)
+        where TVec : struct
+        where TOps : IVectorOps<TVec, T>
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+        where TRows : IRowSelection, allows ref struct
+    {
+        int width = TOps.Count;
+        int vectorEnd = channels - (channels % width);
+        nuint stride = (nuint)channels;
+        MemoryMarshal.CreateSpan(ref shift, 3 * channels).Clear(); // shift, sum1 and sum2 are consecutive
+
+        // Four rows are summed in registers before each accumulator is updated: one accumulator store per four data
+        // vectors instead of one per vector (stores are the narrow resource here).
+        int r = 0;
+        for (; r <= count - 4; r += 4)
+        {
+            nuint q0 = RowOffset(rows, r0 + r, channels);
+            nuint q1 = RowOffset(rows, r0 + r + 1, channels);
+            nuint q2 = RowOffset(rows, r0 + r + 2, channels);
+            nuint q3 = RowOffset(rows, r0 + r + 3, channels);
+            nuint c = 0;
+            for (; c < (nuint)vectorEnd; c += (nuint)width)
+            {
+                TVec sum = TOps.Add(
+                    TOps.Add(TOps.Load(ref x, q0 + c), TOps.Load(ref x, q1 + c)),
+                    TOps.Add(TOps.Load(ref x, q2 + c), TOps.Load(ref x, q3 + c)));
+                TOps.Store(TOps.Add(TOps.Load(ref shift, c), sum), ref shift, c);
+            }
+
+            for (; c < (nuint)channels; c++)
+            {
+                Unsafe.Add(ref shift, c) += Unsafe.Add(ref x, q0 + c) + Unsafe.Add(ref x, q1 + c) + Unsafe.Add(ref x, q2 + c) + Unsafe.Add(ref x, q3 + c);
+            }
+        }
+
+        for (; r < count; r++)
+        {
+            nuint row = RowOffset(rows, r0 + r, channels);
+            nuint c = 0;
+            for (; c < (nuint)vectorEnd; c += (nuint)width)
+            {
+                TOps.Store(TOps.Add(TOps.Load(ref shift, c), TOps.Load(ref x, row + c)), ref shift, c);
+            }
+
+            for (; c < (nuint)channels; c++)
+            {
+                Unsafe.Add(ref shift, c) += Unsafe.Add(ref x, row + c);
+            }
+        }
+
+        T inverse = T.One / T.CreateTruncating(count);
+        TVec inverseVector = TOps.Broadcast(inverse);
+        int k = 0;
+        for (; k < vectorEnd; k += width)
+        {
+            TOps.Store(TOps.Multiply(TOps.Load(ref shift, (nuint)k), inverseVector), ref shift, (nuint)k);
+        }
+
+        for (; k < channels; k++)
+        {
+            Unsafe.Add(ref shift, k) *= inverse;
+        }
+
+        r = 0;
+        for (; r <= count - 4; r += 4)
+        {
+            nuint q0 = RowOffset(rows, r0 + r, channels);
+            nuint q1 = RowOffset(rows, r0 + r + 1, channels);
+            nuint q2 = RowOffset(rows, r0 + r + 2, channels);
+            nuint q3 = RowOffset(rows, r0 + r + 3, channels);
+            nuint c = 0;
+            for (; c < (nuint)vectorEnd; c += (nuint)width)
+            {
+                TVec kc = TOps.Load(ref shift, c);
+                TVec d0 = TOps.Subtract(TOps.Load(ref x, q0 + c), kc);
+                TVec d1 = TOps.Subtract(TOps.Load(ref x, q1 + c), kc);
+                TVec d2 = TOps.Subtract(TOps.Load(ref x, q2 + c), kc);
+                TVec d3 = TOps.Subtract(TOps.Load(ref x, q3 + c), kc);
+                TOps.Store(TOps.Add(TOps.Load(ref sum1, c), TOps.Add(TOps.Add(d0, d1), TOps.Add(d2, d3))), ref sum1, c);
+                TVec squares = TOps.Add(
+                    TOps.Add(TOps.Multiply(d0, d0), TOps.Multiply(d1, d1)),
+                    TOps.Add(TOps.Multiply(d2, d2), TOps.Multiply(d3, d3)));
+                TOps.Store(TOps.Add(TOps.Load(ref sum2, c), squares), ref sum2, c);
+            }
+
+            for (; c < (nuint)channels; c++)
+            {
+                T kc = Unsafe.Add(ref shift, c);
+                T d0 = Unsafe.Add(ref x, q0 + c) - kc;
+                T d1 = Unsafe.Add(ref x, q1 + c) - kc;
+                T d2 = Unsafe.Add(ref x, q2 + c) - kc;
+                T d3 = Unsafe.Add(ref x, q3 + c) - kc;
+                Unsafe.Add(ref sum1, c) += (d0 + d1) + (d2 + d3);
+                Unsafe.Add(ref sum2, c) += ((d0 * d0) + (d1 * d1)) + ((d2 * d2) + (d3 * d3));
+            }
+        }
+
+        for (; r < count; r++)
+        {
+            nuint row = RowOffset(rows, r0 + r, channels);
+            nuint c = 0;
+            for (; c < (nuint)vectorEnd; c += (nuint)width)
+            {
+                TVec d = TOps.Subtract(TOps.Load(ref x, row + c), TOps.Load(ref shift, c));
+                TOps.Store(TOps.Add(TOps.Load(ref sum1, c), d), ref sum1, c);
+                TOps.Store(TOps.Add(TOps.Load(ref sum2, c), TOps.Multiply(d, d)), ref sum2, c);
+            }
+
+            for (; c < (nuint)channels; c++)
+            {
+                T d = Unsafe.Add(ref x, row + c) - Unsafe.Add(ref shift, c);
+                Unsafe.Add(ref sum1, c) += d;
+                Unsafe.Add(ref sum2, c) += d * d;
+            }
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static nuint RowOffset<TRows>(TRows rows, int index, int channels)
+        where TRows : IRowSelection, allows ref struct =>
+        TRows.IsContiguous ? (nuint)((nint)index * channels) : (nuint)(rows.Row(index) * channels);
 
     /// <summary>Which rows of a channels-last input a statistics pass reads.</summary>
     internal interface IRowSelection
@@ -219,7 +392,7 @@ internal static partial class BatchNormKernels
                     ref T block = ref Unsafe.Add(ref run, j0);
                     T k = T.CreateTruncating(Sum<TVec, TOps, T>(ref block, count) / count);
                     (double s1, double s2) = ShiftedSums<TVec, TOps, T>(ref block, count, k);
-                    MergeBlock(ref mean[c], ref m2[c], ((double)o * inner) + j0, count, double.CreateTruncating(k), s1, s2);
+                    MergeBlock(ref mean[c], ref m2[c], new BlockWeights(((double)o * inner) + j0, count), double.CreateTruncating(k), s1, s2);
                 }
             }
         }
@@ -280,17 +453,38 @@ internal static partial class BatchNormKernels
     }
 
     /// <summary>
-    /// Merges a block of <paramref name="countB"/> elements, described by its shift <paramref name="shift"/> and
-    /// shifted sums, into a running (mean, M2) over <paramref name="countA"/> elements (Chan et al.).
+    /// The weights of Chan et al.'s pairwise update for merging a block of <c>countB</c> elements into a running result
+    /// over <c>countA</c>: the same for every channel of a block, so computed once (no division per channel).
+    /// </summary>
+    private readonly struct BlockWeights
+    {
+        public BlockWeights(double countA, double countB)
+        {
+            double n = countA + countB;
+            InverseCount = 1.0 / countB;
+            Weight = countB / n;
+            CrossWeight = countA * countB / n;
+        }
+
+        public double InverseCount { get; }
+
+        public double Weight { get; }
+
+        public double CrossWeight { get; }
+    }
+
+    /// <summary>
+    /// Merges a block described by its shift and shifted sums into a running (mean, M2):
+    /// block mean = shift + S1/m, block M2 = S2 - S1^2/m (never below 0), then
+    /// <c>mean += delta * m/n</c>, <c>M2 += M2_block + delta^2 * countA * m / n</c>.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void MergeBlock(ref double mean, ref double m2, double countA, double countB, double shift, double sum1, double sum2)
+    private static void MergeBlock(ref double mean, ref double m2, in BlockWeights w, double shift, double sum1, double sum2)
     {
-        double blockMean = shift + (sum1 / countB);
-        double blockM2 = Math.Max(0.0, sum2 - (sum1 * sum1 / countB));
-        double n = countA + countB;
+        double blockMean = shift + (sum1 * w.InverseCount);
+        double blockM2 = Math.Max(0.0, sum2 - (sum1 * sum1 * w.InverseCount));
         double delta = blockMean - mean;
-        mean += delta * (countB / n);
-        m2 += blockM2 + (delta * delta * (countA * countB / n));
+        mean += delta * w.Weight;
+        m2 += blockM2 + (delta * delta * w.CrossWeight);
     }
 }

@@ -28,7 +28,7 @@ internal static partial class BatchNormKernels
         int channels = layout.Channels;
         T[]? rented = null;
         Span<T> coefficients = channels <= StackChannels
-            ? stackalloc T[3 * StackChannels]
+            ? stackalloc T[3 * channels]
             : (rented = ArrayPool<T>.Shared.Rent(3 * channels));
         try
         {
@@ -97,10 +97,13 @@ internal static partial class BatchNormKernels
                 return;
             }
 
-            for (int r = 0; r < layout.Outer; r++)
+            if (channels <= 4 * width && channels > width)
             {
-                nint rowStart = (nint)r * channels;
-                AffineRun<TVec, TOps, T>(ref Unsafe.Add(ref x, rowStart), ref Unsafe.Add(ref y, rowStart), channels, ref center, ref scale, ref shift);
+                AffineNarrowRows<TVec, TOps, T>(ref x, ref y, layout.Outer, channels, ref center, ref scale, ref shift);
+            }
+            else
+            {
+                AffineRows<TVec, TOps, T>(ref x, ref y, layout.Outer, channels, ref center, ref scale, ref shift);
             }
         }
         else
@@ -122,6 +125,135 @@ internal static partial class BatchNormKernels
                         TOps.Broadcast(Unsafe.Add(ref center, c)), TOps.Broadcast(Unsafe.Add(ref scale, c)), TOps.Broadcast(Unsafe.Add(ref shift, c)));
                 }
             }
+        }
+    }
+
+    /// <summary>
+    /// Channels-last rows of at most four vectors (e.g. C = 64 floats with AVX-512): all coefficients stay in registers
+    /// for the whole loop. A row's K = ceil(C / width) vectors start at 0, width, 2 width, ... with the last one moved back
+    /// to end at C (overlapping); all K are loaded before any is stored, so in place stays exact.
+    /// </summary>
+    private static void AffineNarrowRows<TVec, TOps, T>(ref T x, ref T y, int rows, int channels, ref T center, ref T scale, ref T shift)
+        where TVec : struct
+        where TOps : IVectorOps<TVec, T>
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        int width = TOps.Count;
+        int chunks = (channels + width - 1) / width;
+        nuint c1 = (nuint)Math.Min(width, channels - width);
+        nuint c2 = (nuint)Math.Min(2 * width, channels - width);
+        nuint c3 = (nuint)Math.Min(3 * width, channels - width);
+        TVec m0 = TOps.Load(ref center, 0), a0 = TOps.Load(ref scale, 0), b0 = TOps.Load(ref shift, 0);
+        TVec m1 = TOps.Load(ref center, c1), a1 = TOps.Load(ref scale, c1), b1 = TOps.Load(ref shift, c1);
+        TVec m2 = TOps.Load(ref center, c2), a2 = TOps.Load(ref scale, c2), b2 = TOps.Load(ref shift, c2);
+        TVec m3 = TOps.Load(ref center, c3), a3 = TOps.Load(ref scale, c3), b3 = TOps.Load(ref shift, c3);
+        nuint stride = (nuint)channels;
+        nuint o = 0;
+        switch (chunks)
+        {
+            case 1:
+                for (int r = 0; r < rows; r++, o += stride)
+                {
+                    TOps.Store(TOps.Add(TOps.Multiply(TOps.Subtract(TOps.Load(ref x, o), m0), a0), b0), ref y, o);
+                }
+
+                break;
+            case 2:
+                for (int r = 0; r < rows; r++, o += stride)
+                {
+                    TVec x0 = TOps.Load(ref x, o);
+                    TVec x1 = TOps.Load(ref x, o + c1);
+                    TOps.Store(TOps.Add(TOps.Multiply(TOps.Subtract(x0, m0), a0), b0), ref y, o);
+                    TOps.Store(TOps.Add(TOps.Multiply(TOps.Subtract(x1, m1), a1), b1), ref y, o + c1);
+                }
+
+                break;
+            case 3:
+                for (int r = 0; r < rows; r++, o += stride)
+                {
+                    TVec x0 = TOps.Load(ref x, o);
+                    TVec x1 = TOps.Load(ref x, o + c1);
+                    TVec x2 = TOps.Load(ref x, o + c2);
+                    TOps.Store(TOps.Add(TOps.Multiply(TOps.Subtract(x0, m0), a0), b0), ref y, o);
+                    TOps.Store(TOps.Add(TOps.Multiply(TOps.Subtract(x1, m1), a1), b1), ref y, o + c1);
+                    TOps.Store(TOps.Add(TOps.Multiply(TOps.Subtract(x2, m2), a2), b2), ref y, o + c2);
+                }
+
+                break;
+            default:
+                for (int r = 0; r < rows; r++, o += stride)
+                {
+                    TVec x0 = TOps.Load(ref x, o);
+                    TVec x1 = TOps.Load(ref x, o + c1);
+                    TVec x2 = TOps.Load(ref x, o + c2);
+                    TVec x3 = TOps.Load(ref x, o + c3);
+                    TOps.Store(TOps.Add(TOps.Multiply(TOps.Subtract(x0, m0), a0), b0), ref y, o);
+                    TOps.Store(TOps.Add(TOps.Multiply(TOps.Subtract(x1, m1), a1), b1), ref y, o + c1);
+                    TOps.Store(TOps.Add(TOps.Multiply(TOps.Subtract(x2, m2), a2), b2), ref y, o + c2);
+                    TOps.Store(TOps.Add(TOps.Multiply(TOps.Subtract(x3, m3), a3), b3), ref y, o + c3);
+                }
+
+                break;
+        }
+    }
+
+    /// <summary>
+    /// Channels-last rows, four at a time: each chunk's coefficients are loaded once and applied to four rows, so the
+    /// loop does one load and one store per data vector. Each row's overlapping last vector is read before anything of
+    /// the block is stored, so in place stays exact. Requires channels &gt;= width.
+    /// </summary>
+    private static void AffineRows<TVec, TOps, T>(ref T x, ref T y, int rows, int channels, ref T center, ref T scale, ref T shift)
+        where TVec : struct
+        where TOps : IVectorOps<TVec, T>
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        int width = TOps.Count;
+        nuint stride = (nuint)channels;
+        nuint last = (nuint)(channels - width);
+        bool tail = channels % width != 0;
+        int r = 0;
+        for (; r <= rows - 4; r += 4)
+        {
+            nuint o0 = (nuint)r * stride;
+            nuint o1 = o0 + stride;
+            nuint o2 = o1 + stride;
+            nuint o3 = o2 + stride;
+            TVec t0 = default, t1 = default, t2 = default, t3 = default;
+            if (tail)
+            {
+                t0 = TOps.Load(ref x, o0 + last);
+                t1 = TOps.Load(ref x, o1 + last);
+                t2 = TOps.Load(ref x, o2 + last);
+                t3 = TOps.Load(ref x, o3 + last);
+            }
+
+            for (nuint c = 0; c <= last; c += (nuint)width)
+            {
+                TVec m = TOps.Load(ref center, c);
+                TVec a = TOps.Load(ref scale, c);
+                TVec b = TOps.Load(ref shift, c);
+                TOps.Store(TOps.Add(TOps.Multiply(TOps.Subtract(TOps.Load(ref x, o0 + c), m), a), b), ref y, o0 + c);
+                TOps.Store(TOps.Add(TOps.Multiply(TOps.Subtract(TOps.Load(ref x, o1 + c), m), a), b), ref y, o1 + c);
+                TOps.Store(TOps.Add(TOps.Multiply(TOps.Subtract(TOps.Load(ref x, o2 + c), m), a), b), ref y, o2 + c);
+                TOps.Store(TOps.Add(TOps.Multiply(TOps.Subtract(TOps.Load(ref x, o3 + c), m), a), b), ref y, o3 + c);
+            }
+
+            if (tail)
+            {
+                TVec m = TOps.Load(ref center, last);
+                TVec a = TOps.Load(ref scale, last);
+                TVec b = TOps.Load(ref shift, last);
+                TOps.Store(TOps.Add(TOps.Multiply(TOps.Subtract(t0, m), a), b), ref y, o0 + last);
+                TOps.Store(TOps.Add(TOps.Multiply(TOps.Subtract(t1, m), a), b), ref y, o1 + last);
+                TOps.Store(TOps.Add(TOps.Multiply(TOps.Subtract(t2, m), a), b), ref y, o2 + last);
+                TOps.Store(TOps.Add(TOps.Multiply(TOps.Subtract(t3, m), a), b), ref y, o3 + last);
+            }
+        }
+
+        for (; r < rows; r++)
+        {
+            nint rowStart = (nint)r * channels;
+            AffineRun<TVec, TOps, T>(ref Unsafe.Add(ref x, rowStart), ref Unsafe.Add(ref y, rowStart), channels, ref center, ref scale, ref shift);
         }
     }
 
