@@ -89,39 +89,128 @@ internal static partial class BatchNormKernels
 
         ref T s1 = ref MemoryMarshal.GetReference(scratch);
         ref T s2 = ref Unsafe.Add(ref s1, channels);
-        int blockRows = Math.Max(MinBlockRows, BlockElements / channels);
-        nuint stride = (nuint)channels;
+        bool narrow = channels <= 4 * width;
+        int blockRows = narrow ? Math.Max(MinBlockRows, BlockElements / channels) : Math.Max(MinBlockRows, WideBlockElements / channels);
         for (int r0 = 0; r0 < layout.Outer; r0 += blockRows)
         {
             int rows = Math.Min(blockRows, layout.Outer - r0);
-            nint start = (nint)r0 * channels;
-            ref T xb = ref Unsafe.Add(ref x, start);
-            ref T gb = ref Unsafe.Add(ref dy, start);
-            for (int c = 0; ; c = Math.Min(c + width, channels - width))
+            nuint start = (nuint)((nint)r0 * channels);
+            if (narrow)
             {
-                TVec mc = TOps.Load(ref center, (nuint)c);
-                TVec a1 = TOps.Zero;
-                TVec a2 = TOps.Zero;
-                nuint offset = (nuint)c;
-                for (int r = 0; r < rows; r++, offset += stride)
-                {
-                    TVec g = TOps.Load(ref gb, offset);
-                    a1 = TOps.Add(a1, g);
-                    a2 = TOps.Add(a2, TOps.Multiply(g, TOps.Subtract(TOps.Load(ref xb, offset), mc)));
-                }
-
-                TOps.Store(a1, ref s1, (nuint)c);
-                TOps.Store(a2, ref s2, (nuint)c);
-                if (c + width >= channels)
-                {
-                    break;
-                }
+                NarrowGradientSums<TVec, TOps, T>(ref Unsafe.Add(ref x, start), ref Unsafe.Add(ref dy, start), rows, channels, ref center, ref s1, ref s2);
+            }
+            else
+            {
+                WideGradientSums<TVec, TOps, T>(ref Unsafe.Add(ref x, start), ref Unsafe.Add(ref dy, start), rows, channels, ref center, ref s1, ref s2);
             }
 
             for (int c = 0; c < channels; c++)
             {
                 sumDy[c] += double.CreateTruncating(Unsafe.Add(ref s1, c));
                 sumDyCentered[c] += double.CreateTruncating(Unsafe.Add(ref s2, c));
+            }
+        }
+    }
+
+    /// <summary>A block of rows of at most four vectors: the eight sums stay in registers (chunk offsets as in the narrow moments).</summary>
+    private static void NarrowGradientSums<TVec, TOps, T>(ref T x, ref T dy, int rows, int channels, ref T center, ref T s1, ref T s2)
+        where TVec : struct
+        where TOps : IVectorOps<TVec, T>
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        int width = TOps.Count;
+        nuint c1 = (nuint)Math.Min(width, channels - width);
+        nuint c2 = (nuint)Math.Min(2 * width, channels - width);
+        nuint c3 = (nuint)Math.Min(3 * width, channels - width);
+        TVec m0 = TOps.Load(ref center, 0), m1 = TOps.Load(ref center, c1), m2 = TOps.Load(ref center, c2), m3 = TOps.Load(ref center, c3);
+        TVec g0 = TOps.Zero, g1 = TOps.Zero, g2 = TOps.Zero, g3 = TOps.Zero;
+        TVec h0 = TOps.Zero, h1 = TOps.Zero, h2 = TOps.Zero, h3 = TOps.Zero;
+        nuint stride = (nuint)channels;
+        nuint o = 0;
+        for (int r = 0; r < rows; r++, o += stride)
+        {
+            TVec d0 = TOps.Load(ref dy, o);
+            TVec d1 = TOps.Load(ref dy, o + c1);
+            TVec d2 = TOps.Load(ref dy, o + c2);
+            TVec d3 = TOps.Load(ref dy, o + c3);
+            g0 = TOps.Add(g0, d0);
+            g1 = TOps.Add(g1, d1);
+            g2 = TOps.Add(g2, d2);
+            g3 = TOps.Add(g3, d3);
+            h0 = TOps.Add(h0, TOps.Multiply(d0, TOps.Subtract(TOps.Load(ref x, o), m0)));
+            h1 = TOps.Add(h1, TOps.Multiply(d1, TOps.Subtract(TOps.Load(ref x, o + c1), m1)));
+            h2 = TOps.Add(h2, TOps.Multiply(d2, TOps.Subtract(TOps.Load(ref x, o + c2), m2)));
+            h3 = TOps.Add(h3, TOps.Multiply(d3, TOps.Subtract(TOps.Load(ref x, o + c3), m3)));
+        }
+
+        TOps.Store(g3, ref s1, c3);
+        TOps.Store(h3, ref s2, c3);
+        TOps.Store(g2, ref s1, c2);
+        TOps.Store(h2, ref s2, c2);
+        TOps.Store(g1, ref s1, c1);
+        TOps.Store(h1, ref s2, c1);
+        TOps.Store(g0, ref s1, 0);
+        TOps.Store(h0, ref s2, 0);
+    }
+
+    /// <summary>A block of wide rows: sums in L1 arrays, four rows combined in registers per accumulator update.</summary>
+    private static void WideGradientSums<TVec, TOps, T>(ref T x, ref T dy, int rows, int channels, ref T center, ref T s1, ref T s2)
+        where TVec : struct
+        where TOps : IVectorOps<TVec, T>
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        int width = TOps.Count;
+        int vectorEnd = channels - (channels % width);
+        nuint stride = (nuint)channels;
+        MemoryMarshal.CreateSpan(ref s1, 2 * channels).Clear(); // s1 and s2 are consecutive
+        int r = 0;
+        for (; r <= rows - 4; r += 4)
+        {
+            nuint q0 = (nuint)r * stride;
+            nuint q1 = q0 + stride;
+            nuint q2 = q1 + stride;
+            nuint q3 = q2 + stride;
+            nuint c = 0;
+            for (; c < (nuint)vectorEnd; c += (nuint)width)
+            {
+                TVec m = TOps.Load(ref center, c);
+                TVec d0 = TOps.Load(ref dy, q0 + c);
+                TVec d1 = TOps.Load(ref dy, q1 + c);
+                TVec d2 = TOps.Load(ref dy, q2 + c);
+                TVec d3 = TOps.Load(ref dy, q3 + c);
+                TOps.Store(TOps.Add(TOps.Load(ref s1, c), TOps.Add(TOps.Add(d0, d1), TOps.Add(d2, d3))), ref s1, c);
+                TVec products = TOps.Add(
+                    TOps.Add(TOps.Multiply(d0, TOps.Subtract(TOps.Load(ref x, q0 + c), m)), TOps.Multiply(d1, TOps.Subtract(TOps.Load(ref x, q1 + c), m))),
+                    TOps.Add(TOps.Multiply(d2, TOps.Subtract(TOps.Load(ref x, q2 + c), m)), TOps.Multiply(d3, TOps.Subtract(TOps.Load(ref x, q3 + c), m))));
+                TOps.Store(TOps.Add(TOps.Load(ref s2, c), products), ref s2, c);
+            }
+
+            for (; c < (nuint)channels; c++)
+            {
+                T m = Unsafe.Add(ref center, c);
+                T d0 = Unsafe.Add(ref dy, q0 + c), d1 = Unsafe.Add(ref dy, q1 + c), d2 = Unsafe.Add(ref dy, q2 + c), d3 = Unsafe.Add(ref dy, q3 + c);
+                Unsafe.Add(ref s1, c) += (d0 + d1) + (d2 + d3);
+                Unsafe.Add(ref s2, c) += ((d0 * (Unsafe.Add(ref x, q0 + c) - m)) + (d1 * (Unsafe.Add(ref x, q1 + c) - m)))
+                    + ((d2 * (Unsafe.Add(ref x, q2 + c) - m)) + (d3 * (Unsafe.Add(ref x, q3 + c) - m)));
+            }
+        }
+
+        for (; r < rows; r++)
+        {
+            nuint q = (nuint)r * stride;
+            nuint c = 0;
+            for (; c < (nuint)vectorEnd; c += (nuint)width)
+            {
+                TVec d = TOps.Load(ref dy, q + c);
+                TOps.Store(TOps.Add(TOps.Load(ref s1, c), d), ref s1, c);
+                TOps.Store(TOps.Add(TOps.Load(ref s2, c), TOps.Multiply(d, TOps.Subtract(TOps.Load(ref x, q + c), TOps.Load(ref center, c)))), ref s2, c);
+            }
+
+            for (; c < (nuint)channels; c++)
+            {
+                T d = Unsafe.Add(ref dy, q + c);
+                Unsafe.Add(ref s1, c) += d;
+                Unsafe.Add(ref s2, c) += d * (Unsafe.Add(ref x, q + c) - Unsafe.Add(ref center, c));
             }
         }
     }
@@ -241,12 +330,13 @@ internal static partial class BatchNormKernels
                 return;
             }
 
-            for (int r = 0; r < layout.Outer; r++)
+            if (channels <= 4 * width)
             {
-                nint start = (nint)r * channels;
-                bool statisticsTerm = weights.IsEmpty || weights[r] != T.Zero;
-                InputGradientRow<TVec, TOps, T>(
-                    ref Unsafe.Add(ref x, start), ref Unsafe.Add(ref dy, start), ref Unsafe.Add(ref dx, start), channels, k, statisticsTerm);
+                InputGradientNarrowRows<TVec, TOps, T>(ref x, ref dy, ref dx, layout.Outer, channels, weights, k);
+            }
+            else
+            {
+                InputGradientWideRows<TVec, TOps, T>(ref x, ref dy, ref dx, layout.Outer, channels, weights, k);
             }
         }
         else
@@ -272,6 +362,109 @@ internal static partial class BatchNormKernels
                 }
             }
         }
+    }
+
+    /// <summary>
+    /// Channels-last rows of at most four vectors: all coefficients in registers; each row's vectors are all loaded before
+    /// any is stored (so dx may be dy, and the overlapping last chunk is exact).
+    /// </summary>
+    private static void InputGradientNarrowRows<TVec, TOps, T>(ref T x, ref T dy, ref T dx, int rows, int channels, ReadOnlySpan<T> weights, GradientCoefficients<T> k)
+        where TVec : struct
+        where TOps : IVectorOps<TVec, T>
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        int width = TOps.Count;
+        nuint c1 = (nuint)Math.Min(width, channels - width);
+        nuint c2 = (nuint)Math.Min(2 * width, channels - width);
+        nuint c3 = (nuint)Math.Min(3 * width, channels - width);
+        TVec m0 = TOps.Load(ref k.Center, 0), m1 = TOps.Load(ref k.Center, c1), m2 = TOps.Load(ref k.Center, c2), m3 = TOps.Load(ref k.Center, c3);
+        TVec a0 = TOps.Load(ref k.A, 0), a1 = TOps.Load(ref k.A, c1), a2 = TOps.Load(ref k.A, c2), a3 = TOps.Load(ref k.A, c3);
+        TVec p0 = TOps.Load(ref k.P, 0), p1 = TOps.Load(ref k.P, c1), p2 = TOps.Load(ref k.P, c2), p3 = TOps.Load(ref k.P, c3);
+        TVec q0 = TOps.Load(ref k.Q, 0), q1 = TOps.Load(ref k.Q, c1), q2 = TOps.Load(ref k.Q, c2), q3 = TOps.Load(ref k.Q, c3);
+        nuint stride = (nuint)channels;
+        nuint o = 0;
+        for (int r = 0; r < rows; r++, o += stride)
+        {
+            TVec w = TOps.Broadcast(weights.IsEmpty ? T.One : weights[r]);
+            TVec x0 = TOps.Load(ref x, o), x1 = TOps.Load(ref x, o + c1), x2 = TOps.Load(ref x, o + c2), x3 = TOps.Load(ref x, o + c3);
+            TVec g0 = TOps.Load(ref dy, o), g1 = TOps.Load(ref dy, o + c1), g2 = TOps.Load(ref dy, o + c2), g3 = TOps.Load(ref dy, o + c3);
+            TOps.Store(Gradient(x3, g3, m3, a3, p3, q3, w), ref dx, o + c3);
+            TOps.Store(Gradient(x2, g2, m2, a2, p2, q2, w), ref dx, o + c2);
+            TOps.Store(Gradient(x1, g1, m1, a1, p1, q1, w), ref dx, o + c1);
+            TOps.Store(Gradient(x0, g0, m0, a0, p0, q0, w), ref dx, o);
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        static TVec Gradient(TVec x, TVec g, TVec m, TVec a, TVec p, TVec q, TVec w) =>
+            TOps.Add(TOps.Multiply(g, a), TOps.Multiply(TOps.Add(TOps.Multiply(TOps.Subtract(x, m), p), q), w));
+    }
+
+    /// <summary>
+    /// Wide channels-last rows, four at a time per coefficient load. The four rows' overlapping last vectors (x and dy)
+    /// are loaded before anything of the block is stored, so dx may be dy.
+    /// </summary>
+    private static void InputGradientWideRows<TVec, TOps, T>(ref T x, ref T dy, ref T dx, int rows, int channels, ReadOnlySpan<T> weights, GradientCoefficients<T> k)
+        where TVec : struct
+        where TOps : IVectorOps<TVec, T>
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        int width = TOps.Count;
+        nuint stride = (nuint)channels;
+        nuint last = (nuint)(channels - width);
+        bool tail = channels % width != 0;
+        int r = 0;
+        for (; r <= rows - 4; r += 4)
+        {
+            nuint o0 = (nuint)r * stride;
+            nuint o1 = o0 + stride;
+            nuint o2 = o1 + stride;
+            nuint o3 = o2 + stride;
+            TVec w0 = TOps.Broadcast(weights.IsEmpty ? T.One : weights[r]);
+            TVec w1 = TOps.Broadcast(weights.IsEmpty ? T.One : weights[r + 1]);
+            TVec w2 = TOps.Broadcast(weights.IsEmpty ? T.One : weights[r + 2]);
+            TVec w3 = TOps.Broadcast(weights.IsEmpty ? T.One : weights[r + 3]);
+            TVec tx0 = default, tx1 = default, tx2 = default, tx3 = default, tg0 = default, tg1 = default, tg2 = default, tg3 = default;
+            if (tail)
+            {
+                tx0 = TOps.Load(ref x, o0 + last);
+                tx1 = TOps.Load(ref x, o1 + last);
+                tx2 = TOps.Load(ref x, o2 + last);
+                tx3 = TOps.Load(ref x, o3 + last);
+                tg0 = TOps.Load(ref dy, o0 + last);
+                tg1 = TOps.Load(ref dy, o1 + last);
+                tg2 = TOps.Load(ref dy, o2 + last);
+                tg3 = TOps.Load(ref dy, o3 + last);
+            }
+
+            for (nuint c = 0; c <= last; c += (nuint)width)
+            {
+                TVec m = TOps.Load(ref k.Center, c), a = TOps.Load(ref k.A, c), p = TOps.Load(ref k.P, c), q = TOps.Load(ref k.Q, c);
+                TOps.Store(Gradient(TOps.Load(ref x, o0 + c), TOps.Load(ref dy, o0 + c), m, a, p, q, w0), ref dx, o0 + c);
+                TOps.Store(Gradient(TOps.Load(ref x, o1 + c), TOps.Load(ref dy, o1 + c), m, a, p, q, w1), ref dx, o1 + c);
+                TOps.Store(Gradient(TOps.Load(ref x, o2 + c), TOps.Load(ref dy, o2 + c), m, a, p, q, w2), ref dx, o2 + c);
+                TOps.Store(Gradient(TOps.Load(ref x, o3 + c), TOps.Load(ref dy, o3 + c), m, a, p, q, w3), ref dx, o3 + c);
+            }
+
+            if (tail)
+            {
+                TVec m = TOps.Load(ref k.Center, last), a = TOps.Load(ref k.A, last), p = TOps.Load(ref k.P, last), q = TOps.Load(ref k.Q, last);
+                TOps.Store(Gradient(tx0, tg0, m, a, p, q, w0), ref dx, o0 + last);
+                TOps.Store(Gradient(tx1, tg1, m, a, p, q, w1), ref dx, o1 + last);
+                TOps.Store(Gradient(tx2, tg2, m, a, p, q, w2), ref dx, o2 + last);
+                TOps.Store(Gradient(tx3, tg3, m, a, p, q, w3), ref dx, o3 + last);
+            }
+        }
+
+        for (; r < rows; r++)
+        {
+            nuint start = (nuint)r * stride;
+            bool statisticsTerm = weights.IsEmpty || weights[r] != T.Zero;
+            InputGradientRow<TVec, TOps, T>(ref Unsafe.Add(ref x, start), ref Unsafe.Add(ref dy, start), ref Unsafe.Add(ref dx, start), channels, k, statisticsTerm);
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        static TVec Gradient(TVec x, TVec g, TVec m, TVec a, TVec p, TVec q, TVec w) =>
+            TOps.Add(TOps.Multiply(g, a), TOps.Multiply(TOps.Add(TOps.Multiply(TOps.Subtract(x, m), p), q), w));
     }
 
     /// <summary>A channels-last row (coefficients vary along it). Requires count &gt;= width.</summary>
