@@ -181,7 +181,7 @@ public partial class BatchNormalization<T>
 
             if (layout.Length != 0)
             {
-                BatchNormKernels.GradientSums(x, dy, layout, center, sumDy, sumDyCentered, VectorWidths.Best);
+                BatchNormKernels.GradientSums(x, dy, layout, center, sumDy, sumDyCentered, VectorWidths.Best, MaxDegreeOfParallelism);
             }
             else
             {
@@ -218,7 +218,8 @@ public partial class BatchNormalization<T>
 
             if (layout.Length != 0)
             {
-                BatchNormKernels.InputGradient(x, dy, dx, layout, batch ? context.MaskWeights : default, center, a, p, q, VectorWidths.Best);
+                BatchNormKernels.InputGradient(
+                    x, dy, dx, layout, batch ? context.MaskWeights : default, center, a, p, q, VectorWidths.Best, MaxDegreeOfParallelism);
             }
 
             if (includeRegularization)

@@ -63,6 +63,7 @@ public partial class BatchNormalization<T>
     private NdArray<T>? _renormMean;
     private NdArray<T>? _renormStddev;
     private int _builtRank;
+    private int _maxDegreeOfParallelism = -1;
 
     /// <summary>Creates the layer; weights are created by <see cref="Build(NdShape)"/> or the first call.</summary>
     /// <param name="axis">The channel axis (Keras <c>axis</c>, default -1, the last); negative values count from the end.
@@ -216,6 +217,26 @@ public partial class BatchNormalization<T>
     /// weights are listed in <see cref="NonTrainableWeights"/>.
     /// </summary>
     public bool Trainable { get; set; }
+
+    /// <summary>
+    /// The most threads one call may use (not a Keras argument). -1, the default, means every core; 1 keeps every call on
+    /// the calling thread. Inputs under 262,144 elements always run on the calling thread. The work is split by the
+    /// shape alone and reductions are merged in a fixed order, so results are bitwise identical for any value.
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException">The value is 0 or below -1.</exception>
+    public int MaxDegreeOfParallelism
+    {
+        get => _maxDegreeOfParallelism;
+        set
+        {
+            if (value == 0 || value < -1)
+            {
+                ThrowHelper.ThrowArgumentOutOfRange(nameof(value), value, "Expected -1 (every core) or a thread count >= 1.");
+            }
+
+            _maxDegreeOfParallelism = value;
+        }
+    }
 
     /// <summary>Whether the weights exist (after <see cref="Build(NdShape)"/> or the first call).</summary>
     public bool IsBuilt => _movingMean is not null;
@@ -692,7 +713,8 @@ public partial class BatchNormalization<T>
             if (layout.Length != 0)
             {
                 BatchNormKernels.Inference(
-                    x, y, layout, GammaSpan, BetaSpan, _movingMean!.ReadOnlySpan, _movingVariance!.ReadOnlySpan, Epsilon, VectorWidths.Best);
+                    x, y, layout, GammaSpan, BetaSpan, _movingMean!.ReadOnlySpan, _movingVariance!.ReadOnlySpan, Epsilon, VectorWidths.Best,
+                    _maxDegreeOfParallelism);
             }
 
             return;
@@ -704,7 +726,7 @@ public partial class BatchNormalization<T>
         Span<double> mean = context.Mean;
         Span<double> variance = context.Variance;
         ReadOnlySpan<T> weights = context.SetMask(mask, layout);
-        context.Denominator = BatchNormKernels.BatchStatistics(x, layout, weights, mean, variance, VectorWidths.Best);
+        context.Denominator = BatchNormKernels.BatchStatistics(x, layout, weights, mean, variance, VectorWidths.Best, _maxDegreeOfParallelism);
         context.R.AsSpan().Fill(1.0);
         context.D.AsSpan().Clear();
         if (Renorm)
@@ -728,7 +750,8 @@ public partial class BatchNormalization<T>
             effectiveBeta[c] = (context.D[c] * g) + b;
         }
 
-        BatchNormKernels.Normalize<double, double, T>(x, y, layout, mean, variance, effectiveGamma, effectiveBeta, Epsilon, VectorWidths.Best);
+        BatchNormKernels.Normalize<double, double, T>(
+            x, y, layout, mean, variance, effectiveGamma, effectiveBeta, Epsilon, VectorWidths.Best, _maxDegreeOfParallelism);
         _lastInput = inPlace ? null : savedInput;
         _lastMode = ForwardMode.Batch;
     }

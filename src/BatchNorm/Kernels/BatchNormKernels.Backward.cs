@@ -16,12 +16,82 @@ internal static partial class BatchNormKernels
     /// cache-sized blocks and in double across them. <paramref name="center"/> is the T-rounded mean used by the
     /// forward pass, so <c>x - center</c> is exact near the mean.
     /// </summary>
-    public static void GradientSums<T>(
+    public static unsafe void GradientSums<T>(
+        ReadOnlySpan<T> x, ReadOnlySpan<T> dy, ChannelLayout layout, ReadOnlySpan<T> center,
+        Span<double> sumDy, Span<double> sumDyCentered, VectorWidth width, int maxDegree = 1)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        Debug.Assert(x.Length == layout.Length && dy.Length == layout.Length && center.Length == layout.Channels);
+        if (Partition.IsLarge(layout))
+        {
+            // Fixed parts (stripes of rows channels last, channel groups otherwise), summed in part order: the same bits
+            // for any number of threads.
+            int channels = layout.Channels;
+            bool byRows = layout.IsChannelsLast;
+            int stripeRows = Partition.StripeRows(channels);
+            int parts = byRows ? Partition.StripeCount(layout) : Partition.Degree(maxDegree, channels);
+            double[] partial = ArrayPool<double>.Shared.Rent(2 * parts * channels);
+            try
+            {
+                fixed (T* px = x)
+                fixed (T* pg = dy)
+                fixed (T* pm = center)
+                {
+                    nint xs = (nint)px, gs = (nint)pg, ms = (nint)pm;
+                    Partition.For(parts, Partition.Degree(maxDegree, parts), p =>
+                    {
+                        Span<double> p1 = partial.AsSpan(2 * p * channels, channels);
+                        Span<double> p2 = partial.AsSpan(((2 * p) + 1) * channels, channels);
+                        if (byRows)
+                        {
+                            int r0 = p * stripeRows;
+                            int rows = Math.Min(stripeRows, layout.Outer - r0);
+                            nint start = (nint)r0 * channels;
+                            GradientSums(
+                                new ReadOnlySpan<T>((T*)xs + start, rows * channels), new ReadOnlySpan<T>((T*)gs + start, rows * channels),
+                                layout with { Outer = rows }, new ReadOnlySpan<T>((T*)ms, channels), p1, p2, width);
+                        }
+                        else
+                        {
+                            int c0 = (int)((long)channels * p / parts);
+                            int c1 = (int)((long)channels * (p + 1) / parts);
+                            p1.Clear();
+                            p2.Clear();
+                            GradientSumsChannelsFirst(
+                                new ReadOnlySpan<T>((T*)xs, layout.Length), new ReadOnlySpan<T>((T*)gs, layout.Length), layout, c0, c1,
+                                new ReadOnlySpan<T>((T*)ms, channels), p1, p2, width);
+                        }
+                    });
+                }
+
+                sumDy.Clear();
+                sumDyCentered.Clear();
+                for (int p = 0; p < parts; p++)
+                {
+                    for (int c = 0; c < channels; c++)
+                    {
+                        sumDy[c] += partial[(2 * p * channels) + c];
+                        sumDyCentered[c] += partial[(((2 * p) + 1) * channels) + c];
+                    }
+                }
+            }
+            finally
+            {
+                ArrayPool<double>.Shared.Return(partial);
+            }
+
+            return;
+        }
+
+        GradientSums(x, dy, layout, center, sumDy, sumDyCentered, width);
+    }
+
+    /// <summary>The gradient sums on the calling thread.</summary>
+    private static void GradientSums<T>(
         ReadOnlySpan<T> x, ReadOnlySpan<T> dy, ChannelLayout layout, ReadOnlySpan<T> center,
         Span<double> sumDy, Span<double> sumDyCentered, VectorWidth width)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
-        Debug.Assert(x.Length == layout.Length && dy.Length == layout.Length && center.Length == layout.Channels);
         sumDy.Clear();
         sumDyCentered.Clear();
         ref T xs = ref MemoryMarshal.GetReference(x);
@@ -55,21 +125,33 @@ internal static partial class BatchNormKernels
         }
         else
         {
-            switch (width)
-            {
-                case VectorWidth.Vector512:
-                    GradientSumsChannelsFirst<Vector512<T>, Vector512Ops<T>, T>(ref xs, ref gs, layout, ref m, sumDy, sumDyCentered);
-                    break;
-                case VectorWidth.Vector256:
-                    GradientSumsChannelsFirst<Vector256<T>, Vector256Ops<T>, T>(ref xs, ref gs, layout, ref m, sumDy, sumDyCentered);
-                    break;
-                case VectorWidth.Vector128:
-                    GradientSumsChannelsFirst<Vector128<T>, Vector128Ops<T>, T>(ref xs, ref gs, layout, ref m, sumDy, sumDyCentered);
-                    break;
-                default:
-                    GradientSumsChannelsFirst<T, ScalarOps<T>, T>(ref xs, ref gs, layout, ref m, sumDy, sumDyCentered);
-                    break;
-            }
+            GradientSumsChannelsFirst(x, dy, layout, 0, layout.Channels, center, sumDy, sumDyCentered, width);
+        }
+    }
+
+    /// <summary>Channel-not-last gradient sums for channels [c0, c1), each channel's runs in outer order.</summary>
+    private static void GradientSumsChannelsFirst<T>(
+        ReadOnlySpan<T> x, ReadOnlySpan<T> dy, ChannelLayout layout, int c0, int c1, ReadOnlySpan<T> center,
+        Span<double> sumDy, Span<double> sumDyCentered, VectorWidth width)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        ref T xs = ref MemoryMarshal.GetReference(x);
+        ref T gs = ref MemoryMarshal.GetReference(dy);
+        ref T m = ref MemoryMarshal.GetReference(center);
+        switch (width)
+        {
+            case VectorWidth.Vector512:
+                GradientSumsChannelsFirst<Vector512<T>, Vector512Ops<T>, T>(ref xs, ref gs, layout, c0, c1, ref m, sumDy, sumDyCentered);
+                break;
+            case VectorWidth.Vector256:
+                GradientSumsChannelsFirst<Vector256<T>, Vector256Ops<T>, T>(ref xs, ref gs, layout, c0, c1, ref m, sumDy, sumDyCentered);
+                break;
+            case VectorWidth.Vector128:
+                GradientSumsChannelsFirst<Vector128<T>, Vector128Ops<T>, T>(ref xs, ref gs, layout, c0, c1, ref m, sumDy, sumDyCentered);
+                break;
+            default:
+                GradientSumsChannelsFirst<T, ScalarOps<T>, T>(ref xs, ref gs, layout, c0, c1, ref m, sumDy, sumDyCentered);
+                break;
         }
     }
 
@@ -216,16 +298,16 @@ internal static partial class BatchNormKernels
     }
 
     private static void GradientSumsChannelsFirst<TVec, TOps, T>(
-        ref T x, ref T dy, ChannelLayout layout, ref T center, Span<double> sumDy, Span<double> sumDyCentered)
+        ref T x, ref T dy, ChannelLayout layout, int c0, int c1, ref T center, Span<double> sumDy, Span<double> sumDyCentered)
         where TVec : struct
         where TOps : IVectorOps<TVec, T>
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
         int inner = layout.Inner;
         int width = TOps.Count;
-        for (int o = 0; o < layout.Outer; o++)
+        for (int c = c0; c < c1; c++)
         {
-            for (int c = 0; c < layout.Channels; c++)
+            for (int o = 0; o < layout.Outer; o++)
             {
                 nint runStart = ((nint)o * layout.Channels + c) * inner;
                 ref T xr = ref Unsafe.Add(ref x, runStart);
@@ -267,13 +349,45 @@ internal static partial class BatchNormKernels
     /// <paramref name="weights"/> is empty (no mask) or one 0/1 value per position of the input without its channel axis,
     /// i.e. <c>[Outer, Inner]</c>. <paramref name="dx"/> may be <paramref name="dy"/> (in place).
     /// </summary>
-    public static void InputGradient<T>(
+    public static unsafe void InputGradient<T>(
         ReadOnlySpan<T> x, ReadOnlySpan<T> dy, Span<T> dx, ChannelLayout layout, ReadOnlySpan<T> weights,
-        ReadOnlySpan<T> center, ReadOnlySpan<T> a, ReadOnlySpan<T> p, ReadOnlySpan<T> q, VectorWidth width)
+        ReadOnlySpan<T> center, ReadOnlySpan<T> a, ReadOnlySpan<T> p, ReadOnlySpan<T> q, VectorWidth width, int maxDegree = 1)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
         Debug.Assert(x.Length == layout.Length && dy.Length == layout.Length && dx.Length == layout.Length);
         Debug.Assert(weights.IsEmpty || weights.Length == layout.Outer * layout.Inner);
+        if (maxDegree != 1 && Partition.IsLarge(layout))
+        {
+            fixed (T* px = x)
+            fixed (T* pg = dy)
+            fixed (T* pd = dx)
+            fixed (T* pw = weights)
+            fixed (T* pm = center)
+            fixed (T* pa = a)
+            fixed (T* pp = p)
+            fixed (T* pq = q)
+            {
+                nint xs = (nint)px, gs = (nint)pg, ds = (nint)pd, ws = (nint)pw, ms = (nint)pm, ass = (nint)pa, ps = (nint)pp, qs = (nint)pq;
+                bool masked = !weights.IsEmpty;
+                Partition.ForElementwise(layout, maxDegree, (part, element, channel, maskStart) => InputGradientSequential(
+                    new ReadOnlySpan<T>((T*)xs + element, part.Length), new ReadOnlySpan<T>((T*)gs + element, part.Length),
+                    new Span<T>((T*)ds + element, part.Length), part,
+                    masked ? new ReadOnlySpan<T>((T*)ws + maskStart, part.Outer * part.Inner) : default,
+                    new ReadOnlySpan<T>((T*)ms + channel, part.Channels), new ReadOnlySpan<T>((T*)ass + channel, part.Channels),
+                    new ReadOnlySpan<T>((T*)ps + channel, part.Channels), new ReadOnlySpan<T>((T*)qs + channel, part.Channels), width));
+            }
+
+            return;
+        }
+
+        InputGradientSequential(x, dy, dx, layout, weights, center, a, p, q, width);
+    }
+
+    private static void InputGradientSequential<T>(
+        ReadOnlySpan<T> x, ReadOnlySpan<T> dy, Span<T> dx, ChannelLayout layout, ReadOnlySpan<T> weights,
+        ReadOnlySpan<T> center, ReadOnlySpan<T> a, ReadOnlySpan<T> p, ReadOnlySpan<T> q, VectorWidth width)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
         var k = new GradientCoefficients<T>(
             ref MemoryMarshal.GetReference(center), ref MemoryMarshal.GetReference(a),
             ref MemoryMarshal.GetReference(p), ref MemoryMarshal.GetReference(q));

@@ -12,7 +12,7 @@ internal static partial class BatchNormKernels
     public static void Inference<T>(
         ReadOnlySpan<T> x, Span<T> y, ChannelLayout layout,
         ReadOnlySpan<T> gamma, ReadOnlySpan<T> beta, ReadOnlySpan<T> movingMean, ReadOnlySpan<T> movingVariance,
-        double epsilon, VectorWidth width)
+        double epsilon, VectorWidth width, int maxDegree = 1)
         where T : unmanaged, IBinaryFloatingPointIeee754<T> =>
-        Normalize<T, T, T>(x, y, layout, movingMean, movingVariance, gamma, beta, epsilon, width);
+        Normalize<T, T, T>(x, y, layout, movingMean, movingVariance, gamma, beta, epsilon, width, maxDegree);
 }

@@ -33,58 +33,46 @@ internal static partial class BatchNormKernels
     /// squared deviations <c>S2 - S1^2/m</c> with no cancellation; blocks are merged in double precision with
     /// Chan et al.'s pairwise update. The variance is never negative.
     /// </remarks>
-    public static void Moments<T>(ReadOnlySpan<T> x, ChannelLayout layout, Span<double> mean, Span<double> variance, VectorWidth width)
+    public static unsafe void Moments<T>(ReadOnlySpan<T> x, ChannelLayout layout, Span<double> mean, Span<double> variance, VectorWidth width, int maxDegree = 1)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
         Debug.Assert(x.Length == layout.Length && layout.CountPerChannel > 0);
         Debug.Assert(mean.Length == layout.Channels && variance.Length == layout.Channels);
 
-        mean.Clear();
-        variance.Clear(); // holds the running sum of squared deviations (M2) until the end
-        ref T src = ref MemoryMarshal.GetReference(x);
-
-        if (layout.IsChannelsLast)
+        // variance holds the running sum of squared deviations (M2) until the end.
+        if (layout.IsChannelsLast && Partition.IsLarge(layout))
         {
-            T[] scratch = ArrayPool<T>.Shared.Rent(3 * layout.Channels);
-            try
-            {
-                switch (width)
-                {
-                    case VectorWidth.Vector512:
-                        MomentsChannelsLast<Vector512<T>, Vector512Ops<T>, T, AllRows>(ref src, new AllRows(layout.Outer), layout.Channels, mean, variance, scratch);
-                        break;
-                    case VectorWidth.Vector256:
-                        MomentsChannelsLast<Vector256<T>, Vector256Ops<T>, T, AllRows>(ref src, new AllRows(layout.Outer), layout.Channels, mean, variance, scratch);
-                        break;
-                    case VectorWidth.Vector128:
-                        MomentsChannelsLast<Vector128<T>, Vector128Ops<T>, T, AllRows>(ref src, new AllRows(layout.Outer), layout.Channels, mean, variance, scratch);
-                        break;
-                    default:
-                        MomentsChannelsLast<T, ScalarOps<T>, T, AllRows>(ref src, new AllRows(layout.Outer), layout.Channels, mean, variance, scratch);
-                        break;
-                }
-            }
-            finally
-            {
-                ArrayPool<T>.Shared.Return(scratch);
-            }
+            StripedMomentsChannelsLast(x, layout, mean, variance, width, maxDegree);
+        }
+        else if (layout.IsChannelsLast)
+        {
+            MomentsChannelsLast(x, layout.Outer, layout.Channels, mean, variance, width);
         }
         else
         {
-            switch (width)
+            int groups = Partition.IsLarge(layout) ? Partition.Degree(maxDegree, layout.Channels) : 1;
+            if (groups == 1)
             {
-                case VectorWidth.Vector512:
-                    MomentsChannelsFirst<Vector512<T>, Vector512Ops<T>, T>(ref src, layout, mean, variance);
-                    break;
-                case VectorWidth.Vector256:
-                    MomentsChannelsFirst<Vector256<T>, Vector256Ops<T>, T>(ref src, layout, mean, variance);
-                    break;
-                case VectorWidth.Vector128:
-                    MomentsChannelsFirst<Vector128<T>, Vector128Ops<T>, T>(ref src, layout, mean, variance);
-                    break;
-                default:
-                    MomentsChannelsFirst<T, ScalarOps<T>, T>(ref src, layout, mean, variance);
-                    break;
+                MomentsChannelsFirst(x, layout, 0, layout.Channels, mean, variance, width);
+            }
+            else
+            {
+                // Each channel is reduced entirely by one thread, in the same order as on one thread.
+                fixed (T* px = x)
+                fixed (double* pm = mean)
+                fixed (double* pv = variance)
+                {
+                    nint xs = (nint)px, ms = (nint)pm, vs = (nint)pv;
+                    int length = x.Length;
+                    Partition.For(groups, groups, g =>
+                    {
+                        int c0 = (int)((long)layout.Channels * g / groups);
+                        int c1 = (int)((long)layout.Channels * (g + 1) / groups);
+                        MomentsChannelsFirst(
+                            new ReadOnlySpan<T>((T*)xs, length), layout, c0, c1,
+                            new Span<double>((double*)ms, layout.Channels), new Span<double>((double*)vs, layout.Channels), width);
+                    });
+                }
             }
         }
 
@@ -92,6 +80,102 @@ internal static partial class BatchNormKernels
         for (int c = 0; c < variance.Length; c++)
         {
             variance[c] /= n;
+        }
+    }
+
+    /// <summary>
+    /// Large channels-last inputs: fixed stripes of rows (the partition depends on the shape only), each reduced on its
+    /// own, then merged in stripe order, so the result is the same bits for any number of threads.
+    /// </summary>
+    private static unsafe void StripedMomentsChannelsLast<T>(ReadOnlySpan<T> x, ChannelLayout layout, Span<double> mean, Span<double> m2, VectorWidth width, int maxDegree)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        int channels = layout.Channels;
+        int stripeRows = Partition.StripeRows(channels);
+        int stripes = Partition.StripeCount(layout);
+        double[] partMean = ArrayPool<double>.Shared.Rent(stripes * channels);
+        double[] partM2 = ArrayPool<double>.Shared.Rent(stripes * channels);
+        double[] counts = ArrayPool<double>.Shared.Rent(stripes);
+        try
+        {
+            fixed (T* px = x)
+            {
+                nint xs = (nint)px;
+                int outer = layout.Outer;
+                Partition.For(stripes, Partition.Degree(maxDegree, stripes), s =>
+                {
+                    int r0 = s * stripeRows;
+                    int rows = Math.Min(stripeRows, outer - r0);
+                    MomentsChannelsLast(
+                        new ReadOnlySpan<T>((T*)xs + ((nint)r0 * channels), rows * channels), rows, channels,
+                        partMean.AsSpan(s * channels, channels), partM2.AsSpan(s * channels, channels), width);
+                    counts[s] = rows;
+                });
+            }
+
+            Partition.MergeParts(partMean, partM2, counts.AsSpan(0, stripes), channels, mean, m2);
+        }
+        finally
+        {
+            ArrayPool<double>.Shared.Return(partMean);
+            ArrayPool<double>.Shared.Return(partM2);
+            ArrayPool<double>.Shared.Return(counts);
+        }
+    }
+
+    /// <summary>Mean and M2 of a channels-last <c>[rows, C]</c> span on the calling thread.</summary>
+    private static void MomentsChannelsLast<T>(ReadOnlySpan<T> x, int rows, int channels, Span<double> mean, Span<double> m2, VectorWidth width)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        mean.Clear();
+        m2.Clear();
+        ref T src = ref MemoryMarshal.GetReference(x);
+        T[] scratch = ArrayPool<T>.Shared.Rent(3 * channels);
+        try
+        {
+            switch (width)
+            {
+                case VectorWidth.Vector512:
+                    MomentsChannelsLast<Vector512<T>, Vector512Ops<T>, T, AllRows>(ref src, new AllRows(rows), channels, mean, m2, scratch);
+                    break;
+                case VectorWidth.Vector256:
+                    MomentsChannelsLast<Vector256<T>, Vector256Ops<T>, T, AllRows>(ref src, new AllRows(rows), channels, mean, m2, scratch);
+                    break;
+                case VectorWidth.Vector128:
+                    MomentsChannelsLast<Vector128<T>, Vector128Ops<T>, T, AllRows>(ref src, new AllRows(rows), channels, mean, m2, scratch);
+                    break;
+                default:
+                    MomentsChannelsLast<T, ScalarOps<T>, T, AllRows>(ref src, new AllRows(rows), channels, mean, m2, scratch);
+                    break;
+            }
+        }
+        finally
+        {
+            ArrayPool<T>.Shared.Return(scratch);
+        }
+    }
+
+    /// <summary>Mean and M2 of channels [c0, c1) of a channel-not-last layout, on the calling thread.</summary>
+    private static void MomentsChannelsFirst<T>(ReadOnlySpan<T> x, ChannelLayout layout, int c0, int c1, Span<double> mean, Span<double> m2, VectorWidth width)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        mean[c0..c1].Clear();
+        m2[c0..c1].Clear();
+        ref T src = ref MemoryMarshal.GetReference(x);
+        switch (width)
+        {
+            case VectorWidth.Vector512:
+                MomentsChannelsFirst<Vector512<T>, Vector512Ops<T>, T>(ref src, layout, c0, c1, mean, m2);
+                break;
+            case VectorWidth.Vector256:
+                MomentsChannelsFirst<Vector256<T>, Vector256Ops<T>, T>(ref src, layout, c0, c1, mean, m2);
+                break;
+            case VectorWidth.Vector128:
+                MomentsChannelsFirst<Vector128<T>, Vector128Ops<T>, T>(ref src, layout, c0, c1, mean, m2);
+                break;
+            default:
+                MomentsChannelsFirst<T, ScalarOps<T>, T>(ref src, layout, c0, c1, mean, m2);
+                break;
         }
     }
 
@@ -374,16 +458,19 @@ internal static partial class BatchNormKernels
         public nint Row(int index) => _rows[index];
     }
 
-    /// <summary>Channel not last, <c>[outer, C, inner]</c>: vectors run along each contiguous run of a channel.</summary>
-    private static void MomentsChannelsFirst<TVec, TOps, T>(ref T x, ChannelLayout layout, Span<double> mean, Span<double> m2)
+    /// <summary>
+    /// Channel not last, <c>[outer, C, inner]</c>, channels [c0, c1): vectors run along each contiguous run of a channel;
+    /// each channel's runs are merged in outer order.
+    /// </summary>
+    private static void MomentsChannelsFirst<TVec, TOps, T>(ref T x, ChannelLayout layout, int c0, int c1, Span<double> mean, Span<double> m2)
         where TVec : struct
         where TOps : IVectorOps<TVec, T>
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
         int inner = layout.Inner;
-        for (int o = 0; o < layout.Outer; o++)
+        for (int c = c0; c < c1; c++)
         {
-            for (int c = 0; c < layout.Channels; c++)
+            for (int o = 0; o < layout.Outer; o++)
             {
                 ref T run = ref Unsafe.Add(ref x, ((nint)o * layout.Channels + c) * inner);
                 for (int j0 = 0; j0 < inner; j0 += BlockElements)

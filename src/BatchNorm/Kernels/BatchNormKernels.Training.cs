@@ -15,12 +15,12 @@ internal static partial class BatchNormKernels
     /// masked batch gives mean = variance = 0. Returns the denominator (n, or W + 1e-7), which the backward pass needs.
     /// </summary>
     public static double BatchStatistics<T>(
-        ReadOnlySpan<T> x, ChannelLayout layout, ReadOnlySpan<T> weights, Span<double> mean, Span<double> variance, VectorWidth width)
+        ReadOnlySpan<T> x, ChannelLayout layout, ReadOnlySpan<T> weights, Span<double> mean, Span<double> variance, VectorWidth width, int maxDegree = 1)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
         if (weights.IsEmpty)
         {
-            Moments(x, layout, mean, variance, width);
+            Moments(x, layout, mean, variance, width, maxDegree);
             return layout.CountPerChannel;
         }
 

@@ -20,7 +20,7 @@ internal static partial class BatchNormKernels
     public static void Normalize<TStat, TWeight, T>(
         ReadOnlySpan<T> x, Span<T> y, ChannelLayout layout,
         ReadOnlySpan<TStat> mean, ReadOnlySpan<TStat> variance, ReadOnlySpan<TWeight> gamma, ReadOnlySpan<TWeight> beta,
-        double epsilon, VectorWidth width)
+        double epsilon, VectorWidth width, int maxDegree = 1)
         where TStat : unmanaged, INumberBase<TStat>
         where TWeight : unmanaged, INumberBase<TWeight>
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
@@ -36,7 +36,7 @@ internal static partial class BatchNormKernels
             Span<T> scale = coefficients.Slice(channels, channels);
             Span<T> shift = coefficients.Slice(2 * channels, channels);
             FoldCoefficients(mean, variance, gamma, beta, epsilon, center, scale, shift);
-            Affine(x, y, layout, center, scale, shift, width);
+            Affine(x, y, layout, center, scale, shift, width, maxDegree);
         }
         finally
         {
@@ -53,12 +53,38 @@ internal static partial class BatchNormKernels
     /// mean is large against the spread: <c>x - center</c> is exact near the mean, where <c>x * scale + shift</c> would
     /// lose <c>|mean * scale|</c> ulps. <paramref name="y"/> may be <paramref name="x"/> itself.
     /// </summary>
-    public static void Affine<T>(
-        ReadOnlySpan<T> x, Span<T> y, ChannelLayout layout, ReadOnlySpan<T> center, ReadOnlySpan<T> scale, ReadOnlySpan<T> shift, VectorWidth width)
+    public static unsafe void Affine<T>(
+        ReadOnlySpan<T> x, Span<T> y, ChannelLayout layout, ReadOnlySpan<T> center, ReadOnlySpan<T> scale, ReadOnlySpan<T> shift,
+        VectorWidth width, int maxDegree = 1)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
         Debug.Assert(x.Length == layout.Length && y.Length == layout.Length);
         Debug.Assert(center.Length == layout.Channels && scale.Length == layout.Channels && shift.Length == layout.Channels);
+        if (maxDegree != 1 && Partition.IsLarge(layout))
+        {
+            fixed (T* px = x)
+            fixed (T* py = y)
+            fixed (T* pm = center)
+            fixed (T* pa = scale)
+            fixed (T* pb = shift)
+            {
+                nint xs = (nint)px, ys = (nint)py, ms = (nint)pm, ass = (nint)pa, bs = (nint)pb;
+                Partition.ForElementwise(layout, maxDegree, (part, element, channel, _) => AffineSequential(
+                    new ReadOnlySpan<T>((T*)xs + element, part.Length), new Span<T>((T*)ys + element, part.Length), part,
+                    new ReadOnlySpan<T>((T*)ms + channel, part.Channels), new ReadOnlySpan<T>((T*)ass + channel, part.Channels),
+                    new ReadOnlySpan<T>((T*)bs + channel, part.Channels), width));
+            }
+
+            return;
+        }
+
+        AffineSequential(x, y, layout, center, scale, shift, width);
+    }
+
+    private static void AffineSequential<T>(
+        ReadOnlySpan<T> x, Span<T> y, ChannelLayout layout, ReadOnlySpan<T> center, ReadOnlySpan<T> scale, ReadOnlySpan<T> shift, VectorWidth width)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
 
         ref T src = ref MemoryMarshal.GetReference(x);
         ref T dst = ref MemoryMarshal.GetReference(y);

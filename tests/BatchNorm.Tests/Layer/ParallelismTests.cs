@@ -1,0 +1,101 @@
+using System;
+using System.Collections.Generic;
+using System.Linq;
+using System.Numerics;
+using BatchNorm.Tensors;
+using BatchNorm.Tests.Reference;
+using FluentAssertions;
+using Xunit;
+
+namespace BatchNorm.Tests.Layer;
+
+/// <summary>Large inputs are split across threads; results must be the same bits for any thread count, and correct.</summary>
+[Trait("Category", "Kernels")]
+public class ParallelismTests
+{
+    public static IEnumerable<object[]> LargeShapes() =>
+    [
+        [new[] { 4096, 64 }, -1],          // narrow channels-last rows, exactly the threshold
+        [new[] { 300, 1000 }, -1],         // wide rows with a vector tail
+        [new[] { 2, 64, 64, 40 }, 1],      // channels first, split by outer index
+        [new[] { 1, 8, 200, 200 }, 1],     // one outer index: split by channel
+        [new[] { 70000, 5 }, -1],          // rows narrower than a vector
+    ];
+
+    [Theory]
+    [MemberData(nameof(LargeShapes))]
+    public void Results_are_bitwise_identical_for_any_thread_count(int[] shape, int axis)
+    {
+        Run<float>(shape, axis);
+        Run<double>(shape, axis);
+    }
+
+    [Theory]
+    [MemberData(nameof(LargeShapes))]
+    public void Large_inputs_match_the_float64_reference(int[] shape, int axis)
+    {
+        int n = shape.Aggregate(1, (a, b) => a * b);
+        int channels = shape[axis < 0 ? axis + shape.Length : axis];
+        var random = new Random(3);
+        double[] x = LayerHarness.RoundTrip<float>(Enumerable.Range(0, n).Select(_ => 5 + (3 * random.NextDouble())).ToArray());
+        var layer = new BatchNormalization(axis, momentum: 0.5) { MaxDegreeOfParallelism = 2 };
+        NdArray<float> y = layer.Call(new NdArray<float>(Tolerance.FromDouble<float>(x), shape), training: true);
+
+        var (mean, variance) = ReferenceBatchNorm.Moments(x, shape, axis);
+        double[] expected = ReferenceBatchNorm.Normalize(x, shape, axis, mean, variance, null, null, 1e-3);
+        var (a, _) = ReferenceBatchNorm.Fold(mean, variance, null, null, 1e-3);
+        double k = (16 + (4 * Math.Sqrt(n / channels))) * Tolerance.Epsilon<float>();
+        Tolerance.ShouldBeWithin(Tolerance.ToDouble<float>(y.ReadOnlySpan), expected, Tolerance.OutputBound(x, shape, axis, mean, variance, a, expected, k), "output");
+        Tolerance.ShouldBeRelativelyClose(Tolerance.ToDouble<float>(layer.MovingMean.ReadOnlySpan), ReferenceBatchNorm.UpdateMoving(new double[channels], mean, 0.5), k, 0, "moving_mean");
+        Tolerance.ShouldBeRelativelyClose(
+            Tolerance.ToDouble<float>(layer.MovingVariance.ReadOnlySpan), ReferenceBatchNorm.UpdateMoving(Enumerable.Repeat(1.0, channels).ToArray(), variance, 0.5),
+            k, 0, "moving_variance");
+    }
+
+    [Fact]
+    public void The_degree_of_parallelism_is_validated()
+    {
+        var layer = new BatchNormalization();
+        layer.MaxDegreeOfParallelism.Should().Be(-1);
+        layer.MaxDegreeOfParallelism = 1;
+        Action zero = () => layer.MaxDegreeOfParallelism = 0;
+        zero.Should().Throw<ArgumentOutOfRangeException>();
+        Action negative = () => layer.MaxDegreeOfParallelism = -2;
+        negative.Should().Throw<ArgumentOutOfRangeException>();
+    }
+
+    private static void Run<T>(int[] shape, int axis)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        int n = shape.Aggregate(1, (a, b) => a * b);
+        var random = new Random(shape.Sum());
+        T[] x = Enumerable.Range(0, n).Select(_ => T.CreateTruncating((random.NextDouble() * 4) - 1)).ToArray();
+        T[] dy = Enumerable.Range(0, n).Select(_ => T.CreateTruncating(random.NextDouble() - 0.5)).ToArray();
+        T[][]? reference = null;
+        foreach (int degree in new[] { 1, 2, 3, 8 })
+        {
+            var layer = new BatchNormalization<T>(axis, momentum: 0.5) { MaxDegreeOfParallelism = degree };
+            var input = new NdArray<T>(x, shape);
+            T[] training = layer.Call(input, training: true).ToArray();
+            BatchNormalizationGradients<T> grads = layer.Backward(new NdArray<T>(dy, shape));
+            T[] inference = layer.Call(input).ToArray();
+            BatchNormalizationGradients<T> affine = layer.Backward(new NdArray<T>(dy, shape));
+            T[][] results =
+            [
+                training, inference, layer.MovingMean.ToArray(), layer.MovingVariance.ToArray(),
+                grads.InputGradient.ToArray(), grads.GammaGradient!.ToArray(), grads.BetaGradient!.ToArray(),
+                affine.InputGradient.ToArray(), affine.GammaGradient!.ToArray(),
+            ];
+            if (reference is null)
+            {
+                reference = results;
+                continue;
+            }
+
+            for (int i = 0; i < results.Length; i++)
+            {
+                results[i].Should().Equal(reference[i], $"result {i} of {typeof(T).Name} [{string.Join(", ", shape)}] with {degree} threads");
+            }
+        }
+    }
+}
