@@ -169,15 +169,17 @@ public partial class BatchNormalization<T>
             Span<T> a = coefficients.AsSpan(channels, channels);
             Span<T> p = coefficients.AsSpan(2 * channels, channels);
             Span<T> q = coefficients.AsSpan(3 * channels, channels);
+            Span<double> inverseStddev = stddev; // holds 1 / sqrt(var + eps)
             for (int c = 0; c < channels; c++)
             {
                 double g = _gamma is null ? 1.0 : double.CreateTruncating(_gamma.ReadOnlySpan[c]);
                 mean[c] = batch ? context.Mean[c] : double.CreateTruncating(_movingMean!.ReadOnlySpan[c]);
-                double variance = batch ? context.Variance[c] : double.CreateTruncating(_movingVariance!.ReadOnlySpan[c]);
-                stddev[c] = Math.Sqrt(variance + Epsilon);
+                inverseStddev[c] = batch ? context.Variance[c] : double.CreateTruncating(_movingVariance!.ReadOnlySpan[c]);
                 effectiveGamma[c] = batch ? context.EffectiveGamma[c] : g;
                 center[c] = T.CreateTruncating(mean[c]);
             }
+
+            BatchNormKernels.InverseStddev(inverseStddev, Epsilon);
 
             if (layout.Length != 0)
             {
@@ -190,22 +192,23 @@ public partial class BatchNormalization<T>
             }
 
             double denominator = context.Denominator;
+            double inverseDenominator = 1.0 / denominator;
             bool masked = batch && !context.MaskWeights.IsEmpty;
-            double maskShift = masked ? BatchNormKernels.MaskCountEpsilon / denominator : 0.0;
+            double maskShift = masked ? BatchNormKernels.MaskCountEpsilon * inverseDenominator : 0.0;
             for (int c = 0; c < channels; c++)
             {
-                double s = stddev[c];
+                double invS = inverseStddev[c];
                 double rounding = mean[c] - double.CreateTruncating(center[c]);
-                double sumDyXhat = (sumDyCentered[c] - (rounding * sumDy[c])) / s;
-                double ac = effectiveGamma[c] / s;
+                double sumDyXhat = (sumDyCentered[c] - (rounding * sumDy[c])) * invS;
+                double ac = effectiveGamma[c] * invS;
                 betaGrad[c] = sumDy[c];
                 gammaGrad[c] = batch ? (context.R[c] * sumDyXhat) + (context.D[c] * sumDy[c]) : sumDyXhat;
                 a[c] = T.CreateTruncating(ac);
                 if (batch)
                 {
                     // dx = a dy + w (p (x - center) + q): see the derivation in the remarks of Backward.
-                    double pc = -ac * sumDyXhat / (denominator * s);
-                    double qc = (-ac * sumDy[c] / denominator) - (pc * (rounding + (mean[c] * maskShift)));
+                    double pc = -ac * sumDyXhat * inverseDenominator * invS;
+                    double qc = (-ac * sumDy[c] * inverseDenominator) - (pc * (rounding + (mean[c] * maskShift)));
                     p[c] = T.CreateTruncating(pc);
                     q[c] = T.CreateTruncating(qc);
                 }

@@ -333,7 +333,7 @@ internal static partial class BatchNormKernels
 
     /// <summary>
     /// Folds statistics and weights into the affine coefficients, in double precision then rounded once:
-    /// <c>center = mean</c> rounded to T, <c>scale = gamma / sqrt(variance + epsilon)</c>, and
+    /// <c>center = mean</c> rounded to T, <c>scale = gamma * (1 / sqrt(variance + epsilon))</c>, and
     /// <c>shift = beta - (mean - center) * scale</c>, which carries the part of the mean that rounding dropped.
     /// An empty <paramref name="gamma"/> means 1 (scale=false), an empty <paramref name="beta"/> means 0 (center=false).
     /// </summary>
@@ -344,16 +344,35 @@ internal static partial class BatchNormKernels
         where TWeight : unmanaged, INumberBase<TWeight>
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
-        for (int c = 0; c < scale.Length; c++)
+        int channels = scale.Length;
+        double[]? rented = null;
+        Span<double> inverse = channels <= StackChannels ? stackalloc double[channels] : (rented = ArrayPool<double>.Shared.Rent(channels));
+        try
         {
-            double g = gamma.IsEmpty ? 1.0 : double.CreateTruncating(gamma[c]);
-            double bt = beta.IsEmpty ? 0.0 : double.CreateTruncating(beta[c]);
-            double a = g / Math.Sqrt(double.CreateTruncating(variance[c]) + epsilon);
-            double m = double.CreateTruncating(mean[c]);
-            T roundedMean = T.CreateTruncating(m);
-            center[c] = roundedMean;
-            scale[c] = T.CreateTruncating(a);
-            shift[c] = T.CreateTruncating(bt - ((m - double.CreateTruncating(roundedMean)) * a));
+            for (int c = 0; c < channels; c++)
+            {
+                inverse[c] = double.CreateTruncating(variance[c]);
+            }
+
+            InverseStddev(inverse[..channels], epsilon);
+            for (int c = 0; c < channels; c++)
+            {
+                double g = gamma.IsEmpty ? 1.0 : double.CreateTruncating(gamma[c]);
+                double bt = beta.IsEmpty ? 0.0 : double.CreateTruncating(beta[c]);
+                double a = g * inverse[c];
+                double m = double.CreateTruncating(mean[c]);
+                T roundedMean = T.CreateTruncating(m);
+                center[c] = roundedMean;
+                scale[c] = T.CreateTruncating(a);
+                shift[c] = T.CreateTruncating(bt - ((m - double.CreateTruncating(roundedMean)) * a));
+            }
+        }
+        finally
+        {
+            if (rented is not null)
+            {
+                ArrayPool<double>.Shared.Return(rented);
+            }
         }
     }
 }
