@@ -4,29 +4,32 @@ using BenchmarkDotNet.Attributes;
 namespace BatchNorm.Benchmarks;
 
 /// <summary>
-/// Backward pass after a training-mode call, float32, one thread: dx, dgamma and dbeta into caller buffers
-/// (reads x and dy, writes dx). The baseline copies the input's bytes once.
+/// Backward pass after a training-mode call: dx, dgamma and dbeta into caller buffers (reads x and dy, writes dx).
+/// The baseline copies the input's bytes once.
 /// </summary>
-public class BackwardBenchmarks : LayerBenchmark
+[GenericTypeArguments(typeof(float))]
+[GenericTypeArguments(typeof(double))]
+public class BackwardBenchmarks<T> : LayerBenchmark<T>
+    where T : unmanaged, System.Numerics.IBinaryFloatingPointIeee754<T>
 {
-    private float[] _dy = [];
-    private float[] _dx = [];
-    private float[] _dgamma = [];
-    private float[] _dbeta = [];
+    private T[] _dy = [];
+    private T[] _dx = [];
+    private T[] _dgamma = [];
+    private T[] _dbeta = [];
 
     public override void Setup()
     {
         base.Setup();
         var random = new Random(7);
-        _dy = new float[X.Length];
+        _dy = new T[X.Length];
         for (int i = 0; i < _dy.Length; i++)
         {
-            _dy[i] = (float)(random.NextDouble() - 0.5);
+            _dy[i] = T.CreateTruncating(random.NextDouble() - 0.5);
         }
 
-        _dx = new float[X.Length];
-        _dgamma = new float[Layer.Channels];
-        _dbeta = new float[Layer.Channels];
+        _dx = new T[X.Length];
+        _dgamma = new T[Layer.Channels];
+        _dbeta = new T[Layer.Channels];
     }
 
     [Benchmark]

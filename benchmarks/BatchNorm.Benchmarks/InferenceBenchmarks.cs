@@ -2,8 +2,11 @@ using BenchmarkDotNet.Attributes;
 
 namespace BatchNorm.Benchmarks;
 
-/// <summary>Inference mode, float32, one thread: reads the input once and writes the output once, like a memcpy.</summary>
-public class InferenceBenchmarks : LayerBenchmark
+/// <summary>Inference mode: reads the input once and writes the output once, like a memcpy.</summary>
+[GenericTypeArguments(typeof(float))]
+[GenericTypeArguments(typeof(double))]
+public class InferenceBenchmarks<T> : LayerBenchmark<T>
+    where T : unmanaged, System.Numerics.IBinaryFloatingPointIeee754<T>
 {
     [Benchmark]
     public void Inference() => Layer.Call(X, Y, training: false);

@@ -31,7 +31,7 @@ public sealed class ShapeCase
     ];
 
     public T[] Data<T>()
-        where T : struct, System.Numerics.IFloatingPointIeee754<T>
+        where T : struct, System.Numerics.INumberBase<T>
     {
         var random = new Random(42);
         return Enumerable.Range(0, Shape.Length).Select(_ => T.CreateTruncating((random.NextDouble() * 4) - 1)).ToArray();
