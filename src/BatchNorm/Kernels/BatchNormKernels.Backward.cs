@@ -16,7 +16,7 @@ internal static partial class BatchNormKernels
     /// cache-sized blocks and in double across them. <paramref name="center"/> is the T-rounded mean used by the
     /// forward pass, so <c>x - center</c> is exact near the mean.
     /// </summary>
-    public static unsafe void GradientSums<T>(
+    public static void GradientSums<T>(
         ReadOnlySpan<T> x, ReadOnlySpan<T> dy, ChannelLayout layout, ReadOnlySpan<T> center,
         Span<double> sumDy, Span<double> sumDyCentered, VectorWidth width, int maxDegree = 1)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
@@ -24,66 +24,100 @@ internal static partial class BatchNormKernels
         Debug.Assert(x.Length == layout.Length && dy.Length == layout.Length && center.Length == layout.Channels);
         if (Partition.IsLarge(layout))
         {
-            // Fixed parts (stripes of rows channels last, channel groups otherwise), summed in part order: the same bits
-            // for any number of threads.
-            int channels = layout.Channels;
-            bool byRows = layout.IsChannelsLast;
-            int stripeRows = Partition.StripeRows(channels);
-            int parts = byRows ? Partition.StripeCount(layout) : Partition.Degree(maxDegree, channels);
-            double[] partial = ArrayPool<double>.Shared.Rent(2 * parts * channels);
-            try
-            {
-                fixed (T* px = x)
-                fixed (T* pg = dy)
-                fixed (T* pm = center)
-                {
-                    nint xs = (nint)px, gs = (nint)pg, ms = (nint)pm;
-                    Partition.For(parts, Partition.Degree(maxDegree, parts), p =>
-                    {
-                        Span<double> p1 = partial.AsSpan(2 * p * channels, channels);
-                        Span<double> p2 = partial.AsSpan(((2 * p) + 1) * channels, channels);
-                        if (byRows)
-                        {
-                            int r0 = p * stripeRows;
-                            int rows = Math.Min(stripeRows, layout.Outer - r0);
-                            nint start = (nint)r0 * channels;
-                            GradientSums(
-                                new ReadOnlySpan<T>((T*)xs + start, rows * channels), new ReadOnlySpan<T>((T*)gs + start, rows * channels),
-                                layout with { Outer = rows }, new ReadOnlySpan<T>((T*)ms, channels), p1, p2, width);
-                        }
-                        else
-                        {
-                            int c0 = (int)((long)channels * p / parts);
-                            int c1 = (int)((long)channels * (p + 1) / parts);
-                            p1.Clear();
-                            p2.Clear();
-                            GradientSumsChannelsFirst(
-                                new ReadOnlySpan<T>((T*)xs, layout.Length), new ReadOnlySpan<T>((T*)gs, layout.Length), layout, c0, c1,
-                                new ReadOnlySpan<T>((T*)ms, channels), p1, p2, width);
-                        }
-                    });
-                }
-
-                sumDy.Clear();
-                sumDyCentered.Clear();
-                for (int p = 0; p < parts; p++)
-                {
-                    for (int c = 0; c < channels; c++)
-                    {
-                        sumDy[c] += partial[(2 * p * channels) + c];
-                        sumDyCentered[c] += partial[(((2 * p) + 1) * channels) + c];
-                    }
-                }
-            }
-            finally
-            {
-                ArrayPool<double>.Shared.Return(partial);
-            }
-
+            PartitionedGradientSums(x, dy, layout, center, sumDy, sumDyCentered, width, maxDegree);
             return;
         }
 
         GradientSums(x, dy, layout, center, sumDy, sumDyCentered, width);
+    }
+
+    /// <summary>
+    /// Fixed parts (stripes of rows channels last, channel groups otherwise), summed in part order: the same bits for any
+    /// number of threads. Its own method, so that the closure is allocated only when it runs.
+    /// </summary>
+    private static void PartitionedGradientSums<T>(
+        ReadOnlySpan<T> x, ReadOnlySpan<T> dy, ChannelLayout layout, ReadOnlySpan<T> center,
+        Span<double> sumDy, Span<double> sumDyCentered, VectorWidth width, int maxDegree)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        int channels = layout.Channels;
+        int parts = layout.IsChannelsLast ? Partition.StripeCount(layout) : Partition.Degree(maxDegree, channels);
+        double[] partial = ArrayPool<double>.Shared.Rent(2 * parts * channels);
+        try
+        {
+            int degree = Partition.Degree(maxDegree, parts);
+            if (degree == 1)
+            {
+                for (int part = 0; part < parts; part++)
+                {
+                    GradientPart(x, dy, layout, center, part, parts, partial, width);
+                }
+            }
+            else
+            {
+                ParallelGradientParts(x, dy, layout, center, parts, degree, partial, width);
+            }
+
+            sumDy.Clear();
+            sumDyCentered.Clear();
+            for (int part = 0; part < parts; part++)
+            {
+                for (int c = 0; c < channels; c++)
+                {
+                    sumDy[c] += partial[(2 * part * channels) + c];
+                    sumDyCentered[c] += partial[(((2 * part) + 1) * channels) + c];
+                }
+            }
+        }
+        finally
+        {
+            ArrayPool<double>.Shared.Return(partial);
+        }
+    }
+
+    /// <summary>One part of <see cref="PartitionedGradientSums{T}"/>: a stripe of rows, or a group of channels.</summary>
+    private static void GradientPart<T>(
+        ReadOnlySpan<T> x, ReadOnlySpan<T> dy, ChannelLayout layout, ReadOnlySpan<T> center, int part, int parts, double[] partial, VectorWidth width)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        int channels = layout.Channels;
+        Span<double> p1 = partial.AsSpan(2 * part * channels, channels);
+        Span<double> p2 = partial.AsSpan(((2 * part) + 1) * channels, channels);
+        if (layout.IsChannelsLast)
+        {
+            int stripeRows = Partition.StripeRows(channels);
+            int r0 = part * stripeRows;
+            int rows = Math.Min(stripeRows, layout.Outer - r0);
+            GradientSums(
+                x.Slice(r0 * channels, rows * channels), dy.Slice(r0 * channels, rows * channels),
+                layout with { Outer = rows }, center, p1, p2, width);
+        }
+        else
+        {
+            int c0 = (int)((long)channels * part / parts);
+            int c1 = (int)((long)channels * (part + 1) / parts);
+            p1.Clear();
+            p2.Clear();
+            GradientSumsChannelsFirst(x, dy, layout, c0, c1, center, p1, p2, width);
+        }
+    }
+
+    /// <summary>The parts on several threads (its own method, so that its closure is allocated only when it runs).</summary>
+    private static unsafe void ParallelGradientParts<T>(
+        ReadOnlySpan<T> x, ReadOnlySpan<T> dy, ChannelLayout layout, ReadOnlySpan<T> center, int parts, int degree, double[] partial, VectorWidth width)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        fixed (T* px = x)
+        fixed (T* pg = dy)
+        fixed (T* pm = center)
+        {
+            nint xs = (nint)px, gs = (nint)pg, ms = (nint)pm;
+            int length = x.Length;
+            int channels = center.Length;
+            Partition.For(parts, degree, part => GradientPart(
+                new ReadOnlySpan<T>((T*)xs, length), new ReadOnlySpan<T>((T*)gs, length), layout,
+                new ReadOnlySpan<T>((T*)ms, channels), part, parts, partial, width));
+        }
     }
 
     /// <summary>The gradient sums on the calling thread.</summary>
@@ -349,7 +383,7 @@ internal static partial class BatchNormKernels
     /// <paramref name="weights"/> is empty (no mask) or one 0/1 value per position of the input without its channel axis,
     /// i.e. <c>[Outer, Inner]</c>. <paramref name="dx"/> may be <paramref name="dy"/> (in place).
     /// </summary>
-    public static unsafe void InputGradient<T>(
+    public static void InputGradient<T>(
         ReadOnlySpan<T> x, ReadOnlySpan<T> dy, Span<T> dx, ChannelLayout layout, ReadOnlySpan<T> weights,
         ReadOnlySpan<T> center, ReadOnlySpan<T> a, ReadOnlySpan<T> p, ReadOnlySpan<T> q, VectorWidth width, int maxDegree = 1)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
@@ -358,29 +392,37 @@ internal static partial class BatchNormKernels
         Debug.Assert(weights.IsEmpty || weights.Length == layout.Outer * layout.Inner);
         if (maxDegree != 1 && Partition.IsLarge(layout))
         {
-            fixed (T* px = x)
-            fixed (T* pg = dy)
-            fixed (T* pd = dx)
-            fixed (T* pw = weights)
-            fixed (T* pm = center)
-            fixed (T* pa = a)
-            fixed (T* pp = p)
-            fixed (T* pq = q)
-            {
-                nint xs = (nint)px, gs = (nint)pg, ds = (nint)pd, ws = (nint)pw, ms = (nint)pm, ass = (nint)pa, ps = (nint)pp, qs = (nint)pq;
-                bool masked = !weights.IsEmpty;
-                Partition.ForElementwise(layout, maxDegree, (part, element, channel, maskStart) => InputGradientSequential(
-                    new ReadOnlySpan<T>((T*)xs + element, part.Length), new ReadOnlySpan<T>((T*)gs + element, part.Length),
-                    new Span<T>((T*)ds + element, part.Length), part,
-                    masked ? new ReadOnlySpan<T>((T*)ws + maskStart, part.Outer * part.Inner) : default,
-                    new ReadOnlySpan<T>((T*)ms + channel, part.Channels), new ReadOnlySpan<T>((T*)ass + channel, part.Channels),
-                    new ReadOnlySpan<T>((T*)ps + channel, part.Channels), new ReadOnlySpan<T>((T*)qs + channel, part.Channels), width));
-            }
-
+            ParallelInputGradient(x, dy, dx, layout, weights, center, a, p, q, width, maxDegree);
             return;
         }
 
         InputGradientSequential(x, dy, dx, layout, weights, center, a, p, q, width);
+    }
+
+    /// <summary>The parallel branch, in its own method so that its closure is allocated only when it runs.</summary>
+    private static unsafe void ParallelInputGradient<T>(
+        ReadOnlySpan<T> x, ReadOnlySpan<T> dy, Span<T> dx, ChannelLayout layout, ReadOnlySpan<T> weights,
+        ReadOnlySpan<T> center, ReadOnlySpan<T> a, ReadOnlySpan<T> p, ReadOnlySpan<T> q, VectorWidth width, int maxDegree)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        fixed (T* px = x)
+        fixed (T* pg = dy)
+        fixed (T* pd = dx)
+        fixed (T* pw = weights)
+        fixed (T* pm = center)
+        fixed (T* pa = a)
+        fixed (T* pp = p)
+        fixed (T* pq = q)
+        {
+            nint xs = (nint)px, gs = (nint)pg, ds = (nint)pd, ws = (nint)pw, ms = (nint)pm, ass = (nint)pa, ps = (nint)pp, qs = (nint)pq;
+            bool masked = !weights.IsEmpty;
+            Partition.ForElementwise(layout, maxDegree, (part, element, channel, maskStart) => InputGradientSequential(
+                new ReadOnlySpan<T>((T*)xs + element, part.Length), new ReadOnlySpan<T>((T*)gs + element, part.Length),
+                new Span<T>((T*)ds + element, part.Length), part,
+                masked ? new ReadOnlySpan<T>((T*)ws + maskStart, part.Outer * part.Inner) : default,
+                new ReadOnlySpan<T>((T*)ms + channel, part.Channels), new ReadOnlySpan<T>((T*)ass + channel, part.Channels),
+                new ReadOnlySpan<T>((T*)ps + channel, part.Channels), new ReadOnlySpan<T>((T*)qs + channel, part.Channels), width));
+        }
     }
 
     private static void InputGradientSequential<T>(

@@ -33,7 +33,7 @@ internal static partial class BatchNormKernels
     /// squared deviations <c>S2 - S1^2/m</c> with no cancellation; blocks are merged in double precision with
     /// Chan et al.'s pairwise update. The variance is never negative.
     /// </remarks>
-    public static unsafe void Moments<T>(ReadOnlySpan<T> x, ChannelLayout layout, Span<double> mean, Span<double> variance, VectorWidth width, int maxDegree = 1)
+    public static void Moments<T>(ReadOnlySpan<T> x, ChannelLayout layout, Span<double> mean, Span<double> variance, VectorWidth width, int maxDegree = 1)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
         Debug.Assert(x.Length == layout.Length && layout.CountPerChannel > 0);
@@ -57,22 +57,7 @@ internal static partial class BatchNormKernels
             }
             else
             {
-                // Each channel is reduced entirely by one thread, in the same order as on one thread.
-                fixed (T* px = x)
-                fixed (double* pm = mean)
-                fixed (double* pv = variance)
-                {
-                    nint xs = (nint)px, ms = (nint)pm, vs = (nint)pv;
-                    int length = x.Length;
-                    Partition.For(groups, groups, g =>
-                    {
-                        int c0 = (int)((long)layout.Channels * g / groups);
-                        int c1 = (int)((long)layout.Channels * (g + 1) / groups);
-                        MomentsChannelsFirst(
-                            new ReadOnlySpan<T>((T*)xs, length), layout, c0, c1,
-                            new Span<double>((double*)ms, layout.Channels), new Span<double>((double*)vs, layout.Channels), width);
-                    });
-                }
+                ParallelMomentsChannelsFirst(x, layout, groups, mean, variance, width);
             }
         }
 
@@ -84,33 +69,54 @@ internal static partial class BatchNormKernels
     }
 
     /// <summary>
+    /// Channel-not-last inputs split by channel group: each channel is reduced entirely by one thread, in the same order
+    /// as on one thread. Its own method, so that the closure is allocated only when it runs.
+    /// </summary>
+    private static unsafe void ParallelMomentsChannelsFirst<T>(ReadOnlySpan<T> x, ChannelLayout layout, int groups, Span<double> mean, Span<double> m2, VectorWidth width)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        fixed (T* px = x)
+        fixed (double* pm = mean)
+        fixed (double* pv = m2)
+        {
+            nint xs = (nint)px, ms = (nint)pm, vs = (nint)pv;
+            int length = x.Length;
+            Partition.For(groups, groups, g =>
+            {
+                int c0 = (int)((long)layout.Channels * g / groups);
+                int c1 = (int)((long)layout.Channels * (g + 1) / groups);
+                MomentsChannelsFirst(
+                    new ReadOnlySpan<T>((T*)xs, length), layout, c0, c1,
+                    new Span<double>((double*)ms, layout.Channels), new Span<double>((double*)vs, layout.Channels), width);
+            });
+        }
+    }
+
+    /// <summary>
     /// Large channels-last inputs: fixed stripes of rows (the partition depends on the shape only), each reduced on its
     /// own, then merged in stripe order, so the result is the same bits for any number of threads.
     /// </summary>
-    private static unsafe void StripedMomentsChannelsLast<T>(ReadOnlySpan<T> x, ChannelLayout layout, Span<double> mean, Span<double> m2, VectorWidth width, int maxDegree)
+    private static void StripedMomentsChannelsLast<T>(ReadOnlySpan<T> x, ChannelLayout layout, Span<double> mean, Span<double> m2, VectorWidth width, int maxDegree)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
         int channels = layout.Channels;
-        int stripeRows = Partition.StripeRows(channels);
         int stripes = Partition.StripeCount(layout);
         double[] partMean = ArrayPool<double>.Shared.Rent(stripes * channels);
         double[] partM2 = ArrayPool<double>.Shared.Rent(stripes * channels);
         double[] counts = ArrayPool<double>.Shared.Rent(stripes);
         try
         {
-            fixed (T* px = x)
+            int degree = Partition.Degree(maxDegree, stripes);
+            if (degree == 1)
             {
-                nint xs = (nint)px;
-                int outer = layout.Outer;
-                Partition.For(stripes, Partition.Degree(maxDegree, stripes), s =>
+                for (int stripe = 0; stripe < stripes; stripe++)
                 {
-                    int r0 = s * stripeRows;
-                    int rows = Math.Min(stripeRows, outer - r0);
-                    MomentsChannelsLast(
-                        new ReadOnlySpan<T>((T*)xs + ((nint)r0 * channels), rows * channels), rows, channels,
-                        partMean.AsSpan(s * channels, channels), partM2.AsSpan(s * channels, channels), width);
-                    counts[s] = rows;
-                });
+                    MomentStripe(x, layout, stripe, partMean, partM2, counts, width);
+                }
+            }
+            else
+            {
+                ParallelMomentStripes(x, layout, stripes, degree, partMean, partM2, counts, width);
             }
 
             Partition.MergeParts(partMean, partM2, counts.AsSpan(0, stripes), channels, mean, m2);
@@ -120,6 +126,33 @@ internal static partial class BatchNormKernels
             ArrayPool<double>.Shared.Return(partMean);
             ArrayPool<double>.Shared.Return(partM2);
             ArrayPool<double>.Shared.Return(counts);
+        }
+    }
+
+    /// <summary>One stripe of <see cref="StripedMomentsChannelsLast{T}"/>: its rows' mean and M2 into the stripe's slots.</summary>
+    private static void MomentStripe<T>(ReadOnlySpan<T> x, ChannelLayout layout, int stripe, double[] partMean, double[] partM2, double[] counts, VectorWidth width)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        int channels = layout.Channels;
+        int stripeRows = Partition.StripeRows(channels);
+        int r0 = stripe * stripeRows;
+        int rows = Math.Min(stripeRows, layout.Outer - r0);
+        MomentsChannelsLast(
+            x.Slice(r0 * channels, rows * channels), rows, channels,
+            partMean.AsSpan(stripe * channels, channels), partM2.AsSpan(stripe * channels, channels), width);
+        counts[stripe] = rows;
+    }
+
+    /// <summary>The stripes on several threads (its own method, so that its closure is allocated only when it runs).</summary>
+    private static unsafe void ParallelMomentStripes<T>(
+        ReadOnlySpan<T> x, ChannelLayout layout, int stripes, int degree, double[] partMean, double[] partM2, double[] counts, VectorWidth width)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        fixed (T* px = x)
+        {
+            nint xs = (nint)px;
+            int length = x.Length;
+            Partition.For(stripes, degree, stripe => MomentStripe(new ReadOnlySpan<T>((T*)xs, length), layout, stripe, partMean, partM2, counts, width));
         }
     }
 

@@ -53,7 +53,7 @@ internal static partial class BatchNormKernels
     /// mean is large against the spread: <c>x - center</c> is exact near the mean, where <c>x * scale + shift</c> would
     /// lose <c>|mean * scale|</c> ulps. <paramref name="y"/> may be <paramref name="x"/> itself.
     /// </summary>
-    public static unsafe void Affine<T>(
+    public static void Affine<T>(
         ReadOnlySpan<T> x, Span<T> y, ChannelLayout layout, ReadOnlySpan<T> center, ReadOnlySpan<T> scale, ReadOnlySpan<T> shift,
         VectorWidth width, int maxDegree = 1)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
@@ -62,23 +62,31 @@ internal static partial class BatchNormKernels
         Debug.Assert(center.Length == layout.Channels && scale.Length == layout.Channels && shift.Length == layout.Channels);
         if (maxDegree != 1 && Partition.IsLarge(layout))
         {
-            fixed (T* px = x)
-            fixed (T* py = y)
-            fixed (T* pm = center)
-            fixed (T* pa = scale)
-            fixed (T* pb = shift)
-            {
-                nint xs = (nint)px, ys = (nint)py, ms = (nint)pm, ass = (nint)pa, bs = (nint)pb;
-                Partition.ForElementwise(layout, maxDegree, (part, element, channel, _) => AffineSequential(
-                    new ReadOnlySpan<T>((T*)xs + element, part.Length), new Span<T>((T*)ys + element, part.Length), part,
-                    new ReadOnlySpan<T>((T*)ms + channel, part.Channels), new ReadOnlySpan<T>((T*)ass + channel, part.Channels),
-                    new ReadOnlySpan<T>((T*)bs + channel, part.Channels), width));
-            }
-
+            AffineParallel(x, y, layout, center, scale, shift, width, maxDegree);
             return;
         }
 
         AffineSequential(x, y, layout, center, scale, shift, width);
+    }
+
+    /// <summary>The parallel branch, in its own method so that its closure is allocated only when it runs.</summary>
+    private static unsafe void AffineParallel<T>(
+        ReadOnlySpan<T> x, Span<T> y, ChannelLayout layout, ReadOnlySpan<T> center, ReadOnlySpan<T> scale, ReadOnlySpan<T> shift,
+        VectorWidth width, int maxDegree)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        fixed (T* px = x)
+        fixed (T* py = y)
+        fixed (T* pm = center)
+        fixed (T* pa = scale)
+        fixed (T* pb = shift)
+        {
+            nint xs = (nint)px, ys = (nint)py, ms = (nint)pm, ass = (nint)pa, bs = (nint)pb;
+            Partition.ForElementwise(layout, maxDegree, (part, element, channel, _) => AffineSequential(
+                new ReadOnlySpan<T>((T*)xs + element, part.Length), new Span<T>((T*)ys + element, part.Length), part,
+                new ReadOnlySpan<T>((T*)ms + channel, part.Channels), new ReadOnlySpan<T>((T*)ass + channel, part.Channels),
+                new ReadOnlySpan<T>((T*)bs + channel, part.Channels), width));
+        }
     }
 
     private static void AffineSequential<T>(

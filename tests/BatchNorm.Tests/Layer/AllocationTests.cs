@@ -1,0 +1,60 @@
+using System;
+using System.Linq;
+using System.Numerics;
+using BatchNorm.Tensors;
+using FluentAssertions;
+using Xunit;
+
+namespace BatchNorm.Tests.Layer;
+
+/// <summary>The buffer-taking overloads allocate nothing in steady state on one thread (counted, not timed).</summary>
+public class AllocationTests
+{
+    [Theory]
+    [InlineData(new[] { 8, 16 }, -1)]
+    [InlineData(new[] { 3, 300 }, -1)]
+    [InlineData(new[] { 2, 5, 7 }, 1)]
+    [InlineData(new[] { 4096, 64 }, -1)]
+    [InlineData(new[] { 2, 64, 64, 40 }, 1)]
+    public void Steady_state_calls_allocate_nothing(int[] shape, int axis)
+    {
+        Check<float>(shape, axis);
+        Check<double>(shape, axis);
+    }
+
+    private static void Check<T>(int[] shape, int axis)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        int n = shape.Aggregate(1, (a, b) => a * b);
+        var random = new Random(1);
+        var x = new NdArray<T>(Enumerable.Range(0, n).Select(_ => T.CreateTruncating(random.NextDouble())).ToArray(), shape);
+        var y = new NdArray<T>(x.Shape);
+        var dy = new T[n];
+        var dx = new T[n];
+        var layer = new BatchNormalization<T>(axis) { MaxDegreeOfParallelism = 1 };
+        layer.Call(x, y, training: true);
+        var dg = new T[layer.Channels];
+        var db = new T[layer.Channels];
+
+        void Inference() => layer.Call(x, y, training: false);
+        void Training() => layer.Call(x, y, training: true);
+        void Backward() => layer.Backward(dy, dx, dg, db);
+
+        foreach (Action call in new Action[] { Inference, Training, Backward })
+        {
+            for (int i = 0; i < 5; i++)
+            {
+                call(); // warm up: JIT, array pool buckets
+            }
+
+            long before = GC.GetAllocatedBytesForCurrentThread();
+            for (int i = 0; i < 20; i++)
+            {
+                call();
+            }
+
+            long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+            allocated.Should().Be(0, $"{call.Method.Name} on {typeof(T).Name} [{string.Join(", ", shape)}] axis {axis}");
+        }
+    }
+}
