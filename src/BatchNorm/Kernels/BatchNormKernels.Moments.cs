@@ -10,8 +10,8 @@ namespace BatchNorm.Kernels;
 
 internal static partial class BatchNormKernels
 {
-    /// <summary>Elements per statistics block: small enough that the block's second pass reads from L1/L2.</summary>
-    internal const int BlockElements = 4096;
+    /// <summary>Elements per statistics block (64 KiB of float): the second pass over a block reads from L2, and the per-block merge is amortised over many rows.</summary>
+    internal const int BlockElements = 16384;
 
     /// <summary>Fewest rows in a channels-last block, bounding the per-block merge cost for wide rows.</summary>
     internal const int MinBlockRows = 16;
