@@ -518,6 +518,7 @@ internal static partial class BatchNormKernels
         }
     }
 
+    /// <summary><c>sum(x)</c> over a contiguous run, four independent accumulators (add latency, not throughput, was the limit).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static double Sum<TVec, TOps, T>(ref T x, int count)
         where TVec : struct
@@ -525,14 +526,22 @@ internal static partial class BatchNormKernels
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
         int width = TOps.Count;
-        TVec acc = TOps.Zero;
+        TVec a0 = TOps.Zero, a1 = TOps.Zero, a2 = TOps.Zero, a3 = TOps.Zero;
         int i = 0;
-        for (; i <= count - width; i += width)
+        for (; i <= count - (4 * width); i += 4 * width)
         {
-            acc = TOps.Add(acc, TOps.Load(ref x, (nuint)i));
+            a0 = TOps.Add(a0, TOps.Load(ref x, (nuint)i));
+            a1 = TOps.Add(a1, TOps.Load(ref x, (nuint)(i + width)));
+            a2 = TOps.Add(a2, TOps.Load(ref x, (nuint)(i + (2 * width))));
+            a3 = TOps.Add(a3, TOps.Load(ref x, (nuint)(i + (3 * width))));
         }
 
-        double sum = TOps.SumToDouble(acc);
+        for (; i <= count - width; i += width)
+        {
+            a0 = TOps.Add(a0, TOps.Load(ref x, (nuint)i));
+        }
+
+        double sum = TOps.SumToDouble(TOps.Add(TOps.Add(a0, a1), TOps.Add(a2, a3)));
         for (; i < count; i++)
         {
             sum += double.CreateTruncating(Unsafe.Add(ref x, i));
@@ -541,6 +550,7 @@ internal static partial class BatchNormKernels
         return sum;
     }
 
+    /// <summary><c>sum(x - shift)</c> and <c>sum((x - shift)^2)</c> over a contiguous run, with two pairs of accumulators.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static (double Sum1, double Sum2) ShiftedSums<TVec, TOps, T>(ref T x, int count, T shift)
         where TVec : struct
@@ -549,18 +559,27 @@ internal static partial class BatchNormKernels
     {
         int width = TOps.Count;
         TVec k = TOps.Broadcast(shift);
-        TVec s1 = TOps.Zero;
-        TVec s2 = TOps.Zero;
+        TVec s1a = TOps.Zero, s2a = TOps.Zero, s1b = TOps.Zero, s2b = TOps.Zero;
         int i = 0;
+        for (; i <= count - (2 * width); i += 2 * width)
+        {
+            TVec da = TOps.Subtract(TOps.Load(ref x, (nuint)i), k);
+            TVec db = TOps.Subtract(TOps.Load(ref x, (nuint)(i + width)), k);
+            s1a = TOps.Add(s1a, da);
+            s1b = TOps.Add(s1b, db);
+            s2a = TOps.Add(s2a, TOps.Multiply(da, da));
+            s2b = TOps.Add(s2b, TOps.Multiply(db, db));
+        }
+
         for (; i <= count - width; i += width)
         {
             TVec d = TOps.Subtract(TOps.Load(ref x, (nuint)i), k);
-            s1 = TOps.Add(s1, d);
-            s2 = TOps.Add(s2, TOps.Multiply(d, d));
+            s1a = TOps.Add(s1a, d);
+            s2a = TOps.Add(s2a, TOps.Multiply(d, d));
         }
 
-        double sum1 = TOps.SumToDouble(s1);
-        double sum2 = TOps.SumToDouble(s2);
+        double sum1 = TOps.SumToDouble(TOps.Add(s1a, s1b));
+        double sum2 = TOps.SumToDouble(TOps.Add(s2a, s2b));
         double kd = double.CreateTruncating(shift);
         for (; i < count; i++)
         {
