@@ -154,21 +154,24 @@ public partial class BatchNormalization<T>
         CheckParameterGradient(betaGradient, Center, channels, "betaGradient", "center");
 
         // Per-channel coefficients, all in double: 8 arrays of C; rented so that steady-state calls allocate nothing.
-        double[] buffer = ArrayPool<double>.Shared.Rent(8 * channels);
-        T[] coefficients = ArrayPool<T>.Shared.Rent(4 * channels);
+        const int StackChannels = 128;
+        double[]? rentedBuffer = null;
+        T[]? rentedCoefficients = null;
+        Span<double> buffer = channels <= StackChannels ? stackalloc double[8 * channels] : (rentedBuffer = ArrayPool<double>.Shared.Rent(8 * channels));
+        Span<T> coefficients = channels <= StackChannels ? stackalloc T[4 * channels] : (rentedCoefficients = ArrayPool<T>.Shared.Rent(4 * channels));
         try
         {
-            Span<double> mean = buffer.AsSpan(0, channels);
-            Span<double> stddev = buffer.AsSpan(channels, channels);
-            Span<double> effectiveGamma = buffer.AsSpan(2 * channels, channels);
-            Span<double> sumDy = buffer.AsSpan(3 * channels, channels);
-            Span<double> sumDyCentered = buffer.AsSpan(4 * channels, channels);
-            Span<double> gammaGrad = buffer.AsSpan(5 * channels, channels);
-            Span<double> betaGrad = buffer.AsSpan(6 * channels, channels);
-            Span<T> center = coefficients.AsSpan(0, channels);
-            Span<T> a = coefficients.AsSpan(channels, channels);
-            Span<T> p = coefficients.AsSpan(2 * channels, channels);
-            Span<T> q = coefficients.AsSpan(3 * channels, channels);
+            Span<double> mean = buffer.Slice(0, channels);
+            Span<double> stddev = buffer.Slice(channels, channels);
+            Span<double> effectiveGamma = buffer.Slice(2 * channels, channels);
+            Span<double> sumDy = buffer.Slice(3 * channels, channels);
+            Span<double> sumDyCentered = buffer.Slice(4 * channels, channels);
+            Span<double> gammaGrad = buffer.Slice(5 * channels, channels);
+            Span<double> betaGrad = buffer.Slice(6 * channels, channels);
+            Span<T> center = coefficients.Slice(0, channels);
+            Span<T> a = coefficients.Slice(channels, channels);
+            Span<T> p = coefficients.Slice(2 * channels, channels);
+            Span<T> q = coefficients.Slice(3 * channels, channels);
             Span<double> inverseStddev = stddev; // holds 1 / sqrt(var + eps)
             for (int c = 0; c < channels; c++)
             {
@@ -253,8 +256,15 @@ public partial class BatchNormalization<T>
         }
         finally
         {
-            ArrayPool<double>.Shared.Return(buffer);
-            ArrayPool<T>.Shared.Return(coefficients);
+            if (rentedBuffer is not null)
+            {
+                ArrayPool<double>.Shared.Return(rentedBuffer);
+            }
+
+            if (rentedCoefficients is not null)
+            {
+                ArrayPool<T>.Shared.Return(rentedCoefficients);
+            }
         }
     }
 

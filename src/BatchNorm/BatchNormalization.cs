@@ -712,9 +712,8 @@ public partial class BatchNormalization<T>
             _lastMode = ForwardMode.Moving;
             if (layout.Length != 0)
             {
-                BatchNormKernels.Inference(
-                    x, y, layout, GammaSpan, BetaSpan, _movingMean!.ReadOnlySpan, _movingVariance!.ReadOnlySpan, Epsilon, VectorWidths.Best,
-                    _maxDegreeOfParallelism);
+                InferenceFold fold = CurrentInferenceFold();
+                BatchNormKernels.Affine<T>(x, y, layout, fold.Center, fold.Scale, fold.Shift, VectorWidths.Best, _maxDegreeOfParallelism);
             }
 
             return;

@@ -133,7 +133,10 @@ internal static partial class BatchNormKernels
         ref T m = ref MemoryMarshal.GetReference(center);
         if (layout.IsChannelsLast)
         {
-            T[] scratch = ArrayPool<T>.Shared.Rent(2 * layout.Channels);
+            T[]? rented = null;
+            Span<T> scratch = layout.Channels <= StackChannels
+                ? stackalloc T[2 * layout.Channels]
+                : (rented = ArrayPool<T>.Shared.Rent(2 * layout.Channels));
             try
             {
                 switch (width)
@@ -154,7 +157,10 @@ internal static partial class BatchNormKernels
             }
             finally
             {
-                ArrayPool<T>.Shared.Return(scratch);
+                if (rented is not null)
+                {
+                    ArrayPool<T>.Shared.Return(rented);
+                }
             }
         }
         else

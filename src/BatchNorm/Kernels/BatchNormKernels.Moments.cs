@@ -163,7 +163,8 @@ internal static partial class BatchNormKernels
         mean.Clear();
         m2.Clear();
         ref T src = ref MemoryMarshal.GetReference(x);
-        T[] scratch = ArrayPool<T>.Shared.Rent(3 * channels);
+        T[]? rented = null;
+        Span<T> scratch = channels <= StackChannels ? stackalloc T[3 * channels] : (rented = ArrayPool<T>.Shared.Rent(3 * channels));
         try
         {
             switch (width)
@@ -184,7 +185,10 @@ internal static partial class BatchNormKernels
         }
         finally
         {
-            ArrayPool<T>.Shared.Return(scratch);
+            if (rented is not null)
+            {
+                ArrayPool<T>.Shared.Return(rented);
+            }
         }
     }
 
