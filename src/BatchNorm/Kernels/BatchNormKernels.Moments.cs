@@ -342,7 +342,6 @@ internal static partial class BatchNormKernels
     {
         int width = TOps.Count;
         int vectorEnd = channels - (channels % width);
-        nuint stride = (nuint)channels;
         MemoryMarshal.CreateSpan(ref shift, 3 * channels).Clear(); // shift, sum1 and sum2 are consecutive
 
         // Four rows are summed in registers before each accumulator is updated: one accumulator store per four data
