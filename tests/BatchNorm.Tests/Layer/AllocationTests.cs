@@ -47,13 +47,21 @@ public class AllocationTests
                 call(); // warm up: JIT, array pool buckets
             }
 
-            long before = GC.GetAllocatedBytesForCurrentThread();
-            for (int i = 0; i < 20; i++)
+            // A per-call allocation shows in every window. The runtime can also charge this thread for a few bytes
+            // of its own (type statics, on-stack replacement while tier-up lags behind a busy parallel test run), once;
+            // so the quietest of several windows is what must be zero.
+            long allocated = long.MaxValue;
+            for (int window = 0; window < 5 && allocated != 0; window++)
             {
-                call();
+                long before = GC.GetAllocatedBytesForCurrentThread();
+                for (int i = 0; i < 20; i++)
+                {
+                    call();
+                }
+
+                allocated = Math.Min(allocated, GC.GetAllocatedBytesForCurrentThread() - before);
             }
 
-            long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
             allocated.Should().Be(0, $"{call.Method.Name} on {typeof(T).Name} [{string.Join(", ", shape)}] axis {axis}");
         }
     }
