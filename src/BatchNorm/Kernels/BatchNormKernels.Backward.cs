@@ -22,13 +22,14 @@ internal static partial class BatchNormKernels
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
         Debug.Assert(x.Length == layout.Length && dy.Length == layout.Length && center.Length == layout.Channels);
+        bool prefetch = Prefetch.IsWorthIt<T>(layout.Length);
         if (Partition.IsLarge(layout))
         {
-            PartitionedGradientSums(x, dy, layout, center, sumDy, sumDyCentered, width, maxDegree);
+            PartitionedGradientSums(x, dy, layout, center, sumDy, sumDyCentered, width, maxDegree, prefetch);
             return;
         }
 
-        GradientSums(x, dy, layout, center, sumDy, sumDyCentered, width);
+        GradientSums(x, dy, layout, center, sumDy, sumDyCentered, width, prefetch);
     }
 
     /// <summary>
@@ -37,7 +38,7 @@ internal static partial class BatchNormKernels
     /// </summary>
     private static void PartitionedGradientSums<T>(
         ReadOnlySpan<T> x, ReadOnlySpan<T> dy, ChannelLayout layout, ReadOnlySpan<T> center,
-        Span<double> sumDy, Span<double> sumDyCentered, VectorWidth width, int maxDegree)
+        Span<double> sumDy, Span<double> sumDyCentered, VectorWidth width, int maxDegree, bool prefetch)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
         int channels = layout.Channels;
@@ -50,23 +51,20 @@ internal static partial class BatchNormKernels
             {
                 for (int part = 0; part < parts; part++)
                 {
-                    GradientPart(x, dy, layout, center, part, parts, partial, width);
+                    GradientPart(x, dy, layout, center, part, parts, partial, width, prefetch);
                 }
             }
             else
             {
-                ParallelGradientParts(x, dy, layout, center, parts, degree, partial, width);
+                ParallelGradientParts(x, dy, layout, center, parts, degree, partial, width, prefetch);
             }
 
             sumDy.Clear();
             sumDyCentered.Clear();
             for (int part = 0; part < parts; part++)
             {
-                for (int c = 0; c < channels; c++)
-                {
-                    sumDy[c] += partial[(2 * part * channels) + c];
-                    sumDyCentered[c] += partial[(((2 * part) + 1) * channels) + c];
-                }
+                AccumulateWidened(sumDy, ref partial[2 * part * channels]);
+                AccumulateWidened(sumDyCentered, ref partial[((2 * part) + 1) * channels]);
             }
         }
         finally
@@ -77,7 +75,7 @@ internal static partial class BatchNormKernels
 
     /// <summary>One part of <see cref="PartitionedGradientSums{T}"/>: a stripe of rows, or a group of channels.</summary>
     private static void GradientPart<T>(
-        ReadOnlySpan<T> x, ReadOnlySpan<T> dy, ChannelLayout layout, ReadOnlySpan<T> center, int part, int parts, double[] partial, VectorWidth width)
+        ReadOnlySpan<T> x, ReadOnlySpan<T> dy, ChannelLayout layout, ReadOnlySpan<T> center, int part, int parts, double[] partial, VectorWidth width, bool prefetch)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
         int channels = layout.Channels;
@@ -90,7 +88,7 @@ internal static partial class BatchNormKernels
             int rows = Math.Min(stripeRows, layout.Outer - r0);
             GradientSums(
                 x.Slice(r0 * channels, rows * channels), dy.Slice(r0 * channels, rows * channels),
-                layout with { Outer = rows }, center, p1, p2, width);
+                layout with { Outer = rows }, center, p1, p2, width, prefetch);
         }
         else
         {
@@ -98,13 +96,13 @@ internal static partial class BatchNormKernels
             int c1 = (int)((long)channels * (part + 1) / parts);
             p1.Clear();
             p2.Clear();
-            GradientSumsChannelsFirst(x, dy, layout, c0, c1, center, p1, p2, width);
+            GradientSumsChannelsFirst(x, dy, layout, c0, c1, center, p1, p2, width, prefetch);
         }
     }
 
     /// <summary>The parts on several threads (its own method, so that its closure is allocated only when it runs).</summary>
     private static unsafe void ParallelGradientParts<T>(
-        ReadOnlySpan<T> x, ReadOnlySpan<T> dy, ChannelLayout layout, ReadOnlySpan<T> center, int parts, int degree, double[] partial, VectorWidth width)
+        ReadOnlySpan<T> x, ReadOnlySpan<T> dy, ChannelLayout layout, ReadOnlySpan<T> center, int parts, int degree, double[] partial, VectorWidth width, bool prefetch)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
         fixed (T* px = x)
@@ -116,14 +114,14 @@ internal static partial class BatchNormKernels
             int channels = center.Length;
             Partition.For(parts, degree, part => GradientPart(
                 new ReadOnlySpan<T>((T*)xs, length), new ReadOnlySpan<T>((T*)gs, length), layout,
-                new ReadOnlySpan<T>((T*)ms, channels), part, parts, partial, width));
+                new ReadOnlySpan<T>((T*)ms, channels), part, parts, partial, width, prefetch));
         }
     }
 
     /// <summary>The gradient sums on the calling thread.</summary>
     private static void GradientSums<T>(
         ReadOnlySpan<T> x, ReadOnlySpan<T> dy, ChannelLayout layout, ReadOnlySpan<T> center,
-        Span<double> sumDy, Span<double> sumDyCentered, VectorWidth width)
+        Span<double> sumDy, Span<double> sumDyCentered, VectorWidth width, bool prefetch)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
         sumDy.Clear();
@@ -142,16 +140,16 @@ internal static partial class BatchNormKernels
                 switch (width)
                 {
                     case VectorWidth.Vector512:
-                        GradientSumsChannelsLast<Vector512<T>, Vector512Ops<T>, T>(ref xs, ref gs, layout, ref m, sumDy, sumDyCentered, scratch);
+                        GradientSumsChannelsLast<Vector512<T>, Vector512Ops<T>, T>(ref xs, ref gs, layout, ref m, sumDy, sumDyCentered, scratch, prefetch);
                         break;
                     case VectorWidth.Vector256:
-                        GradientSumsChannelsLast<Vector256<T>, Vector256Ops<T>, T>(ref xs, ref gs, layout, ref m, sumDy, sumDyCentered, scratch);
+                        GradientSumsChannelsLast<Vector256<T>, Vector256Ops<T>, T>(ref xs, ref gs, layout, ref m, sumDy, sumDyCentered, scratch, prefetch);
                         break;
                     case VectorWidth.Vector128:
-                        GradientSumsChannelsLast<Vector128<T>, Vector128Ops<T>, T>(ref xs, ref gs, layout, ref m, sumDy, sumDyCentered, scratch);
+                        GradientSumsChannelsLast<Vector128<T>, Vector128Ops<T>, T>(ref xs, ref gs, layout, ref m, sumDy, sumDyCentered, scratch, prefetch);
                         break;
                     default:
-                        GradientSumsChannelsLast<T, ScalarOps<T>, T>(ref xs, ref gs, layout, ref m, sumDy, sumDyCentered, scratch);
+                        GradientSumsChannelsLast<T, ScalarOps<T>, T>(ref xs, ref gs, layout, ref m, sumDy, sumDyCentered, scratch, prefetch);
                         break;
                 }
             }
@@ -165,14 +163,14 @@ internal static partial class BatchNormKernels
         }
         else
         {
-            GradientSumsChannelsFirst(x, dy, layout, 0, layout.Channels, center, sumDy, sumDyCentered, width);
+            GradientSumsChannelsFirst(x, dy, layout, 0, layout.Channels, center, sumDy, sumDyCentered, width, prefetch);
         }
     }
 
     /// <summary>Channel-not-last gradient sums for channels [c0, c1), each channel's runs in outer order.</summary>
     private static void GradientSumsChannelsFirst<T>(
         ReadOnlySpan<T> x, ReadOnlySpan<T> dy, ChannelLayout layout, int c0, int c1, ReadOnlySpan<T> center,
-        Span<double> sumDy, Span<double> sumDyCentered, VectorWidth width)
+        Span<double> sumDy, Span<double> sumDyCentered, VectorWidth width, bool prefetch)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
         ref T xs = ref MemoryMarshal.GetReference(x);
@@ -181,22 +179,22 @@ internal static partial class BatchNormKernels
         switch (width)
         {
             case VectorWidth.Vector512:
-                GradientSumsChannelsFirst<Vector512<T>, Vector512Ops<T>, T>(ref xs, ref gs, layout, c0, c1, ref m, sumDy, sumDyCentered);
+                GradientSumsChannelsFirst<Vector512<T>, Vector512Ops<T>, T>(ref xs, ref gs, layout, c0, c1, ref m, sumDy, sumDyCentered, prefetch);
                 break;
             case VectorWidth.Vector256:
-                GradientSumsChannelsFirst<Vector256<T>, Vector256Ops<T>, T>(ref xs, ref gs, layout, c0, c1, ref m, sumDy, sumDyCentered);
+                GradientSumsChannelsFirst<Vector256<T>, Vector256Ops<T>, T>(ref xs, ref gs, layout, c0, c1, ref m, sumDy, sumDyCentered, prefetch);
                 break;
             case VectorWidth.Vector128:
-                GradientSumsChannelsFirst<Vector128<T>, Vector128Ops<T>, T>(ref xs, ref gs, layout, c0, c1, ref m, sumDy, sumDyCentered);
+                GradientSumsChannelsFirst<Vector128<T>, Vector128Ops<T>, T>(ref xs, ref gs, layout, c0, c1, ref m, sumDy, sumDyCentered, prefetch);
                 break;
             default:
-                GradientSumsChannelsFirst<T, ScalarOps<T>, T>(ref xs, ref gs, layout, c0, c1, ref m, sumDy, sumDyCentered);
+                GradientSumsChannelsFirst<T, ScalarOps<T>, T>(ref xs, ref gs, layout, c0, c1, ref m, sumDy, sumDyCentered, prefetch);
                 break;
         }
     }
 
     private static void GradientSumsChannelsLast<TVec, TOps, T>(
-        ref T x, ref T dy, ChannelLayout layout, ref T center, Span<double> sumDy, Span<double> sumDyCentered, Span<T> scratch)
+        ref T x, ref T dy, ChannelLayout layout, ref T center, Span<double> sumDy, Span<double> sumDyCentered, Span<T> scratch, bool prefetch)
         where TVec : struct
         where TOps : IVectorOps<TVec, T>
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
@@ -205,7 +203,7 @@ internal static partial class BatchNormKernels
         int width = TOps.Count;
         if (channels < width)
         {
-            GradientSumsChannelsLast<T, ScalarOps<T>, T>(ref x, ref dy, layout, ref center, sumDy, sumDyCentered, scratch);
+            GradientSumsChannelsLast<T, ScalarOps<T>, T>(ref x, ref dy, layout, ref center, sumDy, sumDyCentered, scratch, prefetch);
             return;
         }
 
@@ -219,23 +217,50 @@ internal static partial class BatchNormKernels
             nuint start = (nuint)((nint)r0 * channels);
             if (narrow)
             {
-                NarrowGradientSums<TVec, TOps, T>(ref Unsafe.Add(ref x, start), ref Unsafe.Add(ref dy, start), rows, channels, ref center, ref s1, ref s2);
+                NarrowGradientSums<TVec, TOps, T>(ref Unsafe.Add(ref x, start), ref Unsafe.Add(ref dy, start), rows, channels, ref center, ref s1, ref s2, prefetch);
             }
             else
             {
-                WideGradientSums<TVec, TOps, T>(ref Unsafe.Add(ref x, start), ref Unsafe.Add(ref dy, start), rows, channels, ref center, ref s1, ref s2);
+                WideGradientSums<TVec, TOps, T>(ref Unsafe.Add(ref x, start), ref Unsafe.Add(ref dy, start), rows, channels, ref center, ref s1, ref s2, prefetch);
             }
 
-            for (int c = 0; c < channels; c++)
+            AccumulateWidened(sumDy, ref s1);
+            AccumulateWidened(sumDyCentered, ref s2);
+        }
+    }
+
+    /// <summary><c>total[c] += (double)block[c]</c> for every channel, vectorised (wide rows have thousands per block).</summary>
+    private static void AccumulateWidened<T>(Span<double> total, ref T block)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        ref double sum = ref MemoryMarshal.GetReference(total);
+        int channels = total.Length;
+        int c = 0;
+        if (Vector.IsHardwareAccelerated && typeof(T) == typeof(float))
+        {
+            for (; c <= channels - Vector<float>.Count; c += Vector<float>.Count)
             {
-                sumDy[c] += double.CreateTruncating(Unsafe.Add(ref s1, c));
-                sumDyCentered[c] += double.CreateTruncating(Unsafe.Add(ref s2, c));
+                Vector.Widen(Vector.LoadUnsafe(ref Unsafe.As<T, float>(ref block), (nuint)c), out Vector<double> lower, out Vector<double> upper);
+                (Vector.LoadUnsafe(ref sum, (nuint)c) + lower).StoreUnsafe(ref sum, (nuint)c);
+                (Vector.LoadUnsafe(ref sum, (nuint)(c + Vector<double>.Count)) + upper).StoreUnsafe(ref sum, (nuint)(c + Vector<double>.Count));
             }
+        }
+        else if (Vector.IsHardwareAccelerated && typeof(T) == typeof(double))
+        {
+            for (; c <= channels - Vector<double>.Count; c += Vector<double>.Count)
+            {
+                (Vector.LoadUnsafe(ref sum, (nuint)c) + Vector.LoadUnsafe(ref Unsafe.As<T, double>(ref block), (nuint)c)).StoreUnsafe(ref sum, (nuint)c);
+            }
+        }
+
+        for (; c < channels; c++)
+        {
+            Unsafe.Add(ref sum, c) += double.CreateTruncating(Unsafe.Add(ref block, c));
         }
     }
 
     /// <summary>A block of rows of at most four vectors: the eight sums stay in registers (chunk offsets as in the narrow moments).</summary>
-    private static void NarrowGradientSums<TVec, TOps, T>(ref T x, ref T dy, int rows, int channels, ref T center, ref T s1, ref T s2)
+    private static void NarrowGradientSums<TVec, TOps, T>(ref T x, ref T dy, int rows, int channels, ref T center, ref T s1, ref T s2, bool prefetch)
         where TVec : struct
         where TOps : IVectorOps<TVec, T>
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
@@ -251,6 +276,18 @@ internal static partial class BatchNormKernels
         nuint o = 0;
         for (int r = 0; r < rows; r++, o += stride)
         {
+            if (prefetch)
+            {
+                Prefetch.Ahead(ref dy, o);
+                Prefetch.Ahead(ref dy, o + c1);
+                Prefetch.Ahead(ref dy, o + c2);
+                Prefetch.Ahead(ref dy, o + c3);
+                Prefetch.Ahead(ref x, o);
+                Prefetch.Ahead(ref x, o + c1);
+                Prefetch.Ahead(ref x, o + c2);
+                Prefetch.Ahead(ref x, o + c3);
+            }
+
             TVec d0 = TOps.Load(ref dy, o);
             TVec d1 = TOps.Load(ref dy, o + c1);
             TVec d2 = TOps.Load(ref dy, o + c2);
@@ -276,7 +313,7 @@ internal static partial class BatchNormKernels
     }
 
     /// <summary>A block of wide rows: sums in L1 arrays, four rows combined in registers per accumulator update.</summary>
-    private static void WideGradientSums<TVec, TOps, T>(ref T x, ref T dy, int rows, int channels, ref T center, ref T s1, ref T s2)
+    private static void WideGradientSums<TVec, TOps, T>(ref T x, ref T dy, int rows, int channels, ref T center, ref T s1, ref T s2, bool prefetch)
         where TVec : struct
         where TOps : IVectorOps<TVec, T>
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
@@ -285,8 +322,11 @@ internal static partial class BatchNormKernels
         int vectorEnd = channels - (channels % width);
         nuint stride = (nuint)channels;
         MemoryMarshal.CreateSpan(ref s1, 2 * channels).Clear(); // s1 and s2 are consecutive
+
+        // In cache, four rows per accumulator update; from memory, one row at a time with prefetching (eight streams at
+        // once defeat the prefetcher, and there the accumulator traffic is hidden behind memory anyway).
         int r = 0;
-        for (; r <= rows - 4; r += 4)
+        for (; !prefetch && r <= rows - 4; r += 4)
         {
             nuint q0 = (nuint)r * stride;
             nuint q1 = q0 + stride;
@@ -323,6 +363,12 @@ internal static partial class BatchNormKernels
             nuint c = 0;
             for (; c < (nuint)vectorEnd; c += (nuint)width)
             {
+                if (prefetch)
+                {
+                    Prefetch.Ahead(ref dy, q + c);
+                    Prefetch.Ahead(ref x, q + c);
+                }
+
                 TVec d = TOps.Load(ref dy, q + c);
                 TOps.Store(TOps.Add(TOps.Load(ref s1, c), d), ref s1, c);
                 TOps.Store(TOps.Add(TOps.Load(ref s2, c), TOps.Multiply(d, TOps.Subtract(TOps.Load(ref x, q + c), TOps.Load(ref center, c)))), ref s2, c);
@@ -338,7 +384,7 @@ internal static partial class BatchNormKernels
     }
 
     private static void GradientSumsChannelsFirst<TVec, TOps, T>(
-        ref T x, ref T dy, ChannelLayout layout, int c0, int c1, ref T center, Span<double> sumDy, Span<double> sumDyCentered)
+        ref T x, ref T dy, ChannelLayout layout, int c0, int c1, ref T center, Span<double> sumDy, Span<double> sumDyCentered, bool prefetch)
         where TVec : struct
         where TOps : IVectorOps<TVec, T>
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
@@ -362,6 +408,12 @@ internal static partial class BatchNormKernels
                     int j = j0;
                     for (; j <= j0 + count - (2 * width); j += 2 * width)
                     {
+                        if (prefetch)
+                        {
+                            Prefetch.Ahead(ref gr, (nuint)j);
+                            Prefetch.Ahead(ref xr, (nuint)j);
+                        }
+
                         TVec g = TOps.Load(ref gr, (nuint)j);
                         TVec h = TOps.Load(ref gr, (nuint)(j + width));
                         a1 = TOps.Add(a1, g);
@@ -406,19 +458,20 @@ internal static partial class BatchNormKernels
     {
         Debug.Assert(x.Length == layout.Length && dy.Length == layout.Length && dx.Length == layout.Length);
         Debug.Assert(weights.IsEmpty || weights.Length == layout.Outer * layout.Inner);
+        bool prefetch = Prefetch.IsWorthIt<T>(layout.Length);
         if (maxDegree != 1 && Partition.IsLarge(layout))
         {
-            ParallelInputGradient(x, dy, dx, layout, weights, center, a, p, q, width, maxDegree);
+            ParallelInputGradient(x, dy, dx, layout, weights, center, a, p, q, width, maxDegree, prefetch);
             return;
         }
 
-        InputGradientSequential(x, dy, dx, layout, weights, center, a, p, q, width);
+        InputGradientSequential(x, dy, dx, layout, weights, center, a, p, q, width, prefetch);
     }
 
     /// <summary>The parallel branch, in its own method so that its closure is allocated only when it runs.</summary>
     private static unsafe void ParallelInputGradient<T>(
         ReadOnlySpan<T> x, ReadOnlySpan<T> dy, Span<T> dx, ChannelLayout layout, ReadOnlySpan<T> weights,
-        ReadOnlySpan<T> center, ReadOnlySpan<T> a, ReadOnlySpan<T> p, ReadOnlySpan<T> q, VectorWidth width, int maxDegree)
+        ReadOnlySpan<T> center, ReadOnlySpan<T> a, ReadOnlySpan<T> p, ReadOnlySpan<T> q, VectorWidth width, int maxDegree, bool prefetch)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
         fixed (T* px = x)
@@ -437,13 +490,13 @@ internal static partial class BatchNormKernels
                 new Span<T>((T*)ds + element, part.Length), part,
                 masked ? new ReadOnlySpan<T>((T*)ws + maskStart, part.Outer * part.Inner) : default,
                 new ReadOnlySpan<T>((T*)ms + channel, part.Channels), new ReadOnlySpan<T>((T*)ass + channel, part.Channels),
-                new ReadOnlySpan<T>((T*)ps + channel, part.Channels), new ReadOnlySpan<T>((T*)qs + channel, part.Channels), width));
+                new ReadOnlySpan<T>((T*)ps + channel, part.Channels), new ReadOnlySpan<T>((T*)qs + channel, part.Channels), width, prefetch));
         }
     }
 
     private static void InputGradientSequential<T>(
         ReadOnlySpan<T> x, ReadOnlySpan<T> dy, Span<T> dx, ChannelLayout layout, ReadOnlySpan<T> weights,
-        ReadOnlySpan<T> center, ReadOnlySpan<T> a, ReadOnlySpan<T> p, ReadOnlySpan<T> q, VectorWidth width)
+        ReadOnlySpan<T> center, ReadOnlySpan<T> a, ReadOnlySpan<T> p, ReadOnlySpan<T> q, VectorWidth width, bool prefetch)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
         var k = new GradientCoefficients<T>(
@@ -455,16 +508,16 @@ internal static partial class BatchNormKernels
         switch (width)
         {
             case VectorWidth.Vector512:
-                InputGradient<Vector512<T>, Vector512Ops<T>, T>(ref xs, ref gs, ref ds, layout, weights, k);
+                InputGradient<Vector512<T>, Vector512Ops<T>, T>(ref xs, ref gs, ref ds, layout, weights, k, prefetch);
                 break;
             case VectorWidth.Vector256:
-                InputGradient<Vector256<T>, Vector256Ops<T>, T>(ref xs, ref gs, ref ds, layout, weights, k);
+                InputGradient<Vector256<T>, Vector256Ops<T>, T>(ref xs, ref gs, ref ds, layout, weights, k, prefetch);
                 break;
             case VectorWidth.Vector128:
-                InputGradient<Vector128<T>, Vector128Ops<T>, T>(ref xs, ref gs, ref ds, layout, weights, k);
+                InputGradient<Vector128<T>, Vector128Ops<T>, T>(ref xs, ref gs, ref ds, layout, weights, k, prefetch);
                 break;
             default:
-                InputGradient<T, ScalarOps<T>, T>(ref xs, ref gs, ref ds, layout, weights, k);
+                InputGradient<T, ScalarOps<T>, T>(ref xs, ref gs, ref ds, layout, weights, k, prefetch);
                 break;
         }
     }
@@ -487,7 +540,7 @@ internal static partial class BatchNormKernels
     }
 
     private static void InputGradient<TVec, TOps, T>(
-        ref T x, ref T dy, ref T dx, ChannelLayout layout, ReadOnlySpan<T> weights, GradientCoefficients<T> k)
+        ref T x, ref T dy, ref T dx, ChannelLayout layout, ReadOnlySpan<T> weights, GradientCoefficients<T> k, bool prefetch)
         where TVec : struct
         where TOps : IVectorOps<TVec, T>
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
@@ -498,13 +551,24 @@ internal static partial class BatchNormKernels
         {
             if (channels < width)
             {
-                InputGradient<T, ScalarOps<T>, T>(ref x, ref dy, ref dx, layout, weights, k);
+                InputGradient<T, ScalarOps<T>, T>(ref x, ref dy, ref dx, layout, weights, k, prefetch);
                 return;
             }
 
             if (channels <= 4 * width)
             {
                 InputGradientNarrowRows<TVec, TOps, T>(ref x, ref dy, ref dx, layout.Outer, channels, weights, k);
+            }
+            else if (prefetch)
+            {
+                // From memory one row at a time, prefetching: four rows of three streams at once defeat the prefetcher.
+                for (int r = 0; r < layout.Outer; r++)
+                {
+                    nuint start = (nuint)r * (nuint)channels;
+                    bool statisticsTerm = weights.IsEmpty || weights[r] != T.Zero;
+                    InputGradientRow<TVec, TOps, T>(
+                        ref Unsafe.Add(ref x, start), ref Unsafe.Add(ref dy, start), ref Unsafe.Add(ref dx, start), channels, k, statisticsTerm, prefetch: true);
+                }
             }
             else
             {
@@ -516,7 +580,7 @@ internal static partial class BatchNormKernels
             int inner = layout.Inner;
             if (inner < width)
             {
-                InputGradient<T, ScalarOps<T>, T>(ref x, ref dy, ref dx, layout, weights, k);
+                InputGradient<T, ScalarOps<T>, T>(ref x, ref dy, ref dx, layout, weights, k, prefetch);
                 return;
             }
 
@@ -530,7 +594,7 @@ internal static partial class BatchNormKernels
                         ref Unsafe.Add(ref x, start), ref Unsafe.Add(ref dy, start), ref Unsafe.Add(ref dx, start), inner,
                         TOps.Broadcast(Unsafe.Add(ref k.Center, c)), TOps.Broadcast(Unsafe.Add(ref k.A, c)),
                         TOps.Broadcast(Unsafe.Add(ref k.P, c)), TOps.Broadcast(Unsafe.Add(ref k.Q, c)),
-                        weights.IsEmpty, ref Unsafe.Add(ref w, (nint)o * inner));
+                        weights.IsEmpty, ref Unsafe.Add(ref w, (nint)o * inner), prefetch);
                 }
             }
         }
@@ -631,7 +695,7 @@ internal static partial class BatchNormKernels
         {
             nuint start = (nuint)r * stride;
             bool statisticsTerm = weights.IsEmpty || weights[r] != T.Zero;
-            InputGradientRow<TVec, TOps, T>(ref Unsafe.Add(ref x, start), ref Unsafe.Add(ref dy, start), ref Unsafe.Add(ref dx, start), channels, k, statisticsTerm);
+            InputGradientRow<TVec, TOps, T>(ref Unsafe.Add(ref x, start), ref Unsafe.Add(ref dy, start), ref Unsafe.Add(ref dx, start), channels, k, statisticsTerm, prefetch: false);
         }
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -641,7 +705,7 @@ internal static partial class BatchNormKernels
 
     /// <summary>A channels-last row (coefficients vary along it). Requires count &gt;= width.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void InputGradientRow<TVec, TOps, T>(ref T x, ref T dy, ref T dx, int count, GradientCoefficients<T> k, bool statisticsTerm)
+    private static void InputGradientRow<TVec, TOps, T>(ref T x, ref T dy, ref T dx, int count, GradientCoefficients<T> k, bool statisticsTerm, bool prefetch)
         where TVec : struct
         where TOps : IVectorOps<TVec, T>
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
@@ -652,6 +716,13 @@ internal static partial class BatchNormKernels
         nuint i = 0;
         for (; i <= last; i += (nuint)width)
         {
+            if (prefetch)
+            {
+                Prefetch.Ahead(ref x, i);
+                Prefetch.Ahead(ref dy, i);
+                Prefetch.Ahead(ref dx, i);
+            }
+
             TOps.Store(Row(ref x, ref dy, i, k, statisticsTerm), ref dx, i);
         }
 
@@ -676,7 +747,7 @@ internal static partial class BatchNormKernels
     /// <summary>A contiguous run of one channel (coefficients constant), optionally weighted per element. Requires count &gt;= width.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void InputGradientRun<TVec, TOps, T>(
-        ref T x, ref T dy, ref T dx, int count, TVec center, TVec a, TVec p, TVec q, bool unweighted, ref T weights)
+        ref T x, ref T dy, ref T dx, int count, TVec center, TVec a, TVec p, TVec q, bool unweighted, ref T weights, bool prefetch)
         where TVec : struct
         where TOps : IVectorOps<TVec, T>
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
@@ -687,6 +758,13 @@ internal static partial class BatchNormKernels
         nuint i = 0;
         for (; i <= last; i += (nuint)width)
         {
+            if (prefetch)
+            {
+                Prefetch.Ahead(ref x, i);
+                Prefetch.Ahead(ref dy, i);
+                Prefetch.Ahead(ref dx, i);
+            }
+
             TOps.Store(Run(ref x, ref dy, i, center, a, p, q, unweighted, ref weights), ref dx, i);
         }
 

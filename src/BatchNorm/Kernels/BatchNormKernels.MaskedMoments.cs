@@ -44,16 +44,16 @@ internal static partial class BatchNormKernels
                 switch (width)
                 {
                     case VectorWidth.Vector512:
-                        MomentsChannelsLast<Vector512<T>, Vector512Ops<T>, T, SelectedRows>(ref src, new SelectedRows(selected), layout.Channels, mean, m2, scratch);
+                        MomentsChannelsLast<Vector512<T>, Vector512Ops<T>, T, SelectedRows>(ref src, new SelectedRows(selected), layout.Channels, mean, m2, scratch, prefetch: false);
                         break;
                     case VectorWidth.Vector256:
-                        MomentsChannelsLast<Vector256<T>, Vector256Ops<T>, T, SelectedRows>(ref src, new SelectedRows(selected), layout.Channels, mean, m2, scratch);
+                        MomentsChannelsLast<Vector256<T>, Vector256Ops<T>, T, SelectedRows>(ref src, new SelectedRows(selected), layout.Channels, mean, m2, scratch, prefetch: false);
                         break;
                     case VectorWidth.Vector128:
-                        MomentsChannelsLast<Vector128<T>, Vector128Ops<T>, T, SelectedRows>(ref src, new SelectedRows(selected), layout.Channels, mean, m2, scratch);
+                        MomentsChannelsLast<Vector128<T>, Vector128Ops<T>, T, SelectedRows>(ref src, new SelectedRows(selected), layout.Channels, mean, m2, scratch, prefetch: false);
                         break;
                     default:
-                        MomentsChannelsLast<T, ScalarOps<T>, T, SelectedRows>(ref src, new SelectedRows(selected), layout.Channels, mean, m2, scratch);
+                        MomentsChannelsLast<T, ScalarOps<T>, T, SelectedRows>(ref src, new SelectedRows(selected), layout.Channels, mean, m2, scratch, prefetch: false);
                         break;
                 }
 

@@ -40,24 +40,25 @@ internal static partial class BatchNormKernels
         Debug.Assert(mean.Length == layout.Channels && variance.Length == layout.Channels);
 
         // variance holds the running sum of squared deviations (M2) until the end.
+        bool prefetch = Prefetch.IsWorthIt<T>(layout.Length);
         if (layout.IsChannelsLast && Partition.IsLarge(layout))
         {
-            StripedMomentsChannelsLast(x, layout, mean, variance, width, maxDegree);
+            StripedMomentsChannelsLast(x, layout, mean, variance, width, maxDegree, prefetch);
         }
         else if (layout.IsChannelsLast)
         {
-            MomentsChannelsLast(x, layout.Outer, layout.Channels, mean, variance, width);
+            MomentsChannelsLast(x, layout.Outer, layout.Channels, mean, variance, width, prefetch);
         }
         else
         {
             int groups = Partition.IsLarge(layout) ? Partition.Degree(maxDegree, layout.Channels) : 1;
             if (groups == 1)
             {
-                MomentsChannelsFirst(x, layout, 0, layout.Channels, mean, variance, width);
+                MomentsChannelsFirst(x, layout, 0, layout.Channels, mean, variance, width, prefetch);
             }
             else
             {
-                ParallelMomentsChannelsFirst(x, layout, groups, mean, variance, width);
+                ParallelMomentsChannelsFirst(x, layout, groups, mean, variance, width, prefetch);
             }
         }
 
@@ -72,7 +73,7 @@ internal static partial class BatchNormKernels
     /// Channel-not-last inputs split by channel group: each channel is reduced entirely by one thread, in the same order
     /// as on one thread. Its own method, so that the closure is allocated only when it runs.
     /// </summary>
-    private static unsafe void ParallelMomentsChannelsFirst<T>(ReadOnlySpan<T> x, ChannelLayout layout, int groups, Span<double> mean, Span<double> m2, VectorWidth width)
+    private static unsafe void ParallelMomentsChannelsFirst<T>(ReadOnlySpan<T> x, ChannelLayout layout, int groups, Span<double> mean, Span<double> m2, VectorWidth width, bool prefetch)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
         fixed (T* px = x)
@@ -87,7 +88,7 @@ internal static partial class BatchNormKernels
                 int c1 = (int)((long)layout.Channels * (g + 1) / groups);
                 MomentsChannelsFirst(
                     new ReadOnlySpan<T>((T*)xs, length), layout, c0, c1,
-                    new Span<double>((double*)ms, layout.Channels), new Span<double>((double*)vs, layout.Channels), width);
+                    new Span<double>((double*)ms, layout.Channels), new Span<double>((double*)vs, layout.Channels), width, prefetch);
             });
         }
     }
@@ -96,7 +97,7 @@ internal static partial class BatchNormKernels
     /// Large channels-last inputs: fixed stripes of rows (the partition depends on the shape only), each reduced on its
     /// own, then merged in stripe order, so the result is the same bits for any number of threads.
     /// </summary>
-    private static void StripedMomentsChannelsLast<T>(ReadOnlySpan<T> x, ChannelLayout layout, Span<double> mean, Span<double> m2, VectorWidth width, int maxDegree)
+    private static void StripedMomentsChannelsLast<T>(ReadOnlySpan<T> x, ChannelLayout layout, Span<double> mean, Span<double> m2, VectorWidth width, int maxDegree, bool prefetch)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
         int channels = layout.Channels;
@@ -111,12 +112,12 @@ internal static partial class BatchNormKernels
             {
                 for (int stripe = 0; stripe < stripes; stripe++)
                 {
-                    MomentStripe(x, layout, stripe, partMean, partM2, counts, width);
+                    MomentStripe(x, layout, stripe, partMean, partM2, counts, width, prefetch);
                 }
             }
             else
             {
-                ParallelMomentStripes(x, layout, stripes, degree, partMean, partM2, counts, width);
+                ParallelMomentStripes(x, layout, stripes, degree, partMean, partM2, counts, width, prefetch);
             }
 
             Partition.MergeParts(partMean, partM2, counts.AsSpan(0, stripes), channels, mean, m2);
@@ -130,7 +131,7 @@ internal static partial class BatchNormKernels
     }
 
     /// <summary>One stripe of <see cref="StripedMomentsChannelsLast{T}"/>: its rows' mean and M2 into the stripe's slots.</summary>
-    private static void MomentStripe<T>(ReadOnlySpan<T> x, ChannelLayout layout, int stripe, double[] partMean, double[] partM2, double[] counts, VectorWidth width)
+    private static void MomentStripe<T>(ReadOnlySpan<T> x, ChannelLayout layout, int stripe, double[] partMean, double[] partM2, double[] counts, VectorWidth width, bool prefetch)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
         int channels = layout.Channels;
@@ -139,25 +140,25 @@ internal static partial class BatchNormKernels
         int rows = Math.Min(stripeRows, layout.Outer - r0);
         MomentsChannelsLast(
             x.Slice(r0 * channels, rows * channels), rows, channels,
-            partMean.AsSpan(stripe * channels, channels), partM2.AsSpan(stripe * channels, channels), width);
+            partMean.AsSpan(stripe * channels, channels), partM2.AsSpan(stripe * channels, channels), width, prefetch);
         counts[stripe] = rows;
     }
 
     /// <summary>The stripes on several threads (its own method, so that its closure is allocated only when it runs).</summary>
     private static unsafe void ParallelMomentStripes<T>(
-        ReadOnlySpan<T> x, ChannelLayout layout, int stripes, int degree, double[] partMean, double[] partM2, double[] counts, VectorWidth width)
+        ReadOnlySpan<T> x, ChannelLayout layout, int stripes, int degree, double[] partMean, double[] partM2, double[] counts, VectorWidth width, bool prefetch)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
         fixed (T* px = x)
         {
             nint xs = (nint)px;
             int length = x.Length;
-            Partition.For(stripes, degree, stripe => MomentStripe(new ReadOnlySpan<T>((T*)xs, length), layout, stripe, partMean, partM2, counts, width));
+            Partition.For(stripes, degree, stripe => MomentStripe(new ReadOnlySpan<T>((T*)xs, length), layout, stripe, partMean, partM2, counts, width, prefetch));
         }
     }
 
     /// <summary>Mean and M2 of a channels-last <c>[rows, C]</c> span on the calling thread.</summary>
-    private static void MomentsChannelsLast<T>(ReadOnlySpan<T> x, int rows, int channels, Span<double> mean, Span<double> m2, VectorWidth width)
+    private static void MomentsChannelsLast<T>(ReadOnlySpan<T> x, int rows, int channels, Span<double> mean, Span<double> m2, VectorWidth width, bool prefetch)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
         mean.Clear();
@@ -170,16 +171,16 @@ internal static partial class BatchNormKernels
             switch (width)
             {
                 case VectorWidth.Vector512:
-                    MomentsChannelsLast<Vector512<T>, Vector512Ops<T>, T, AllRows>(ref src, new AllRows(rows), channels, mean, m2, scratch);
+                    MomentsChannelsLast<Vector512<T>, Vector512Ops<T>, T, AllRows>(ref src, new AllRows(rows), channels, mean, m2, scratch, prefetch);
                     break;
                 case VectorWidth.Vector256:
-                    MomentsChannelsLast<Vector256<T>, Vector256Ops<T>, T, AllRows>(ref src, new AllRows(rows), channels, mean, m2, scratch);
+                    MomentsChannelsLast<Vector256<T>, Vector256Ops<T>, T, AllRows>(ref src, new AllRows(rows), channels, mean, m2, scratch, prefetch);
                     break;
                 case VectorWidth.Vector128:
-                    MomentsChannelsLast<Vector128<T>, Vector128Ops<T>, T, AllRows>(ref src, new AllRows(rows), channels, mean, m2, scratch);
+                    MomentsChannelsLast<Vector128<T>, Vector128Ops<T>, T, AllRows>(ref src, new AllRows(rows), channels, mean, m2, scratch, prefetch);
                     break;
                 default:
-                    MomentsChannelsLast<T, ScalarOps<T>, T, AllRows>(ref src, new AllRows(rows), channels, mean, m2, scratch);
+                    MomentsChannelsLast<T, ScalarOps<T>, T, AllRows>(ref src, new AllRows(rows), channels, mean, m2, scratch, prefetch);
                     break;
             }
         }
@@ -193,7 +194,7 @@ internal static partial class BatchNormKernels
     }
 
     /// <summary>Mean and M2 of channels [c0, c1) of a channel-not-last layout, on the calling thread.</summary>
-    private static void MomentsChannelsFirst<T>(ReadOnlySpan<T> x, ChannelLayout layout, int c0, int c1, Span<double> mean, Span<double> m2, VectorWidth width)
+    private static void MomentsChannelsFirst<T>(ReadOnlySpan<T> x, ChannelLayout layout, int c0, int c1, Span<double> mean, Span<double> m2, VectorWidth width, bool prefetch)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
         mean[c0..c1].Clear();
@@ -202,16 +203,16 @@ internal static partial class BatchNormKernels
         switch (width)
         {
             case VectorWidth.Vector512:
-                MomentsChannelsFirst<Vector512<T>, Vector512Ops<T>, T>(ref src, layout, c0, c1, mean, m2);
+                MomentsChannelsFirst<Vector512<T>, Vector512Ops<T>, T>(ref src, layout, c0, c1, mean, m2, prefetch);
                 break;
             case VectorWidth.Vector256:
-                MomentsChannelsFirst<Vector256<T>, Vector256Ops<T>, T>(ref src, layout, c0, c1, mean, m2);
+                MomentsChannelsFirst<Vector256<T>, Vector256Ops<T>, T>(ref src, layout, c0, c1, mean, m2, prefetch);
                 break;
             case VectorWidth.Vector128:
-                MomentsChannelsFirst<Vector128<T>, Vector128Ops<T>, T>(ref src, layout, c0, c1, mean, m2);
+                MomentsChannelsFirst<Vector128<T>, Vector128Ops<T>, T>(ref src, layout, c0, c1, mean, m2, prefetch);
                 break;
             default:
-                MomentsChannelsFirst<T, ScalarOps<T>, T>(ref src, layout, c0, c1, mean, m2);
+                MomentsChannelsFirst<T, ScalarOps<T>, T>(ref src, layout, c0, c1, mean, m2, prefetch);
                 break;
         }
     }
@@ -222,7 +223,7 @@ internal static partial class BatchNormKernels
     /// (sequential memory); rows of at most four vectors keep every accumulator in registers, wider rows accumulate into
     /// per-channel arrays that stay in L1.
     /// </summary>
-    private static void MomentsChannelsLast<TVec, TOps, T, TRows>(ref T x, TRows rows, int channels, Span<double> mean, Span<double> m2, Span<T> scratch)
+    private static void MomentsChannelsLast<TVec, TOps, T, TRows>(ref T x, TRows rows, int channels, Span<double> mean, Span<double> m2, Span<T> scratch, bool prefetch)
         where TVec : struct
         where TOps : IVectorOps<TVec, T>
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
@@ -231,7 +232,7 @@ internal static partial class BatchNormKernels
         int width = TOps.Count;
         if (channels < width)
         {
-            MomentsChannelsLast<T, ScalarOps<T>, T, TRows>(ref x, rows, channels, mean, m2, scratch);
+            MomentsChannelsLast<T, ScalarOps<T>, T, TRows>(ref x, rows, channels, mean, m2, scratch, prefetch);
             return;
         }
 
@@ -246,23 +247,82 @@ internal static partial class BatchNormKernels
             int blockCount = Math.Min(blockRows, rows.Count - r0);
             if (channels <= 4 * width)
             {
-                NarrowBlockSums<TVec, TOps, T, TRows>(ref x, rows, r0, blockCount, channels, ref shift, ref sum1, ref sum2);
+                NarrowBlockSums<TVec, TOps, T, TRows>(ref x, rows, r0, blockCount, channels, ref shift, ref sum1, ref sum2, prefetch);
             }
             else
             {
-                WideBlockSums<TVec, TOps, T, TRows>(ref x, rows, r0, blockCount, channels, ref shift, ref sum1, ref sum2);
+                WideBlockSums<TVec, TOps, T, TRows>(ref x, rows, r0, blockCount, channels, ref shift, ref sum1, ref sum2, prefetch);
             }
 
-            var weights = new BlockWeights(r0, blockCount);
-            for (int c = 0; c < channels; c++)
+            MergeBlocks(mean, m2, new BlockWeights(r0, blockCount), ref shift, ref sum1, ref sum2);
+        }
+    }
+
+    /// <summary>
+    /// <see cref="MergeBlock"/> for every channel of a block, vectorised over channels (wide rows merge thousands of
+    /// channels per block). Element-wise double arithmetic in the scalar order, so the bits match the scalar merge.
+    /// </summary>
+    private static void MergeBlocks<T>(Span<double> mean, Span<double> m2, in BlockWeights w, ref T shift, ref T sum1, ref T sum2)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        int channels = mean.Length;
+        ref double mu = ref MemoryMarshal.GetReference(mean);
+        ref double sq = ref MemoryMarshal.GetReference(m2);
+        int c = 0;
+        if (Vector.IsHardwareAccelerated && (typeof(T) == typeof(float) || typeof(T) == typeof(double)))
+        {
+            var inverse = new Vector<double>(w.InverseCount);
+            var weight = new Vector<double>(w.Weight);
+            var cross = new Vector<double>(w.CrossWeight);
+            if (typeof(T) == typeof(float))
             {
-                MergeBlock(
-                    ref mean[c], ref m2[c], weights,
-                    double.CreateTruncating(Unsafe.Add(ref shift, c)),
-                    double.CreateTruncating(Unsafe.Add(ref sum1, c)),
-                    double.CreateTruncating(Unsafe.Add(ref sum2, c)));
+                int step = Vector<float>.Count;
+                for (; c <= channels - step; c += step)
+                {
+                    Vector.Widen(Vector.LoadUnsafe(ref Unsafe.As<T, float>(ref shift), (nuint)c), out Vector<double> k0, out Vector<double> k1);
+                    Vector.Widen(Vector.LoadUnsafe(ref Unsafe.As<T, float>(ref sum1), (nuint)c), out Vector<double> a0, out Vector<double> a1);
+                    Vector.Widen(Vector.LoadUnsafe(ref Unsafe.As<T, float>(ref sum2), (nuint)c), out Vector<double> b0, out Vector<double> b1);
+                    MergeVector(ref mu, ref sq, (nuint)c, k0, a0, b0, inverse, weight, cross);
+                    MergeVector(ref mu, ref sq, (nuint)(c + Vector<double>.Count), k1, a1, b1, inverse, weight, cross);
+                }
+            }
+            else
+            {
+                int step = Vector<double>.Count;
+                for (; c <= channels - step; c += step)
+                {
+                    MergeVector(
+                        ref mu, ref sq, (nuint)c,
+                        Vector.LoadUnsafe(ref Unsafe.As<T, double>(ref shift), (nuint)c),
+                        Vector.LoadUnsafe(ref Unsafe.As<T, double>(ref sum1), (nuint)c),
+                        Vector.LoadUnsafe(ref Unsafe.As<T, double>(ref sum2), (nuint)c),
+                        inverse, weight, cross);
+                }
             }
         }
+
+        for (; c < channels; c++)
+        {
+            MergeBlock(
+                ref Unsafe.Add(ref mu, c), ref Unsafe.Add(ref sq, c), w,
+                double.CreateTruncating(Unsafe.Add(ref shift, c)),
+                double.CreateTruncating(Unsafe.Add(ref sum1, c)),
+                double.CreateTruncating(Unsafe.Add(ref sum2, c)));
+        }
+    }
+
+    /// <summary><see cref="MergeBlock"/> on a vector of channels.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void MergeVector(
+        ref double mean, ref double m2, nuint c, Vector<double> shift, Vector<double> sum1, Vector<double> sum2,
+        Vector<double> inverseCount, Vector<double> weight, Vector<double> crossWeight)
+    {
+        Vector<double> blockMean = shift + (sum1 * inverseCount);
+        Vector<double> blockM2 = Vector.Max(Vector<double>.Zero, sum2 - (sum1 * sum1 * inverseCount));
+        Vector<double> running = Vector.LoadUnsafe(ref mean, c);
+        Vector<double> delta = blockMean - running;
+        (running + (delta * weight)).StoreUnsafe(ref mean, c);
+        (Vector.LoadUnsafe(ref m2, c) + (blockM2 + (delta * delta * crossWeight))).StoreUnsafe(ref m2, c);
     }
 
     /// <summary>
@@ -270,7 +330,7 @@ internal static partial class BatchNormKernels
     /// chunk computes identical per-channel values), twelve accumulators in registers.
     /// </summary>
     private static void NarrowBlockSums<TVec, TOps, T, TRows>(
-        ref T x, TRows rows, int r0, int count, int channels, ref T shift, ref T sum1, ref T sum2)
+        ref T x, TRows rows, int r0, int count, int channels, ref T shift, ref T sum1, ref T sum2, bool prefetch)
         where TVec : struct
         where TOps : IVectorOps<TVec, T>
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
@@ -286,6 +346,14 @@ internal static partial class BatchNormKernels
         for (int r = 0; r < count; r++, o += stride)
         {
             nuint row = TRows.IsContiguous ? o : (nuint)(rows.Row(r0 + r) * channels);
+            if (prefetch)
+            {
+                Prefetch.Ahead(ref x, row);
+                Prefetch.Ahead(ref x, row + c1);
+                Prefetch.Ahead(ref x, row + c2);
+                Prefetch.Ahead(ref x, row + c3);
+            }
+
             a0 = TOps.Add(a0, TOps.Load(ref x, row));
             a1 = TOps.Add(a1, TOps.Load(ref x, row + c1));
             a2 = TOps.Add(a2, TOps.Load(ref x, row + c2));
@@ -334,7 +402,7 @@ internal static partial class BatchNormKernels
     /// the last <c>C mod w</c> channels are summed one by one so that no channel is counted twice.
     /// </summary>
     private static void WideBlockSums<TVec, TOps, T, TRows>(
-        ref T x, TRows rows, int r0, int count, int channels, ref T shift, ref T sum1, ref T sum2)
+        ref T x, TRows rows, int r0, int count, int channels, ref T shift, ref T sum1, ref T sum2, bool prefetch)
         where TVec : struct
         where TOps : IVectorOps<TVec, T>
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
@@ -345,9 +413,10 @@ internal static partial class BatchNormKernels
         MemoryMarshal.CreateSpan(ref shift, 3 * channels).Clear(); // shift, sum1 and sum2 are consecutive
 
         // Four rows are summed in registers before each accumulator is updated: one accumulator store per four data
-        // vectors instead of one per vector (stores are the narrow resource here).
+        // vectors instead of one per vector (stores are the narrow resource here). From memory, though, one row at a
+        // time with prefetching: four streams at once defeat the prefetcher, and memory hides the extra stores.
         int r = 0;
-        for (; r <= count - 4; r += 4)
+        for (; !prefetch && r <= count - 4; r += 4)
         {
             nuint q0 = RowOffset(rows, r0 + r, channels);
             nuint q1 = RowOffset(rows, r0 + r + 1, channels);
@@ -374,6 +443,11 @@ internal static partial class BatchNormKernels
             nuint c = 0;
             for (; c < (nuint)vectorEnd; c += (nuint)width)
             {
+                if (prefetch)
+                {
+                    Prefetch.Ahead(ref x, row + c);
+                }
+
                 TOps.Store(TOps.Add(TOps.Load(ref shift, c), TOps.Load(ref x, row + c)), ref shift, c);
             }
 
@@ -498,7 +572,7 @@ internal static partial class BatchNormKernels
     /// Channel not last, <c>[outer, C, inner]</c>, channels [c0, c1): vectors run along each contiguous run of a channel;
     /// each channel's runs are merged in outer order.
     /// </summary>
-    private static void MomentsChannelsFirst<TVec, TOps, T>(ref T x, ChannelLayout layout, int c0, int c1, Span<double> mean, Span<double> m2)
+    private static void MomentsChannelsFirst<TVec, TOps, T>(ref T x, ChannelLayout layout, int c0, int c1, Span<double> mean, Span<double> m2, bool prefetch)
         where TVec : struct
         where TOps : IVectorOps<TVec, T>
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
@@ -513,7 +587,7 @@ internal static partial class BatchNormKernels
                 {
                     int count = Math.Min(BlockElements, inner - j0);
                     ref T block = ref Unsafe.Add(ref run, j0);
-                    T k = T.CreateTruncating(Sum<TVec, TOps, T>(ref block, count) / count);
+                    T k = T.CreateTruncating(Sum<TVec, TOps, T>(ref block, count, prefetch) / count);
                     (double s1, double s2) = ShiftedSums<TVec, TOps, T>(ref block, count, k);
                     MergeBlock(ref mean[c], ref m2[c], new BlockWeights(((double)o * inner) + j0, count), double.CreateTruncating(k), s1, s2);
                 }
@@ -523,7 +597,7 @@ internal static partial class BatchNormKernels
 
     /// <summary><c>sum(x)</c> over a contiguous run, four independent accumulators (add latency, not throughput, was the limit).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static double Sum<TVec, TOps, T>(ref T x, int count)
+    private static double Sum<TVec, TOps, T>(ref T x, int count, bool prefetch = false)
         where TVec : struct
         where TOps : IVectorOps<TVec, T>
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
@@ -533,6 +607,12 @@ internal static partial class BatchNormKernels
         int i = 0;
         for (; i <= count - (4 * width); i += 4 * width)
         {
+            if (prefetch)
+            {
+                Prefetch.Ahead(ref x, (nuint)i);
+                Prefetch.Ahead(ref x, (nuint)(i + (2 * width)));
+            }
+
             a0 = TOps.Add(a0, TOps.Load(ref x, (nuint)i));
             a1 = TOps.Add(a1, TOps.Load(ref x, (nuint)(i + width)));
             a2 = TOps.Add(a2, TOps.Load(ref x, (nuint)(i + (2 * width))));

@@ -20,6 +20,9 @@ public class ParallelismTests
         [new[] { 2, 64, 64, 40 }, 1],      // channels first, split by outer index
         [new[] { 1, 8, 200, 200 }, 1],     // one outer index: split by channel
         [new[] { 70000, 5 }, -1],          // rows narrower than a vector
+        [new[] { 16400, 64 }, -1],         // above the prefetch threshold (4 MiB of float): narrow rows
+        [new[] { 520, 2050 }, -1],         // above it: wide rows, one at a time, with a vector tail
+        [new[] { 2, 64, 8200 }, 1],        // above it: channels first
     ];
 
     [Theory]
@@ -50,6 +53,63 @@ public class ParallelismTests
         Tolerance.ShouldBeRelativelyClose(
             Tolerance.ToDouble<float>(layer.MovingVariance.ReadOnlySpan), ReferenceBatchNorm.UpdateMoving(Enumerable.Repeat(1.0, channels).ToArray(), variance, 0.5),
             k, 0, "moving_variance");
+    }
+
+    /// <summary>
+    /// The backward pass on large inputs (the partitioned and prefetching paths) against the closed form in float64,
+    /// written plainly: with xh = (x - mean) / s, s = sqrt(variance + eps), dbeta = sum(dy), dgamma = sum(dy * xh) and
+    /// dx = (dy - dbeta / n - xh * dgamma / n) / s (gamma = 1). The closed form itself is checked against finite
+    /// differences on small shapes in BackwardTests.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(LargeShapes))]
+    public void Large_gradients_match_the_float64_closed_form(int[] shape, int axis)
+    {
+        int n = shape.Aggregate(1, (a, b) => a * b);
+        int ax = axis < 0 ? axis + shape.Length : axis;
+        int channels = shape[ax];
+        double count = n / channels;
+        var random = new Random(5);
+        double[] x = LayerHarness.RoundTrip<float>(Enumerable.Range(0, n).Select(_ => 5 + (3 * random.NextDouble())).ToArray());
+        double[] dy = LayerHarness.RoundTrip<float>(Enumerable.Range(0, n).Select(_ => random.NextDouble() - 0.3).ToArray());
+        var layer = new BatchNormalization(axis) { MaxDegreeOfParallelism = 2 };
+        layer.Call(new NdArray<float>(Tolerance.FromDouble<float>(x), shape), training: true);
+        BatchNormalizationGradients<float> grads = layer.Backward(new NdArray<float>(Tolerance.FromDouble<float>(dy), shape));
+
+        var (mean, variance) = ReferenceBatchNorm.Moments(x, shape, axis);
+        double[] s = variance.Select(v => Math.Sqrt(v + 1e-3)).ToArray();
+        var dbeta = new double[channels];
+        var dgamma = new double[channels];
+        var absDy = new double[channels];
+        var absDyXh = new double[channels];
+        var xh = new double[n];
+        var channelOf = new int[n];
+        for (int i = 0; i < n; i++)
+        {
+            int c = channelOf[i] = ReferenceBatchNorm.ChannelOf(i, shape, ax);
+            xh[i] = (x[i] - mean[c]) / s[c];
+            dbeta[c] += dy[i];
+            dgamma[c] += dy[i] * xh[i];
+            absDy[c] += Math.Abs(dy[i]);
+            absDyXh[c] += Math.Abs(dy[i] * xh[i]);
+        }
+
+        var dx = new double[n];
+        var dxBound = new double[n];
+        double k = (16 + (4 * Math.Sqrt(count))) * Tolerance.Epsilon<float>();
+        for (int i = 0; i < n; i++)
+        {
+            int c = channelOf[i];
+            dx[i] = (dy[i] - (dbeta[c] / count) - (xh[i] * dgamma[c] / count)) / s[c];
+            double magnitude = 1 + (Math.Abs(mean[c]) / s[c]);
+            dxBound[i] = k * magnitude * (Math.Abs(dy[i]) + (absDy[c] / count) + (Math.Abs(xh[i]) * absDyXh[c] / count)) / s[c];
+        }
+
+        double[] dgammaBound = absDyXh.Select((v, c) => k * (v + absDy[c]) * (1 + (Math.Abs(mean[c]) / s[c]))).ToArray();
+        double[] dbetaBound = absDy.Select(v => k * v).ToArray();
+        Tolerance.ShouldBeWithin(Tolerance.ToDouble<float>(grads.InputGradient.ReadOnlySpan), dx, dxBound, "dx");
+        Tolerance.ShouldBeWithin(Tolerance.ToDouble<float>(grads.GammaGradient!.ReadOnlySpan), dgamma, dgammaBound, "dgamma");
+        Tolerance.ShouldBeWithin(Tolerance.ToDouble<float>(grads.BetaGradient!.ReadOnlySpan), dbeta, dbetaBound, "dbeta");
     }
 
     [Fact]

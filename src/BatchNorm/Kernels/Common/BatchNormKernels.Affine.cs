@@ -60,19 +60,20 @@ internal static partial class BatchNormKernels
     {
         Debug.Assert(x.Length == layout.Length && y.Length == layout.Length);
         Debug.Assert(center.Length == layout.Channels && scale.Length == layout.Channels && shift.Length == layout.Channels);
+        bool prefetch = Prefetch.IsWorthIt<T>(layout.Length);
         if (maxDegree != 1 && Partition.IsLarge(layout))
         {
-            AffineParallel(x, y, layout, center, scale, shift, width, maxDegree);
+            AffineParallel(x, y, layout, center, scale, shift, width, maxDegree, prefetch);
             return;
         }
 
-        AffineSequential(x, y, layout, center, scale, shift, width);
+        AffineSequential(x, y, layout, center, scale, shift, width, prefetch);
     }
 
     /// <summary>The parallel branch, in its own method so that its closure is allocated only when it runs.</summary>
     private static unsafe void AffineParallel<T>(
         ReadOnlySpan<T> x, Span<T> y, ChannelLayout layout, ReadOnlySpan<T> center, ReadOnlySpan<T> scale, ReadOnlySpan<T> shift,
-        VectorWidth width, int maxDegree)
+        VectorWidth width, int maxDegree, bool prefetch)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
         fixed (T* px = x)
@@ -85,15 +86,14 @@ internal static partial class BatchNormKernels
             Partition.ForElementwise(layout, maxDegree, (part, element, channel, _) => AffineSequential(
                 new ReadOnlySpan<T>((T*)xs + element, part.Length), new Span<T>((T*)ys + element, part.Length), part,
                 new ReadOnlySpan<T>((T*)ms + channel, part.Channels), new ReadOnlySpan<T>((T*)ass + channel, part.Channels),
-                new ReadOnlySpan<T>((T*)bs + channel, part.Channels), width));
+                new ReadOnlySpan<T>((T*)bs + channel, part.Channels), width, prefetch));
         }
     }
 
     private static void AffineSequential<T>(
-        ReadOnlySpan<T> x, Span<T> y, ChannelLayout layout, ReadOnlySpan<T> center, ReadOnlySpan<T> scale, ReadOnlySpan<T> shift, VectorWidth width)
+        ReadOnlySpan<T> x, Span<T> y, ChannelLayout layout, ReadOnlySpan<T> center, ReadOnlySpan<T> scale, ReadOnlySpan<T> shift, VectorWidth width, bool prefetch)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
-
         ref T src = ref MemoryMarshal.GetReference(x);
         ref T dst = ref MemoryMarshal.GetReference(y);
         ref T m = ref MemoryMarshal.GetReference(center);
@@ -102,21 +102,21 @@ internal static partial class BatchNormKernels
         switch (width)
         {
             case VectorWidth.Vector512:
-                Affine<Vector512<T>, Vector512Ops<T>, T>(ref src, ref dst, layout, ref m, ref a, ref b);
+                Affine<Vector512<T>, Vector512Ops<T>, T>(ref src, ref dst, layout, ref m, ref a, ref b, prefetch);
                 break;
             case VectorWidth.Vector256:
-                Affine<Vector256<T>, Vector256Ops<T>, T>(ref src, ref dst, layout, ref m, ref a, ref b);
+                Affine<Vector256<T>, Vector256Ops<T>, T>(ref src, ref dst, layout, ref m, ref a, ref b, prefetch);
                 break;
             case VectorWidth.Vector128:
-                Affine<Vector128<T>, Vector128Ops<T>, T>(ref src, ref dst, layout, ref m, ref a, ref b);
+                Affine<Vector128<T>, Vector128Ops<T>, T>(ref src, ref dst, layout, ref m, ref a, ref b, prefetch);
                 break;
             default:
-                Affine<T, ScalarOps<T>, T>(ref src, ref dst, layout, ref m, ref a, ref b);
+                Affine<T, ScalarOps<T>, T>(ref src, ref dst, layout, ref m, ref a, ref b, prefetch);
                 break;
         }
     }
 
-    private static void Affine<TVec, TOps, T>(ref T x, ref T y, ChannelLayout layout, ref T center, ref T scale, ref T shift)
+    private static void Affine<TVec, TOps, T>(ref T x, ref T y, ChannelLayout layout, ref T center, ref T scale, ref T shift, bool prefetch)
         where TVec : struct
         where TOps : IVectorOps<TVec, T>
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
@@ -127,13 +127,22 @@ internal static partial class BatchNormKernels
         {
             if (channels < width)
             {
-                Affine<T, ScalarOps<T>, T>(ref x, ref y, layout, ref center, ref scale, ref shift);
+                Affine<T, ScalarOps<T>, T>(ref x, ref y, layout, ref center, ref scale, ref shift, prefetch);
                 return;
             }
 
             if (channels <= 4 * width && channels > width)
             {
                 AffineNarrowRows<TVec, TOps, T>(ref x, ref y, layout.Outer, channels, ref center, ref scale, ref shift);
+            }
+            else if (prefetch)
+            {
+                // From memory one row at a time, prefetching: four row streams at once (below) defeat the prefetcher.
+                for (int r = 0; r < layout.Outer; r++)
+                {
+                    nint rowStart = (nint)r * channels;
+                    AffineRun<TVec, TOps, T>(ref Unsafe.Add(ref x, rowStart), ref Unsafe.Add(ref y, rowStart), channels, ref center, ref scale, ref shift, prefetch: true);
+                }
             }
             else
             {
@@ -145,7 +154,7 @@ internal static partial class BatchNormKernels
             int inner = layout.Inner;
             if (inner < width)
             {
-                Affine<T, ScalarOps<T>, T>(ref x, ref y, layout, ref center, ref scale, ref shift);
+                Affine<T, ScalarOps<T>, T>(ref x, ref y, layout, ref center, ref scale, ref shift, prefetch);
                 return;
             }
 
@@ -287,13 +296,13 @@ internal static partial class BatchNormKernels
         for (; r < rows; r++)
         {
             nint rowStart = (nint)r * channels;
-            AffineRun<TVec, TOps, T>(ref Unsafe.Add(ref x, rowStart), ref Unsafe.Add(ref y, rowStart), channels, ref center, ref scale, ref shift);
+            AffineRun<TVec, TOps, T>(ref Unsafe.Add(ref x, rowStart), ref Unsafe.Add(ref y, rowStart), channels, ref center, ref scale, ref shift, prefetch: false);
         }
     }
 
     /// <summary>One row of a channels-last layout: the coefficients vary along the run. Requires count &gt;= width.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void AffineRun<TVec, TOps, T>(ref T x, ref T y, int count, ref T center, ref T scale, ref T shift)
+    private static void AffineRun<TVec, TOps, T>(ref T x, ref T y, int count, ref T center, ref T scale, ref T shift, bool prefetch)
         where TVec : struct
         where TOps : IVectorOps<TVec, T>
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
@@ -306,6 +315,12 @@ internal static partial class BatchNormKernels
         nuint i = 0;
         for (; i <= last; i += (nuint)width)
         {
+            if (prefetch)
+            {
+                Prefetch.Ahead(ref x, i);
+                Prefetch.Ahead(ref y, i);
+            }
+
             TVec d = TOps.Subtract(TOps.Load(ref x, i), TOps.Load(ref center, i));
             TOps.Store(TOps.Add(TOps.Multiply(d, TOps.Load(ref scale, i)), TOps.Load(ref shift, i)), ref y, i);
         }
