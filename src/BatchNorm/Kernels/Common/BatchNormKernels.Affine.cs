@@ -137,7 +137,7 @@ internal static partial class BatchNormKernels
             }
             else if (prefetch)
             {
-                // From memory one row at a time, prefetching: four row streams at once (below) defeat the prefetcher.
+                // From memory one row at a time, prefetching: several row streams at once (below) defeat the prefetcher.
                 for (int r = 0; r < layout.Outer; r++)
                 {
                     nint rowStart = (nint)r * channels;
@@ -241,9 +241,10 @@ internal static partial class BatchNormKernels
     }
 
     /// <summary>
-    /// Channels-last rows, four at a time: each chunk's coefficients are loaded once and applied to four rows, so the
-    /// loop does one load and one store per data vector. Each row's overlapping last vector is read before anything of
-    /// the block is stored, so in place stays exact. Requires channels &gt;= width.
+    /// Channels-last rows in cache, two at a time: each chunk's coefficients are loaded once for two rows (measured
+    /// faster than one row, and than four, whose eight streams 4 KiB apart collide in the load/store unit). Each row's
+    /// overlapping last vector is read before anything of the pair is stored, so in place stays exact. Requires
+    /// channels &gt;= width.
     /// </summary>
     private static void AffineRows<TVec, TOps, T>(ref T x, ref T y, int rows, int channels, ref T center, ref T scale, ref T shift)
         where TVec : struct
@@ -255,19 +256,15 @@ internal static partial class BatchNormKernels
         nuint last = (nuint)(channels - width);
         bool tail = channels % width != 0;
         int r = 0;
-        for (; r <= rows - 4; r += 4)
+        for (; r <= rows - 2; r += 2)
         {
             nuint o0 = (nuint)r * stride;
             nuint o1 = o0 + stride;
-            nuint o2 = o1 + stride;
-            nuint o3 = o2 + stride;
-            TVec t0 = default, t1 = default, t2 = default, t3 = default;
+            TVec t0 = default, t1 = default;
             if (tail)
             {
                 t0 = TOps.Load(ref x, o0 + last);
                 t1 = TOps.Load(ref x, o1 + last);
-                t2 = TOps.Load(ref x, o2 + last);
-                t3 = TOps.Load(ref x, o3 + last);
             }
 
             for (nuint c = 0; c <= last; c += (nuint)width)
@@ -277,8 +274,6 @@ internal static partial class BatchNormKernels
                 TVec b = TOps.Load(ref shift, c);
                 TOps.Store(TOps.Add(TOps.Multiply(TOps.Subtract(TOps.Load(ref x, o0 + c), m), a), b), ref y, o0 + c);
                 TOps.Store(TOps.Add(TOps.Multiply(TOps.Subtract(TOps.Load(ref x, o1 + c), m), a), b), ref y, o1 + c);
-                TOps.Store(TOps.Add(TOps.Multiply(TOps.Subtract(TOps.Load(ref x, o2 + c), m), a), b), ref y, o2 + c);
-                TOps.Store(TOps.Add(TOps.Multiply(TOps.Subtract(TOps.Load(ref x, o3 + c), m), a), b), ref y, o3 + c);
             }
 
             if (tail)
@@ -288,8 +283,6 @@ internal static partial class BatchNormKernels
                 TVec b = TOps.Load(ref shift, last);
                 TOps.Store(TOps.Add(TOps.Multiply(TOps.Subtract(t0, m), a), b), ref y, o0 + last);
                 TOps.Store(TOps.Add(TOps.Multiply(TOps.Subtract(t1, m), a), b), ref y, o1 + last);
-                TOps.Store(TOps.Add(TOps.Multiply(TOps.Subtract(t2, m), a), b), ref y, o2 + last);
-                TOps.Store(TOps.Add(TOps.Multiply(TOps.Subtract(t3, m), a), b), ref y, o3 + last);
             }
         }
 
