@@ -559,20 +559,9 @@ internal static partial class BatchNormKernels
             {
                 InputGradientNarrowRows<TVec, TOps, T>(ref x, ref dy, ref dx, layout.Outer, channels, weights, k);
             }
-            else if (prefetch)
-            {
-                // From memory one row at a time, prefetching: four rows of three streams at once defeat the prefetcher.
-                for (int r = 0; r < layout.Outer; r++)
-                {
-                    nuint start = (nuint)r * (nuint)channels;
-                    bool statisticsTerm = weights.IsEmpty || weights[r] != T.Zero;
-                    InputGradientRow<TVec, TOps, T>(
-                        ref Unsafe.Add(ref x, start), ref Unsafe.Add(ref dy, start), ref Unsafe.Add(ref dx, start), channels, k, statisticsTerm, prefetch: true);
-                }
-            }
             else
             {
-                InputGradientWideRows<TVec, TOps, T>(ref x, ref dy, ref dx, layout.Outer, channels, weights, k);
+                InputGradientWideRows<TVec, TOps, T>(ref x, ref dy, ref dx, layout.Outer, channels, weights, k, prefetch);
             }
         }
         else
@@ -637,9 +626,11 @@ internal static partial class BatchNormKernels
 
     /// <summary>
     /// Wide channels-last rows, four at a time per coefficient load. The four rows' overlapping last vectors (x and dy)
-    /// are loaded before anything of the block is stored, so dx may be dy.
+    /// are loaded before anything of the block is stored, so dx may be dy. From memory (<paramref name="prefetch"/>) rows
+    /// go one at a time, prefetched: four rows of three streams at once defeat the prefetcher.
     /// </summary>
-    private static void InputGradientWideRows<TVec, TOps, T>(ref T x, ref T dy, ref T dx, int rows, int channels, ReadOnlySpan<T> weights, GradientCoefficients<T> k)
+    private static void InputGradientWideRows<TVec, TOps, T>(
+        ref T x, ref T dy, ref T dx, int rows, int channels, ReadOnlySpan<T> weights, GradientCoefficients<T> k, bool prefetch)
         where TVec : struct
         where TOps : IVectorOps<TVec, T>
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
@@ -649,7 +640,7 @@ internal static partial class BatchNormKernels
         nuint last = (nuint)(channels - width);
         bool tail = channels % width != 0;
         int r = 0;
-        for (; r <= rows - 4; r += 4)
+        for (; !prefetch && r <= rows - 4; r += 4)
         {
             nuint o0 = (nuint)r * stride;
             nuint o1 = o0 + stride;
@@ -695,7 +686,7 @@ internal static partial class BatchNormKernels
         {
             nuint start = (nuint)r * stride;
             bool statisticsTerm = weights.IsEmpty || weights[r] != T.Zero;
-            InputGradientRow<TVec, TOps, T>(ref Unsafe.Add(ref x, start), ref Unsafe.Add(ref dy, start), ref Unsafe.Add(ref dx, start), channels, k, statisticsTerm, prefetch: false);
+            InputGradientRow<TVec, TOps, T>(ref Unsafe.Add(ref x, start), ref Unsafe.Add(ref dy, start), ref Unsafe.Add(ref dx, start), channels, k, statisticsTerm, prefetch);
         }
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]

@@ -135,18 +135,9 @@ internal static partial class BatchNormKernels
             {
                 AffineNarrowRows<TVec, TOps, T>(ref x, ref y, layout.Outer, channels, ref center, ref scale, ref shift);
             }
-            else if (prefetch)
-            {
-                // From memory one row at a time, prefetching: several row streams at once (below) defeat the prefetcher.
-                for (int r = 0; r < layout.Outer; r++)
-                {
-                    nint rowStart = (nint)r * channels;
-                    AffineRun<TVec, TOps, T>(ref Unsafe.Add(ref x, rowStart), ref Unsafe.Add(ref y, rowStart), channels, ref center, ref scale, ref shift, prefetch: true);
-                }
-            }
             else
             {
-                AffineRows<TVec, TOps, T>(ref x, ref y, layout.Outer, channels, ref center, ref scale, ref shift);
+                AffineRows<TVec, TOps, T>(ref x, ref y, layout.Outer, channels, ref center, ref scale, ref shift, prefetch);
             }
         }
         else
@@ -243,10 +234,11 @@ internal static partial class BatchNormKernels
     /// <summary>
     /// Channels-last rows in cache, two at a time: each chunk's coefficients are loaded once for two rows (measured
     /// faster than one row, and than four, whose eight streams 4 KiB apart collide in the load/store unit). Each row's
-    /// overlapping last vector is read before anything of the pair is stored, so in place stays exact. Requires
-    /// channels &gt;= width.
+    /// overlapping last vector is read before anything of the pair is stored, so in place stays exact. From memory
+    /// (<paramref name="prefetch"/>) rows go one at a time, prefetched: two row streams at once defeat the prefetcher.
+    /// Requires channels &gt;= width.
     /// </summary>
-    private static void AffineRows<TVec, TOps, T>(ref T x, ref T y, int rows, int channels, ref T center, ref T scale, ref T shift)
+    private static void AffineRows<TVec, TOps, T>(ref T x, ref T y, int rows, int channels, ref T center, ref T scale, ref T shift, bool prefetch)
         where TVec : struct
         where TOps : IVectorOps<TVec, T>
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
@@ -256,7 +248,7 @@ internal static partial class BatchNormKernels
         nuint last = (nuint)(channels - width);
         bool tail = channels % width != 0;
         int r = 0;
-        for (; r <= rows - 2; r += 2)
+        for (; !prefetch && r <= rows - 2; r += 2)
         {
             nuint o0 = (nuint)r * stride;
             nuint o1 = o0 + stride;
@@ -289,7 +281,7 @@ internal static partial class BatchNormKernels
         for (; r < rows; r++)
         {
             nint rowStart = (nint)r * channels;
-            AffineRun<TVec, TOps, T>(ref Unsafe.Add(ref x, rowStart), ref Unsafe.Add(ref y, rowStart), channels, ref center, ref scale, ref shift, prefetch: false);
+            AffineRun<TVec, TOps, T>(ref Unsafe.Add(ref x, rowStart), ref Unsafe.Add(ref y, rowStart), channels, ref center, ref scale, ref shift, prefetch);
         }
     }
 
