@@ -721,7 +721,6 @@ public partial class BatchNormalization<T>
 
         ForwardContext context = _context!;
         context.Begin(shape);
-        int channels = layout.Channels;
         Span<double> mean = context.Mean;
         Span<double> variance = context.Variance;
         ReadOnlySpan<T> weights = context.SetMask(mask, layout);
@@ -741,13 +740,7 @@ public partial class BatchNormalization<T>
         // The effective affine weights: gamma' = r * gamma, beta' = d * gamma + beta (r = 1, d = 0 without renorm).
         Span<double> effectiveGamma = context.EffectiveGamma;
         Span<double> effectiveBeta = context.EffectiveBeta;
-        for (int c = 0; c < channels; c++)
-        {
-            double g = _gamma is null ? 1.0 : double.CreateTruncating(_gamma.ReadOnlySpan[c]);
-            double b = _beta is null ? 0.0 : double.CreateTruncating(_beta.ReadOnlySpan[c]);
-            effectiveGamma[c] = context.R[c] * g;
-            effectiveBeta[c] = (context.D[c] * g) + b;
-        }
+        BatchNormKernels.EffectiveWeights(GammaSpan, BetaSpan, context.R, context.D, effectiveGamma, effectiveBeta);
 
         BatchNormKernels.Normalize<double, double, T>(
             x, y, layout, mean, variance, effectiveGamma, effectiveBeta, Epsilon, VectorWidths.Best, _maxDegreeOfParallelism);

@@ -62,10 +62,26 @@ internal static partial class BatchNormKernels
             }
         }
 
-        double n = layout.CountPerChannel;
-        for (int c = 0; c < variance.Length; c++)
+        DivideAll(variance, layout.CountPerChannel);
+    }
+
+    /// <summary><c>values[c] /= divisor</c>, a vector of channels at a time (a division per channel is a real cost for small batches).</summary>
+    internal static void DivideAll(Span<double> values, double divisor)
+    {
+        ref double v = ref MemoryMarshal.GetReference(values);
+        int c = 0;
+        if (ChannelVector.IsHardwareAccelerated)
         {
-            variance[c] /= n;
+            var d = new Vector<double>(divisor);
+            for (; c <= values.Length - ChannelVector.Count; c += ChannelVector.Count)
+            {
+                (Vector.LoadUnsafe(ref v, (nuint)c) / d).StoreUnsafe(ref v, (nuint)c);
+            }
+        }
+
+        for (; c < values.Length; c++)
+        {
+            Unsafe.Add(ref v, c) /= divisor;
         }
     }
 
@@ -247,7 +263,21 @@ internal static partial class BatchNormKernels
             int blockCount = Math.Min(blockRows, rows.Count - r0);
             if (channels <= 4 * width)
             {
-                NarrowBlockSums<TVec, TOps, T, TRows>(ref x, rows, r0, blockCount, channels, ref shift, ref sum1, ref sum2, prefetch);
+                switch ((channels + width - 1) / width)
+                {
+                    case 1:
+                        NarrowBlockSums<TVec, TOps, T, TRows, OneChunk>(ref x, rows, r0, blockCount, channels, ref shift, ref sum1, ref sum2, prefetch);
+                        break;
+                    case 2:
+                        NarrowBlockSums<TVec, TOps, T, TRows, TwoChunks>(ref x, rows, r0, blockCount, channels, ref shift, ref sum1, ref sum2, prefetch);
+                        break;
+                    case 3:
+                        NarrowBlockSums<TVec, TOps, T, TRows, ThreeChunks>(ref x, rows, r0, blockCount, channels, ref shift, ref sum1, ref sum2, prefetch);
+                        break;
+                    default:
+                        NarrowBlockSums<TVec, TOps, T, TRows, FourChunks>(ref x, rows, r0, blockCount, channels, ref shift, ref sum1, ref sum2, prefetch);
+                        break;
+                }
             }
             else
             {
@@ -326,75 +356,189 @@ internal static partial class BatchNormKernels
     }
 
     /// <summary>
-    /// One block of rows of at most four vectors: chunk offsets 0, w, 2w, 3w clamped to C - w (an overlapping or repeated
-    /// chunk computes identical per-channel values), twelve accumulators in registers.
+    /// One block of rows of at most four vectors: <typeparamref name="TChunks"/> chunks at offsets 0, w, 2w, 3w clamped
+    /// to C - w (an overlapping chunk computes identical per-channel values), every accumulator in registers. Rows of one
+    /// or two chunks are taken in pairs with separate accumulators, so that the add chains do not bound the loop.
     /// </summary>
-    private static void NarrowBlockSums<TVec, TOps, T, TRows>(
+    private static void NarrowBlockSums<TVec, TOps, T, TRows, TChunks>(
         ref T x, TRows rows, int r0, int count, int channels, ref T shift, ref T sum1, ref T sum2, bool prefetch)
         where TVec : struct
         where TOps : IVectorOps<TVec, T>
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
         where TRows : IRowSelection, allows ref struct
+        where TChunks : IChunkCount
     {
         int width = TOps.Count;
+        int chunks = TChunks.Value;
+        bool paired = chunks <= 2;
         nuint c1 = (nuint)Math.Min(width, channels - width);
         nuint c2 = (nuint)Math.Min(2 * width, channels - width);
         nuint c3 = (nuint)Math.Min(3 * width, channels - width);
-        nuint stride = (nuint)channels;
+
+        // Paired rows: a0/a1 take the even row's chunks and a2/a3 the odd row's.
         TVec a0 = TOps.Zero, a1 = TOps.Zero, a2 = TOps.Zero, a3 = TOps.Zero;
-        nuint o = (nuint)((nint)r0 * channels);
-        for (int r = 0; r < count; r++, o += stride)
+        int r = 0;
+        for (; paired && r + 1 < count; r += 2)
         {
-            nuint row = TRows.IsContiguous ? o : (nuint)(rows.Row(r0 + r) * channels);
+            nuint row = RowOffset(rows, r0 + r, channels);
+            nuint next = RowOffset(rows, r0 + r + 1, channels);
             if (prefetch)
             {
                 Prefetch.Ahead(ref x, row);
-                Prefetch.Ahead(ref x, row + c1);
-                Prefetch.Ahead(ref x, row + c2);
-                Prefetch.Ahead(ref x, row + c3);
+                Prefetch.Ahead(ref x, next);
+                if (chunks == 2)
+                {
+                    Prefetch.Ahead(ref x, row + c1);
+                    Prefetch.Ahead(ref x, next + c1);
+                }
             }
 
             a0 = TOps.Add(a0, TOps.Load(ref x, row));
-            a1 = TOps.Add(a1, TOps.Load(ref x, row + c1));
-            a2 = TOps.Add(a2, TOps.Load(ref x, row + c2));
-            a3 = TOps.Add(a3, TOps.Load(ref x, row + c3));
+            a2 = TOps.Add(a2, TOps.Load(ref x, next));
+            if (chunks == 2)
+            {
+                a1 = TOps.Add(a1, TOps.Load(ref x, row + c1));
+                a3 = TOps.Add(a3, TOps.Load(ref x, next + c1));
+            }
+        }
+
+        for (; r < count; r++)
+        {
+            nuint row = RowOffset(rows, r0 + r, channels);
+            if (prefetch)
+            {
+                Prefetch.Ahead(ref x, row);
+                for (int j = 1; j < chunks; j++)
+                {
+                    Prefetch.Ahead(ref x, row + (j == 1 ? c1 : j == 2 ? c2 : c3));
+                }
+            }
+
+            a0 = TOps.Add(a0, TOps.Load(ref x, row));
+            a1 = chunks > 1 ? TOps.Add(a1, TOps.Load(ref x, row + c1)) : a1;
+            a2 = chunks > 2 ? TOps.Add(a2, TOps.Load(ref x, row + c2)) : a2;
+            a3 = chunks > 3 ? TOps.Add(a3, TOps.Load(ref x, row + c3)) : a3;
+        }
+
+        if (paired)
+        {
+            a0 = TOps.Add(a0, a2);
+            a1 = TOps.Add(a1, a3);
         }
 
         TVec inverse = TOps.Broadcast(T.One / T.CreateTruncating(count));
         TVec k0 = TOps.Multiply(a0, inverse), k1 = TOps.Multiply(a1, inverse), k2 = TOps.Multiply(a2, inverse), k3 = TOps.Multiply(a3, inverse);
         TVec s10 = TOps.Zero, s11 = TOps.Zero, s12 = TOps.Zero, s13 = TOps.Zero;
         TVec s20 = TOps.Zero, s21 = TOps.Zero, s22 = TOps.Zero, s23 = TOps.Zero;
-        o = (nuint)((nint)r0 * channels);
-        for (int r = 0; r < count; r++, o += stride)
+        r = 0;
+        for (; paired && r + 1 < count; r += 2)
         {
-            nuint row = TRows.IsContiguous ? o : (nuint)(rows.Row(r0 + r) * channels);
+            nuint row = RowOffset(rows, r0 + r, channels);
+            nuint next = RowOffset(rows, r0 + r + 1, channels);
             TVec d0 = TOps.Subtract(TOps.Load(ref x, row), k0);
-            TVec d1 = TOps.Subtract(TOps.Load(ref x, row + c1), k1);
-            TVec d2 = TOps.Subtract(TOps.Load(ref x, row + c2), k2);
-            TVec d3 = TOps.Subtract(TOps.Load(ref x, row + c3), k3);
+            TVec e0 = TOps.Subtract(TOps.Load(ref x, next), k0);
             s10 = TOps.Add(s10, d0);
-            s11 = TOps.Add(s11, d1);
-            s12 = TOps.Add(s12, d2);
-            s13 = TOps.Add(s13, d3);
+            s12 = TOps.Add(s12, e0);
             s20 = TOps.Add(s20, TOps.Multiply(d0, d0));
-            s21 = TOps.Add(s21, TOps.Multiply(d1, d1));
-            s22 = TOps.Add(s22, TOps.Multiply(d2, d2));
-            s23 = TOps.Add(s23, TOps.Multiply(d3, d3));
+            s22 = TOps.Add(s22, TOps.Multiply(e0, e0));
+            if (chunks == 2)
+            {
+                TVec d1 = TOps.Subtract(TOps.Load(ref x, row + c1), k1);
+                TVec e1 = TOps.Subtract(TOps.Load(ref x, next + c1), k1);
+                s11 = TOps.Add(s11, d1);
+                s13 = TOps.Add(s13, e1);
+                s21 = TOps.Add(s21, TOps.Multiply(d1, d1));
+                s23 = TOps.Add(s23, TOps.Multiply(e1, e1));
+            }
         }
 
-        // Stored from the last chunk to the first, so a repeated offset keeps the same (identical) values either way.
-        TOps.Store(k3, ref shift, c3);
-        TOps.Store(s13, ref sum1, c3);
-        TOps.Store(s23, ref sum2, c3);
-        TOps.Store(k2, ref shift, c2);
-        TOps.Store(s12, ref sum1, c2);
-        TOps.Store(s22, ref sum2, c2);
-        TOps.Store(k1, ref shift, c1);
-        TOps.Store(s11, ref sum1, c1);
-        TOps.Store(s21, ref sum2, c1);
+        for (; r < count; r++)
+        {
+            nuint row = RowOffset(rows, r0 + r, channels);
+            TVec d0 = TOps.Subtract(TOps.Load(ref x, row), k0);
+            s10 = TOps.Add(s10, d0);
+            s20 = TOps.Add(s20, TOps.Multiply(d0, d0));
+            if (chunks > 1)
+            {
+                TVec d1 = TOps.Subtract(TOps.Load(ref x, row + c1), k1);
+                s11 = TOps.Add(s11, d1);
+                s21 = TOps.Add(s21, TOps.Multiply(d1, d1));
+            }
+
+            if (chunks > 2)
+            {
+                TVec d2 = TOps.Subtract(TOps.Load(ref x, row + c2), k2);
+                s12 = TOps.Add(s12, d2);
+                s22 = TOps.Add(s22, TOps.Multiply(d2, d2));
+            }
+
+            if (chunks > 3)
+            {
+                TVec d3 = TOps.Subtract(TOps.Load(ref x, row + c3), k3);
+                s13 = TOps.Add(s13, d3);
+                s23 = TOps.Add(s23, TOps.Multiply(d3, d3));
+            }
+        }
+
+        if (paired)
+        {
+            s10 = TOps.Add(s10, s12);
+            s11 = TOps.Add(s11, s13);
+            s20 = TOps.Add(s20, s22);
+            s21 = TOps.Add(s21, s23);
+        }
+
+        // Stored from the last chunk to the first, so an overlapping offset keeps the same (identical) values either way.
+        if (chunks > 3)
+        {
+            TOps.Store(k3, ref shift, c3);
+            TOps.Store(s13, ref sum1, c3);
+            TOps.Store(s23, ref sum2, c3);
+        }
+
+        if (chunks > 2)
+        {
+            TOps.Store(k2, ref shift, c2);
+            TOps.Store(s12, ref sum1, c2);
+            TOps.Store(s22, ref sum2, c2);
+        }
+
+        if (chunks > 1)
+        {
+            TOps.Store(k1, ref shift, c1);
+            TOps.Store(s11, ref sum1, c1);
+            TOps.Store(s21, ref sum2, c1);
+        }
+
         TOps.Store(k0, ref shift, 0);
         TOps.Store(s10, ref sum1, 0);
         TOps.Store(s20, ref sum2, 0);
+    }
+
+    /// <summary>How many vectors a narrow row takes (1 to 4), as a type, so each count gets its own specialised loop.</summary>
+    private interface IChunkCount
+    {
+        static abstract int Value { get; }
+    }
+
+    private readonly struct OneChunk : IChunkCount
+    {
+        public static int Value => 1;
+    }
+
+    private readonly struct TwoChunks : IChunkCount
+    {
+        public static int Value => 2;
+    }
+
+    private readonly struct ThreeChunks : IChunkCount
+    {
+        public static int Value => 3;
+    }
+
+    private readonly struct FourChunks : IChunkCount
+    {
+        public static int Value => 4;
     }
 
     /// <summary>

@@ -1,5 +1,6 @@
 using System;
 using System.Numerics;
+using System.Runtime.InteropServices;
 
 namespace BatchNorm.Kernels;
 
@@ -46,9 +47,60 @@ internal static partial class BatchNormKernels
     {
         double keep = momentum;
         double take = 1.0 - momentum;
-        for (int c = 0; c < moving.Length; c++)
+        int c = 0;
+        if (ChannelVector.IsHardwareAccelerated && ChannelVector.Supports<T>())
+        {
+            ref T m = ref MemoryMarshal.GetReference(moving);
+            ref double b = ref MemoryMarshal.GetReference(batch);
+            var keepVector = new Vector<double>(keep);
+            var takeVector = new Vector<double>(take);
+            for (; c <= moving.Length - ChannelVector.Count; c += ChannelVector.Count)
+            {
+                Vector<double> updated = (ChannelVector.Load(ref m, c) * keepVector) + (ChannelVector.Load(ref b, c) * takeVector);
+                ChannelVector.Store(updated, ref m, c);
+            }
+        }
+
+        for (; c < moving.Length; c++)
         {
             moving[c] = T.CreateTruncating((double.CreateTruncating(moving[c]) * keep) + (batch[c] * take));
+        }
+    }
+
+    /// <summary>
+    /// The affine weights a training forward applies after batch renormalization: <c>gamma' = r * gamma</c> and
+    /// <c>beta' = d * gamma + beta</c> (r = 1 and d = 0 without renorm). An empty <paramref name="gamma"/> means 1,
+    /// an empty <paramref name="beta"/> means 0.
+    /// </summary>
+    public static void EffectiveWeights<T>(
+        ReadOnlySpan<T> gamma, ReadOnlySpan<T> beta, ReadOnlySpan<double> r, ReadOnlySpan<double> d, Span<double> effectiveGamma, Span<double> effectiveBeta)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        int channels = effectiveGamma.Length;
+        int c = 0;
+        if (ChannelVector.IsHardwareAccelerated && ChannelVector.Supports<T>())
+        {
+            ref T gs = ref MemoryMarshal.GetReference(gamma);
+            ref T bs = ref MemoryMarshal.GetReference(beta);
+            ref double rs = ref MemoryMarshal.GetReference(r);
+            ref double ds = ref MemoryMarshal.GetReference(d);
+            ref double eg = ref MemoryMarshal.GetReference(effectiveGamma);
+            ref double eb = ref MemoryMarshal.GetReference(effectiveBeta);
+            for (; c <= channels - ChannelVector.Count; c += ChannelVector.Count)
+            {
+                Vector<double> g = gamma.IsEmpty ? Vector<double>.One : ChannelVector.Load(ref gs, c);
+                Vector<double> b = beta.IsEmpty ? Vector<double>.Zero : ChannelVector.Load(ref bs, c);
+                (ChannelVector.Load(ref rs, c) * g).StoreUnsafe(ref eg, (nuint)c);
+                ((ChannelVector.Load(ref ds, c) * g) + b).StoreUnsafe(ref eb, (nuint)c);
+            }
+        }
+
+        for (; c < channels; c++)
+        {
+            double g = gamma.IsEmpty ? 1.0 : double.CreateTruncating(gamma[c]);
+            double b = beta.IsEmpty ? 0.0 : double.CreateTruncating(beta[c]);
+            effectiveGamma[c] = r[c] * g;
+            effectiveBeta[c] = (d[c] * g) + b;
         }
     }
 }

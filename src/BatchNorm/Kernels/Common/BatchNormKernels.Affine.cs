@@ -353,34 +353,42 @@ internal static partial class BatchNormKernels
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
         int channels = scale.Length;
-        double[]? rented = null;
-        Span<double> inverse = channels <= StackChannels ? stackalloc double[channels] : (rented = ArrayPool<double>.Shared.Rent(channels));
-        try
+        int c = 0;
+        if (ChannelVector.IsHardwareAccelerated && ChannelVector.Supports<TStat>() && ChannelVector.Supports<TWeight>() && ChannelVector.Supports<T>())
         {
-            for (int c = 0; c < channels; c++)
+            // The scalar loop below, a vector of channels at a time, in the same operation order (same bits).
+            ref TStat mu = ref MemoryMarshal.GetReference(mean);
+            ref TStat var = ref MemoryMarshal.GetReference(variance);
+            ref TWeight g = ref MemoryMarshal.GetReference(gamma);
+            ref TWeight bt = ref MemoryMarshal.GetReference(beta);
+            ref T ce = ref MemoryMarshal.GetReference(center);
+            ref T sc = ref MemoryMarshal.GetReference(scale);
+            ref T sh = ref MemoryMarshal.GetReference(shift);
+            var eps = new Vector<double>(epsilon);
+            for (; c <= channels - ChannelVector.Count; c += ChannelVector.Count)
             {
-                inverse[c] = double.CreateTruncating(variance[c]);
-            }
-
-            InverseStddev(inverse[..channels], epsilon);
-            for (int c = 0; c < channels; c++)
-            {
-                double g = gamma.IsEmpty ? 1.0 : double.CreateTruncating(gamma[c]);
-                double bt = beta.IsEmpty ? 0.0 : double.CreateTruncating(beta[c]);
-                double a = g * inverse[c];
-                double m = double.CreateTruncating(mean[c]);
-                T roundedMean = T.CreateTruncating(m);
-                center[c] = roundedMean;
-                scale[c] = T.CreateTruncating(a);
-                shift[c] = T.CreateTruncating(bt - ((m - double.CreateTruncating(roundedMean)) * a));
+                Vector<double> inverse = Vector<double>.One / Vector.SquareRoot(ChannelVector.Load(ref var, c) + eps);
+                Vector<double> a = gamma.IsEmpty ? inverse : ChannelVector.Load(ref g, c) * inverse;
+                Vector<double> b = beta.IsEmpty ? Vector<double>.Zero : ChannelVector.Load(ref bt, c);
+                Vector<double> m = ChannelVector.Load(ref mu, c);
+                Vector<double> roundedMean = ChannelVector.RoundTo<T>(m);
+                ChannelVector.Store(roundedMean, ref ce, c);
+                ChannelVector.Store(a, ref sc, c);
+                ChannelVector.Store(b - ((m - roundedMean) * a), ref sh, c);
             }
         }
-        finally
+
+        for (; c < channels; c++)
         {
-            if (rented is not null)
-            {
-                ArrayPool<double>.Shared.Return(rented);
-            }
+            double inverse = 1.0 / Math.Sqrt(double.CreateTruncating(variance[c]) + epsilon);
+            double g = gamma.IsEmpty ? 1.0 : double.CreateTruncating(gamma[c]);
+            double bt = beta.IsEmpty ? 0.0 : double.CreateTruncating(beta[c]);
+            double a = g * inverse;
+            double m = double.CreateTruncating(mean[c]);
+            T roundedMean = T.CreateTruncating(m);
+            center[c] = roundedMean;
+            scale[c] = T.CreateTruncating(a);
+            shift[c] = T.CreateTruncating(bt - ((m - double.CreateTruncating(roundedMean)) * a));
         }
     }
 }

@@ -1,0 +1,154 @@
+using System;
+using System.Linq;
+using System.Numerics;
+using BatchNorm.Kernels;
+using BatchNorm.Tests.Reference;
+using FluentAssertions;
+using Xunit;
+
+namespace BatchNorm.Tests.Kernels;
+
+/// <summary>
+/// The per-channel steps of every call (moving-statistics update, coefficient fold, effective renorm weights, the final
+/// division of the moments) run several channels per instruction when the machine has vectors. Each must give exactly
+/// the bits of its documented formula evaluated one channel at a time in double precision and rounded once, written
+/// out plainly here, for every channel count around the vector lengths (so every tail is exercised) and on every CI
+/// leg (Count 4 with AVX2, 2 without it, scalar without intrinsics).
+/// </summary>
+[Trait("Category", "Kernels")]
+public class PerChannelKernelTests
+{
+    private static readonly int[] ChannelCounts = [.. Enumerable.Range(1, 20), 31, 32, 33, 64, 65, 100];
+
+    [Fact]
+    public void Moving_statistic_update_is_the_documented_formula_rounded_once()
+    {
+        foreach (int channels in ChannelCounts)
+        {
+            foreach (double momentum in new[] { 0.0, 0.99, 0.5, 1.0 })
+            {
+                UpdateMatches<float>(channels, momentum);
+                UpdateMatches<double>(channels, momentum);
+            }
+        }
+    }
+
+    [Fact]
+    public void Coefficient_fold_is_the_documented_formula_rounded_once()
+    {
+        foreach (int channels in ChannelCounts)
+        {
+            foreach (bool withGamma in new[] { true, false })
+            {
+                foreach (bool withBeta in new[] { true, false })
+                {
+                    FoldMatches<float>(channels, withGamma, withBeta);
+                    FoldMatches<double>(channels, withGamma, withBeta);
+                }
+            }
+        }
+    }
+
+    [Fact]
+    public void Effective_renorm_weights_and_the_moment_division_are_exact()
+    {
+        foreach (int channels in ChannelCounts)
+        {
+            EffectiveWeightsMatch<float>(channels, withGamma: true, withBeta: true);
+            EffectiveWeightsMatch<float>(channels, withGamma: false, withBeta: false);
+            EffectiveWeightsMatch<double>(channels, withGamma: true, withBeta: false);
+
+            double[] values = KernelTestData.Data(channels, channels, offset: 3, spread: 3);
+            double[] expected = values.Select(v => v / 7.0).ToArray();
+            BatchNormKernels.DivideAll(values, 7.0);
+            values.Should().Equal(expected, $"{channels} channels");
+        }
+    }
+
+    private static void UpdateMatches<T>(int channels, double momentum)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        T[] moving = Tolerance.FromDouble<T>(KernelTestData.Data(channels, channels, offset: 1e3, spread: 900));
+        double[] batch = KernelTestData.Data(channels, channels + 1, offset: -2, spread: 1e4);
+        var expected = new T[channels];
+        for (int c = 0; c < channels; c++)
+        {
+            expected[c] = T.CreateTruncating((double.CreateTruncating(moving[c]) * momentum) + (batch[c] * (1.0 - momentum)));
+        }
+
+        BatchNormKernels.UpdateMovingStatistic<T>(moving, batch, momentum);
+
+        moving.Should().Equal(expected, $"{typeof(T).Name}, {channels} channels, momentum {momentum}");
+    }
+
+    private static void FoldMatches<T>(int channels, bool withGamma, bool withBeta)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        // Means far from zero against the spread, so the rounding carried into the shift matters.
+        double[] mean = KernelTestData.Data(channels, 3 * channels, offset: 1e4, spread: 9e3);
+        double[] variance = KernelTestData.Data(channels, (3 * channels) + 1, offset: 2, spread: 1.9);
+        double[] gamma = withGamma ? KernelTestData.Data(channels, (3 * channels) + 2, offset: 0, spread: 3) : [];
+        double[] beta = withBeta ? KernelTestData.Data(channels, (3 * channels) + 3, offset: 0, spread: 5) : [];
+        const double epsilon = 1e-3;
+        var (center, scale, shift) = (new T[channels], new T[channels], new T[channels]);
+        var (expectedCenter, expectedScale, expectedShift) = (new T[channels], new T[channels], new T[channels]);
+        for (int c = 0; c < channels; c++)
+        {
+            double a = (withGamma ? gamma[c] : 1.0) * (1.0 / Math.Sqrt(variance[c] + epsilon));
+            expectedCenter[c] = T.CreateTruncating(mean[c]);
+            expectedScale[c] = T.CreateTruncating(a);
+            expectedShift[c] = T.CreateTruncating((withBeta ? beta[c] : 0.0) - ((mean[c] - double.CreateTruncating(expectedCenter[c])) * a));
+        }
+
+        BatchNormKernels.FoldCoefficients<double, double, T>(mean, variance, gamma, beta, epsilon, center, scale, shift);
+
+        string what = $"{typeof(T).Name}, {channels} channels, gamma {withGamma}, beta {withBeta}";
+        center.Should().Equal(expectedCenter, what);
+        scale.Should().Equal(expectedScale, what);
+        shift.Should().Equal(expectedShift, what);
+
+        // The inference fold reads T-typed statistics and weights: the same formula on their exact double values.
+        T[] meanT = Tolerance.FromDouble<T>(mean);
+        T[] varianceT = Tolerance.FromDouble<T>(variance);
+        T[] gammaT = Tolerance.FromDouble<T>(gamma);
+        T[] betaT = Tolerance.FromDouble<T>(beta);
+        for (int c = 0; c < channels; c++)
+        {
+            double m = double.CreateTruncating(meanT[c]);
+            double a = (withGamma ? double.CreateTruncating(gammaT[c]) : 1.0) * (1.0 / Math.Sqrt(double.CreateTruncating(varianceT[c]) + epsilon));
+            expectedCenter[c] = meanT[c];
+            expectedScale[c] = T.CreateTruncating(a);
+            expectedShift[c] = T.CreateTruncating((withBeta ? double.CreateTruncating(betaT[c]) : 0.0) - ((m - m) * a));
+        }
+
+        BatchNormKernels.FoldCoefficients<T, T, T>(meanT, varianceT, gammaT, betaT, epsilon, center, scale, shift);
+
+        center.Should().Equal(expectedCenter, what);
+        scale.Should().Equal(expectedScale, what);
+        shift.Should().Equal(expectedShift, what);
+    }
+
+    private static void EffectiveWeightsMatch<T>(int channels, bool withGamma, bool withBeta)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        T[] gamma = withGamma ? Tolerance.FromDouble<T>(KernelTestData.Data(channels, 5 * channels, offset: 0, spread: 3)) : [];
+        T[] beta = withBeta ? Tolerance.FromDouble<T>(KernelTestData.Data(channels, (5 * channels) + 1, offset: 0, spread: 3)) : [];
+        double[] r = KernelTestData.Data(channels, (5 * channels) + 2, offset: 1, spread: 0.5);
+        double[] d = KernelTestData.Data(channels, (5 * channels) + 3, offset: 0, spread: 2);
+        var expectedGamma = new double[channels];
+        var expectedBeta = new double[channels];
+        for (int c = 0; c < channels; c++)
+        {
+            double g = withGamma ? double.CreateTruncating(gamma[c]) : 1.0;
+            expectedGamma[c] = r[c] * g;
+            expectedBeta[c] = (d[c] * g) + (withBeta ? double.CreateTruncating(beta[c]) : 0.0);
+        }
+
+        var effectiveGamma = new double[channels];
+        var effectiveBeta = new double[channels];
+        BatchNormKernels.EffectiveWeights<T>(gamma, beta, r, d, effectiveGamma, effectiveBeta);
+
+        effectiveGamma.Should().Equal(expectedGamma, $"{typeof(T).Name}, {channels} channels");
+        effectiveBeta.Should().Equal(expectedBeta, $"{typeof(T).Name}, {channels} channels");
+    }
+}
