@@ -161,9 +161,7 @@ public partial class BatchNormalization<T>
         Span<T> coefficients = channels <= StackChannels ? stackalloc T[4 * channels] : (rentedCoefficients = ArrayPool<T>.Shared.Rent(4 * channels));
         try
         {
-            Span<double> mean = buffer.Slice(0, channels);
             Span<double> stddev = buffer.Slice(channels, channels);
-            Span<double> effectiveGamma = buffer.Slice(2 * channels, channels);
             Span<double> sumDy = buffer.Slice(3 * channels, channels);
             Span<double> sumDyCentered = buffer.Slice(4 * channels, channels);
             Span<double> gammaGrad = buffer.Slice(5 * channels, channels);
@@ -173,15 +171,34 @@ public partial class BatchNormalization<T>
             Span<T> p = coefficients.Slice(2 * channels, channels);
             Span<T> q = coefficients.Slice(3 * channels, channels);
             Span<double> inverseStddev = stddev; // holds 1 / sqrt(var + eps)
-            for (int c = 0; c < channels; c++)
+
+            // The statistics and the gamma the forward applied: the batch's (kept by the training call), or the moving
+            // statistics and gamma themselves.
+            Span<double> movingMean = buffer.Slice(0, channels);
+            Span<double> gamma = buffer.Slice(2 * channels, channels);
+            ReadOnlySpan<double> mean = movingMean;
+            ReadOnlySpan<double> effectiveGamma = gamma;
+            if (batch)
             {
-                double g = _gamma is null ? 1.0 : double.CreateTruncating(_gamma.ReadOnlySpan[c]);
-                mean[c] = batch ? context.Mean[c] : double.CreateTruncating(_movingMean!.ReadOnlySpan[c]);
-                inverseStddev[c] = batch ? context.Variance[c] : double.CreateTruncating(_movingVariance!.ReadOnlySpan[c]);
-                effectiveGamma[c] = batch ? context.EffectiveGamma[c] : g;
-                center[c] = T.CreateTruncating(mean[c]);
+                mean = context.Mean;
+                effectiveGamma = context.EffectiveGamma;
+                context.Variance.AsSpan().CopyTo(inverseStddev);
+            }
+            else
+            {
+                ChannelVector.Widen<T>(_movingMean!.ReadOnlySpan, movingMean);
+                ChannelVector.Widen<T>(_movingVariance!.ReadOnlySpan, inverseStddev);
+                if (_gamma is null)
+                {
+                    gamma.Fill(1.0);
+                }
+                else
+                {
+                    ChannelVector.Widen<T>(_gamma.ReadOnlySpan, gamma);
+                }
             }
 
+            ChannelVector.Narrow(mean, center);
             BatchNormKernels.InverseStddev(inverseStddev, Epsilon);
 
             if (layout.Length != 0)
@@ -194,33 +211,13 @@ public partial class BatchNormalization<T>
                 sumDyCentered.Clear();
             }
 
-            double denominator = context.Denominator;
-            double inverseDenominator = 1.0 / denominator;
+            double inverseDenominator = 1.0 / context.Denominator;
             bool masked = batch && !context.MaskWeights.IsEmpty;
             double maskShift = masked ? BatchNormKernels.MaskCountEpsilon * inverseDenominator : 0.0;
-            for (int c = 0; c < channels; c++)
-            {
-                double invS = inverseStddev[c];
-                double rounding = mean[c] - double.CreateTruncating(center[c]);
-                double sumDyXhat = (sumDyCentered[c] - (rounding * sumDy[c])) * invS;
-                double ac = effectiveGamma[c] * invS;
-                betaGrad[c] = sumDy[c];
-                gammaGrad[c] = batch ? (context.R[c] * sumDyXhat) + (context.D[c] * sumDy[c]) : sumDyXhat;
-                a[c] = T.CreateTruncating(ac);
-                if (batch)
-                {
-                    // dx = a dy + w (p (x - center) + q): see the derivation in the remarks of Backward.
-                    double pc = -ac * sumDyXhat * inverseDenominator * invS;
-                    double qc = (-ac * sumDy[c] * inverseDenominator) - (pc * (rounding + (mean[c] * maskShift)));
-                    p[c] = T.CreateTruncating(pc);
-                    q[c] = T.CreateTruncating(qc);
-                }
-                else
-                {
-                    p[c] = T.Zero;
-                    q[c] = T.Zero;
-                }
-            }
+            BatchNormKernels.ChannelGradientCoefficients(
+                mean, inverseStddev, effectiveGamma, center, sumDy, sumDyCentered,
+                batch ? context.R : default, batch ? context.D : default, inverseDenominator, maskShift,
+                gammaGrad, betaGrad, a, p, q);
 
             if (layout.Length != 0)
             {
@@ -241,17 +238,14 @@ public partial class BatchNormalization<T>
                 }
             }
 
-            for (int c = 0; c < channels; c++)
+            if (Scale)
             {
-                if (Scale)
-                {
-                    gammaGradient[c] = T.CreateTruncating(gammaGrad[c]);
-                }
+                ChannelVector.Narrow(gammaGrad, gammaGradient);
+            }
 
-                if (Center)
-                {
-                    betaGradient[c] = T.CreateTruncating(betaGrad[c]);
-                }
+            if (Center)
+            {
+                ChannelVector.Narrow(betaGrad, betaGradient);
             }
         }
         finally

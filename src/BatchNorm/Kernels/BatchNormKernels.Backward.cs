@@ -217,7 +217,23 @@ internal static partial class BatchNormKernels
             nuint start = (nuint)((nint)r0 * channels);
             if (narrow)
             {
-                NarrowGradientSums<TVec, TOps, T>(ref Unsafe.Add(ref x, start), ref Unsafe.Add(ref dy, start), rows, channels, ref center, ref s1, ref s2, prefetch);
+                ref T xb = ref Unsafe.Add(ref x, start);
+                ref T gb = ref Unsafe.Add(ref dy, start);
+                switch ((channels + width - 1) / width)
+                {
+                    case 1:
+                        NarrowGradientSums<TVec, TOps, T, OneChunk>(ref xb, ref gb, rows, channels, ref center, ref s1, ref s2, prefetch);
+                        break;
+                    case 2:
+                        NarrowGradientSums<TVec, TOps, T, TwoChunks>(ref xb, ref gb, rows, channels, ref center, ref s1, ref s2, prefetch);
+                        break;
+                    case 3:
+                        NarrowGradientSums<TVec, TOps, T, ThreeChunks>(ref xb, ref gb, rows, channels, ref center, ref s1, ref s2, prefetch);
+                        break;
+                    default:
+                        NarrowGradientSums<TVec, TOps, T, FourChunks>(ref xb, ref gb, rows, channels, ref center, ref s1, ref s2, prefetch);
+                        break;
+                }
             }
             else
             {
@@ -259,55 +275,131 @@ internal static partial class BatchNormKernels
         }
     }
 
-    /// <summary>A block of rows of at most four vectors: the eight sums stay in registers (chunk offsets as in the narrow moments).</summary>
-    private static void NarrowGradientSums<TVec, TOps, T>(ref T x, ref T dy, int rows, int channels, ref T center, ref T s1, ref T s2, bool prefetch)
+    /// <summary>
+    /// A block of rows of at most four vectors: the sums stay in registers (chunk offsets as in the narrow moments, one
+    /// specialised loop per chunk count; rows of one or two chunks in pairs of rows, so the add chains do not bound it).
+    /// </summary>
+    private static void NarrowGradientSums<TVec, TOps, T, TChunks>(ref T x, ref T dy, int rows, int channels, ref T center, ref T s1, ref T s2, bool prefetch)
         where TVec : struct
         where TOps : IVectorOps<TVec, T>
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
+        where TChunks : IChunkCount
     {
         int width = TOps.Count;
+        int chunks = TChunks.Value;
+        bool paired = chunks <= 2;
         nuint c1 = (nuint)Math.Min(width, channels - width);
         nuint c2 = (nuint)Math.Min(2 * width, channels - width);
         nuint c3 = (nuint)Math.Min(3 * width, channels - width);
         TVec m0 = TOps.Load(ref center, 0), m1 = TOps.Load(ref center, c1), m2 = TOps.Load(ref center, c2), m3 = TOps.Load(ref center, c3);
+
+        // Paired rows: g0/g1 and h0/h1 take the even row's chunks, g2/g3 and h2/h3 the odd row's.
         TVec g0 = TOps.Zero, g1 = TOps.Zero, g2 = TOps.Zero, g3 = TOps.Zero;
         TVec h0 = TOps.Zero, h1 = TOps.Zero, h2 = TOps.Zero, h3 = TOps.Zero;
         nuint stride = (nuint)channels;
         nuint o = 0;
-        for (int r = 0; r < rows; r++, o += stride)
+        int r = 0;
+        for (; paired && r + 1 < rows; r += 2, o += 2 * stride)
+        {
+            nuint next = o + stride;
+            if (prefetch)
+            {
+                Prefetch.Ahead(ref dy, o);
+                Prefetch.Ahead(ref dy, next);
+                Prefetch.Ahead(ref x, o);
+                Prefetch.Ahead(ref x, next);
+                if (chunks == 2)
+                {
+                    Prefetch.Ahead(ref dy, o + c1);
+                    Prefetch.Ahead(ref dy, next + c1);
+                    Prefetch.Ahead(ref x, o + c1);
+                    Prefetch.Ahead(ref x, next + c1);
+                }
+            }
+
+            TVec d0 = TOps.Load(ref dy, o);
+            TVec e0 = TOps.Load(ref dy, next);
+            g0 = TOps.Add(g0, d0);
+            g2 = TOps.Add(g2, e0);
+            h0 = TOps.Add(h0, TOps.Multiply(d0, TOps.Subtract(TOps.Load(ref x, o), m0)));
+            h2 = TOps.Add(h2, TOps.Multiply(e0, TOps.Subtract(TOps.Load(ref x, next), m0)));
+            if (chunks == 2)
+            {
+                TVec d1 = TOps.Load(ref dy, o + c1);
+                TVec e1 = TOps.Load(ref dy, next + c1);
+                g1 = TOps.Add(g1, d1);
+                g3 = TOps.Add(g3, e1);
+                h1 = TOps.Add(h1, TOps.Multiply(d1, TOps.Subtract(TOps.Load(ref x, o + c1), m1)));
+                h3 = TOps.Add(h3, TOps.Multiply(e1, TOps.Subtract(TOps.Load(ref x, next + c1), m1)));
+            }
+        }
+
+        for (; r < rows; r++, o += stride)
         {
             if (prefetch)
             {
                 Prefetch.Ahead(ref dy, o);
-                Prefetch.Ahead(ref dy, o + c1);
-                Prefetch.Ahead(ref dy, o + c2);
-                Prefetch.Ahead(ref dy, o + c3);
                 Prefetch.Ahead(ref x, o);
-                Prefetch.Ahead(ref x, o + c1);
-                Prefetch.Ahead(ref x, o + c2);
-                Prefetch.Ahead(ref x, o + c3);
+                for (int j = 1; j < chunks; j++)
+                {
+                    nuint cj = j == 1 ? c1 : j == 2 ? c2 : c3;
+                    Prefetch.Ahead(ref dy, o + cj);
+                    Prefetch.Ahead(ref x, o + cj);
+                }
             }
 
             TVec d0 = TOps.Load(ref dy, o);
-            TVec d1 = TOps.Load(ref dy, o + c1);
-            TVec d2 = TOps.Load(ref dy, o + c2);
-            TVec d3 = TOps.Load(ref dy, o + c3);
             g0 = TOps.Add(g0, d0);
-            g1 = TOps.Add(g1, d1);
-            g2 = TOps.Add(g2, d2);
-            g3 = TOps.Add(g3, d3);
             h0 = TOps.Add(h0, TOps.Multiply(d0, TOps.Subtract(TOps.Load(ref x, o), m0)));
-            h1 = TOps.Add(h1, TOps.Multiply(d1, TOps.Subtract(TOps.Load(ref x, o + c1), m1)));
-            h2 = TOps.Add(h2, TOps.Multiply(d2, TOps.Subtract(TOps.Load(ref x, o + c2), m2)));
-            h3 = TOps.Add(h3, TOps.Multiply(d3, TOps.Subtract(TOps.Load(ref x, o + c3), m3)));
+            if (chunks > 1)
+            {
+                TVec d1 = TOps.Load(ref dy, o + c1);
+                g1 = TOps.Add(g1, d1);
+                h1 = TOps.Add(h1, TOps.Multiply(d1, TOps.Subtract(TOps.Load(ref x, o + c1), m1)));
+            }
+
+            if (chunks > 2)
+            {
+                TVec d2 = TOps.Load(ref dy, o + c2);
+                g2 = TOps.Add(g2, d2);
+                h2 = TOps.Add(h2, TOps.Multiply(d2, TOps.Subtract(TOps.Load(ref x, o + c2), m2)));
+            }
+
+            if (chunks > 3)
+            {
+                TVec d3 = TOps.Load(ref dy, o + c3);
+                g3 = TOps.Add(g3, d3);
+                h3 = TOps.Add(h3, TOps.Multiply(d3, TOps.Subtract(TOps.Load(ref x, o + c3), m3)));
+            }
         }
 
-        TOps.Store(g3, ref s1, c3);
-        TOps.Store(h3, ref s2, c3);
-        TOps.Store(g2, ref s1, c2);
-        TOps.Store(h2, ref s2, c2);
-        TOps.Store(g1, ref s1, c1);
-        TOps.Store(h1, ref s2, c1);
+        if (paired)
+        {
+            g0 = TOps.Add(g0, g2);
+            g1 = TOps.Add(g1, g3);
+            h0 = TOps.Add(h0, h2);
+            h1 = TOps.Add(h1, h3);
+        }
+
+        // Stored from the last chunk to the first, so an overlapping offset keeps the same (identical) values either way.
+        if (chunks > 3)
+        {
+            TOps.Store(g3, ref s1, c3);
+            TOps.Store(h3, ref s2, c3);
+        }
+
+        if (chunks > 2)
+        {
+            TOps.Store(g2, ref s1, c2);
+            TOps.Store(h2, ref s2, c2);
+        }
+
+        if (chunks > 1)
+        {
+            TOps.Store(g1, ref s1, c1);
+            TOps.Store(h1, ref s2, c1);
+        }
+
         TOps.Store(g0, ref s1, 0);
         TOps.Store(h0, ref s2, 0);
     }
@@ -557,7 +649,21 @@ internal static partial class BatchNormKernels
 
             if (channels <= 4 * width)
             {
-                InputGradientNarrowRows<TVec, TOps, T>(ref x, ref dy, ref dx, layout.Outer, channels, weights, k);
+                switch ((channels + width - 1) / width)
+                {
+                    case 1:
+                        InputGradientNarrowRows<TVec, TOps, T, OneChunk>(ref x, ref dy, ref dx, layout.Outer, channels, weights, k);
+                        break;
+                    case 2:
+                        InputGradientNarrowRows<TVec, TOps, T, TwoChunks>(ref x, ref dy, ref dx, layout.Outer, channels, weights, k);
+                        break;
+                    case 3:
+                        InputGradientNarrowRows<TVec, TOps, T, ThreeChunks>(ref x, ref dy, ref dx, layout.Outer, channels, weights, k);
+                        break;
+                    default:
+                        InputGradientNarrowRows<TVec, TOps, T, FourChunks>(ref x, ref dy, ref dx, layout.Outer, channels, weights, k);
+                        break;
+                }
             }
             else
             {
@@ -590,15 +696,17 @@ internal static partial class BatchNormKernels
     }
 
     /// <summary>
-    /// Channels-last rows of at most four vectors: all coefficients in registers; each row's vectors are all loaded before
-    /// any is stored (so dx may be dy, and the overlapping last chunk is exact).
+    /// Channels-last rows of at most four vectors: all coefficients in registers, one specialised loop per chunk count;
+    /// each row's vectors are all loaded before any is stored (so dx may be dy, and the overlapping last chunk is exact).
     /// </summary>
-    private static void InputGradientNarrowRows<TVec, TOps, T>(ref T x, ref T dy, ref T dx, int rows, int channels, ReadOnlySpan<T> weights, GradientCoefficients<T> k)
+    private static void InputGradientNarrowRows<TVec, TOps, T, TChunks>(ref T x, ref T dy, ref T dx, int rows, int channels, ReadOnlySpan<T> weights, GradientCoefficients<T> k)
         where TVec : struct
         where TOps : IVectorOps<TVec, T>
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
+        where TChunks : IChunkCount
     {
         int width = TOps.Count;
+        int chunks = TChunks.Value;
         nuint c1 = (nuint)Math.Min(width, channels - width);
         nuint c2 = (nuint)Math.Min(2 * width, channels - width);
         nuint c3 = (nuint)Math.Min(3 * width, channels - width);
@@ -606,16 +714,37 @@ internal static partial class BatchNormKernels
         TVec a0 = TOps.Load(ref k.A, 0), a1 = TOps.Load(ref k.A, c1), a2 = TOps.Load(ref k.A, c2), a3 = TOps.Load(ref k.A, c3);
         TVec p0 = TOps.Load(ref k.P, 0), p1 = TOps.Load(ref k.P, c1), p2 = TOps.Load(ref k.P, c2), p3 = TOps.Load(ref k.P, c3);
         TVec q0 = TOps.Load(ref k.Q, 0), q1 = TOps.Load(ref k.Q, c1), q2 = TOps.Load(ref k.Q, c2), q3 = TOps.Load(ref k.Q, c3);
+        bool masked = !weights.IsEmpty;
+        ref T weight = ref MemoryMarshal.GetReference(weights);
+        TVec w = TOps.Broadcast(T.One);
         nuint stride = (nuint)channels;
         nuint o = 0;
         for (int r = 0; r < rows; r++, o += stride)
         {
-            TVec w = TOps.Broadcast(weights.IsEmpty ? T.One : weights[r]);
-            TVec x0 = TOps.Load(ref x, o), x1 = TOps.Load(ref x, o + c1), x2 = TOps.Load(ref x, o + c2), x3 = TOps.Load(ref x, o + c3);
-            TVec g0 = TOps.Load(ref dy, o), g1 = TOps.Load(ref dy, o + c1), g2 = TOps.Load(ref dy, o + c2), g3 = TOps.Load(ref dy, o + c3);
-            TOps.Store(Gradient(x3, g3, m3, a3, p3, q3, w), ref dx, o + c3);
-            TOps.Store(Gradient(x2, g2, m2, a2, p2, q2, w), ref dx, o + c2);
-            TOps.Store(Gradient(x1, g1, m1, a1, p1, q1, w), ref dx, o + c1);
+            if (masked)
+            {
+                w = TOps.Broadcast(Unsafe.Add(ref weight, r));
+            }
+
+            TVec x0 = TOps.Load(ref x, o), g0 = TOps.Load(ref dy, o);
+            TVec x1 = chunks > 1 ? TOps.Load(ref x, o + c1) : x0, g1 = chunks > 1 ? TOps.Load(ref dy, o + c1) : g0;
+            TVec x2 = chunks > 2 ? TOps.Load(ref x, o + c2) : x0, g2 = chunks > 2 ? TOps.Load(ref dy, o + c2) : g0;
+            TVec x3 = chunks > 3 ? TOps.Load(ref x, o + c3) : x0, g3 = chunks > 3 ? TOps.Load(ref dy, o + c3) : g0;
+            if (chunks > 3)
+            {
+                TOps.Store(Gradient(x3, g3, m3, a3, p3, q3, w), ref dx, o + c3);
+            }
+
+            if (chunks > 2)
+            {
+                TOps.Store(Gradient(x2, g2, m2, a2, p2, q2, w), ref dx, o + c2);
+            }
+
+            if (chunks > 1)
+            {
+                TOps.Store(Gradient(x1, g1, m1, a1, p1, q1, w), ref dx, o + c1);
+            }
+
             TOps.Store(Gradient(x0, g0, m0, a0, p0, q0, w), ref dx, o);
         }
 
@@ -773,6 +902,98 @@ internal static partial class BatchNormKernels
             }
 
             return TOps.Add(TOps.Multiply(TOps.Load(ref dy, i), a), statistics);
+        }
+    }
+
+    /// <summary>
+    /// The per-channel gradient coefficients from the two sums, in double precision:
+    /// <c>sum(dy * xhat) = (sumDyCentered - (mean - center) * sumDy) / s</c> with <c>1/s = inverseStddev</c>;
+    /// <c>dbeta = sumDy</c>; <c>dgamma = r * sum(dy * xhat) + d * sumDy</c> after a training call (r = 1, d = 0 without
+    /// renorm), <c>sum(dy * xhat)</c> otherwise; and the input-gradient map <c>dx = a dy + w (p (x - center) + q)</c>
+    /// with <c>a = gamma' / s</c>, and after a training call <c>p = -a sum(dy * xhat) / (D s)</c>,
+    /// <c>q = -a sumDy / D - p ((mean - center) + mean * maskShift)</c>, D the statistics' denominator
+    /// (<c>1/D = inverseDenominator</c>); after an inference call (empty <paramref name="r"/>) p = q = 0.
+    /// </summary>
+    public static void ChannelGradientCoefficients<T>(
+        ReadOnlySpan<double> mean, ReadOnlySpan<double> inverseStddev, ReadOnlySpan<double> effectiveGamma, ReadOnlySpan<T> center,
+        ReadOnlySpan<double> sumDy, ReadOnlySpan<double> sumDyCentered, ReadOnlySpan<double> r, ReadOnlySpan<double> d,
+        double inverseDenominator, double maskShift,
+        Span<double> gammaGradient, Span<double> betaGradient, Span<T> a, Span<T> p, Span<T> q)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        bool batch = !r.IsEmpty;
+        int channels = mean.Length;
+        sumDy.CopyTo(betaGradient);
+        if (!batch)
+        {
+            p.Clear();
+            q.Clear();
+        }
+
+        int c = 0;
+        if (ChannelVector.IsHardwareAccelerated && ChannelVector.Supports<T>())
+        {
+            // The scalar loop below, a vector of channels at a time, in the same operation order (same bits).
+            ref double mu = ref MemoryMarshal.GetReference(mean);
+            ref double inv = ref MemoryMarshal.GetReference(inverseStddev);
+            ref double eg = ref MemoryMarshal.GetReference(effectiveGamma);
+            ref T ce = ref MemoryMarshal.GetReference(center);
+            ref double s1 = ref MemoryMarshal.GetReference(sumDy);
+            ref double s2 = ref MemoryMarshal.GetReference(sumDyCentered);
+            ref double rs = ref MemoryMarshal.GetReference(r);
+            ref double ds = ref MemoryMarshal.GetReference(d);
+            ref double gg = ref MemoryMarshal.GetReference(gammaGradient);
+            ref T av = ref MemoryMarshal.GetReference(a);
+            ref T pv = ref MemoryMarshal.GetReference(p);
+            ref T qv = ref MemoryMarshal.GetReference(q);
+            var invD = new Vector<double>(inverseDenominator);
+            var shiftScale = new Vector<double>(maskShift);
+            for (; c <= channels - ChannelVector.Count; c += ChannelVector.Count)
+            {
+                nuint i = (nuint)c;
+                Vector<double> invS = Vector.LoadUnsafe(ref inv, i);
+                Vector<double> m = Vector.LoadUnsafe(ref mu, i);
+                Vector<double> sum = Vector.LoadUnsafe(ref s1, i);
+                Vector<double> rounding = m - ChannelVector.Load(ref ce, c);
+                Vector<double> sumDyXhat = (Vector.LoadUnsafe(ref s2, i) - (rounding * sum)) * invS;
+                Vector<double> ac = Vector.LoadUnsafe(ref eg, i) * invS;
+                ChannelVector.Store(ac, ref av, c);
+                if (batch)
+                {
+                    ((Vector.LoadUnsafe(ref rs, i) * sumDyXhat) + (Vector.LoadUnsafe(ref ds, i) * sum)).StoreUnsafe(ref gg, i);
+                    Vector<double> pc = -ac * sumDyXhat * invD * invS;
+                    Vector<double> qc = (-ac * sum * invD) - (pc * (rounding + (m * shiftScale)));
+                    ChannelVector.Store(pc, ref pv, c);
+                    ChannelVector.Store(qc, ref qv, c);
+                }
+                else
+                {
+                    sumDyXhat.StoreUnsafe(ref gg, i);
+                }
+            }
+        }
+
+        for (; c < channels; c++)
+        {
+            double invS = inverseStddev[c];
+            double rounding = mean[c] - double.CreateTruncating(center[c]);
+            double sumDyXhat = (sumDyCentered[c] - (rounding * sumDy[c])) * invS;
+            double ac = effectiveGamma[c] * invS;
+            a[c] = T.CreateTruncating(ac);
+            if (batch)
+            {
+                gammaGradient[c] = (r[c] * sumDyXhat) + (d[c] * sumDy[c]);
+
+                // dx = a dy + w (p (x - center) + q): see the derivation in the remarks of Backward.
+                double pc = -ac * sumDyXhat * inverseDenominator * invS;
+                double qc = (-ac * sumDy[c] * inverseDenominator) - (pc * (rounding + (mean[c] * maskShift)));
+                p[c] = T.CreateTruncating(pc);
+                q[c] = T.CreateTruncating(qc);
+            }
+            else
+            {
+                gammaGradient[c] = sumDyXhat;
+            }
         }
     }
 }

@@ -131,7 +131,7 @@ internal static partial class BatchNormKernels
                 return;
             }
 
-            if (channels <= 4 * width && channels > width)
+            if (channels <= 4 * width)
             {
                 AffineNarrowRows<TVec, TOps, T>(ref x, ref y, layout.Outer, channels, ref center, ref scale, ref shift);
             }

@@ -1,5 +1,7 @@
+using System;
 using System.Numerics;
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 
 namespace BatchNorm.Kernels;
@@ -102,5 +104,47 @@ internal static class ChannelVector
 
         Vector128<double> w = value.AsVector128();
         return Vector128.WidenLower(Vector128.Narrow(w, w)).AsVector();
+    }
+
+    /// <summary><c>destination[c] = (double)source[c]</c> (exact).</summary>
+    public static void Widen<T>(ReadOnlySpan<T> source, Span<double> destination)
+        where T : unmanaged, INumberBase<T>
+    {
+        int c = 0;
+        if (IsHardwareAccelerated && Supports<T>())
+        {
+            ref T s = ref MemoryMarshal.GetReference(source);
+            ref double d = ref MemoryMarshal.GetReference(destination);
+            for (; c <= source.Length - Count; c += Count)
+            {
+                Load(ref s, c).StoreUnsafe(ref d, (nuint)c);
+            }
+        }
+
+        for (; c < source.Length; c++)
+        {
+            destination[c] = double.CreateTruncating(source[c]);
+        }
+    }
+
+    /// <summary><c>destination[c] = (T)source[c]</c>, rounded to nearest.</summary>
+    public static void Narrow<T>(ReadOnlySpan<double> source, Span<T> destination)
+        where T : unmanaged, INumberBase<T>
+    {
+        int c = 0;
+        if (IsHardwareAccelerated && Supports<T>())
+        {
+            ref double s = ref MemoryMarshal.GetReference(source);
+            ref T d = ref MemoryMarshal.GetReference(destination);
+            for (; c <= source.Length - Count; c += Count)
+            {
+                Store(Vector.LoadUnsafe(ref s, (nuint)c), ref d, c);
+            }
+        }
+
+        for (; c < source.Length; c++)
+        {
+            destination[c] = T.CreateTruncating(source[c]);
+        }
     }
 }
