@@ -481,11 +481,12 @@ internal static partial class BatchNormKernels
         where TOps : IVectorOps<TVec, T>
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
+        // In memory order; each channel's blocks are still added in outer order (the bits do not depend on it).
         int inner = layout.Inner;
         int width = TOps.Count;
-        for (int c = c0; c < c1; c++)
+        for (int o = 0; o < layout.Outer; o++)
         {
-            for (int o = 0; o < layout.Outer; o++)
+            for (int c = c0; c < c1; c++)
             {
                 nint runStart = ((nint)o * layout.Channels + c) * inner;
                 ref T xr = ref Unsafe.Add(ref x, runStart);

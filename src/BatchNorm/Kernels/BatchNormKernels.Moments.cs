@@ -258,34 +258,106 @@ internal static partial class BatchNormKernels
         int blockRows = channels <= 4 * width
             ? Math.Max(MinBlockRows, BlockElements / channels)
             : Math.Max(MinBlockRows, WideBlockElements / channels);
-        for (int r0 = 0; r0 < rows.Count; r0 += blockRows)
+
+        // The first block is short and read twice (its own mean is its shift); every later block is read once, shifted
+        // by the running mean, and read a second time only if that shift turns out too far from the block's mean.
+        int firstRows = Math.Min(MinBlockRows, rows.Count);
+        for (int r0 = 0; r0 < rows.Count;)
         {
-            int blockCount = Math.Min(blockRows, rows.Count - r0);
-            if (channels <= 4 * width)
+            int blockCount = r0 == 0 ? firstRows : Math.Min(blockRows, rows.Count - r0);
+            bool shifted = false;
+            if (r0 != 0 && (channels <= 4 * width || !prefetch))
             {
-                switch ((channels + width - 1) / width)
-                {
-                    case 1:
-                        NarrowBlockSums<TVec, TOps, T, TRows, OneChunk>(ref x, rows, r0, blockCount, channels, ref shift, ref sum1, ref sum2, prefetch);
-                        break;
-                    case 2:
-                        NarrowBlockSums<TVec, TOps, T, TRows, TwoChunks>(ref x, rows, r0, blockCount, channels, ref shift, ref sum1, ref sum2, prefetch);
-                        break;
-                    case 3:
-                        NarrowBlockSums<TVec, TOps, T, TRows, ThreeChunks>(ref x, rows, r0, blockCount, channels, ref shift, ref sum1, ref sum2, prefetch);
-                        break;
-                    default:
-                        NarrowBlockSums<TVec, TOps, T, TRows, FourChunks>(ref x, rows, r0, blockCount, channels, ref shift, ref sum1, ref sum2, prefetch);
-                        break;
-                }
+                ChannelVector.Narrow<T>(mean, MemoryMarshal.CreateSpan(ref shift, channels));
+                BlockSums<TVec, TOps, T, TRows>(ref x, rows, r0, blockCount, channels, ref shift, ref sum1, ref sum2, prefetch, givenShift: true);
+                shifted = ShiftWasClose(ref sum1, ref sum2, channels, blockCount);
             }
-            else
+
+            if (!shifted)
             {
-                WideBlockSums<TVec, TOps, T, TRows>(ref x, rows, r0, blockCount, channels, ref shift, ref sum1, ref sum2, prefetch);
+                BlockSums<TVec, TOps, T, TRows>(ref x, rows, r0, blockCount, channels, ref shift, ref sum1, ref sum2, prefetch, givenShift: false);
             }
 
             MergeBlocks(mean, m2, new BlockWeights(r0, blockCount), ref shift, ref sum1, ref sum2);
+            r0 += blockCount;
         }
+    }
+
+    /// <summary>
+    /// The shifted sums of one block: <c>sum1 = sum(x - shift)</c>, <c>sum2 = sum((x - shift)^2)</c> per channel. With
+    /// <paramref name="givenShift"/> the shift is read from <paramref name="shift"/> and the block is read once;
+    /// otherwise the block's own (T-rounded) mean is computed into it first, a second read.
+    /// </summary>
+    private static void BlockSums<TVec, TOps, T, TRows>(
+        ref T x, TRows rows, int r0, int count, int channels, ref T shift, ref T sum1, ref T sum2, bool prefetch, bool givenShift)
+        where TVec : struct
+        where TOps : IVectorOps<TVec, T>
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+        where TRows : IRowSelection, allows ref struct
+    {
+        int width = TOps.Count;
+        if (channels > 4 * width)
+        {
+            WideBlockSums<TVec, TOps, T, TRows>(ref x, rows, r0, count, channels, ref shift, ref sum1, ref sum2, prefetch, givenShift);
+            return;
+        }
+
+        switch ((channels + width - 1) / width)
+        {
+            case 1:
+                NarrowBlockSums<TVec, TOps, T, TRows, OneChunk>(ref x, rows, r0, count, channels, ref shift, ref sum1, ref sum2, prefetch, givenShift);
+                break;
+            case 2:
+                NarrowBlockSums<TVec, TOps, T, TRows, TwoChunks>(ref x, rows, r0, count, channels, ref shift, ref sum1, ref sum2, prefetch, givenShift);
+                break;
+            case 3:
+                NarrowBlockSums<TVec, TOps, T, TRows, ThreeChunks>(ref x, rows, r0, count, channels, ref shift, ref sum1, ref sum2, prefetch, givenShift);
+                break;
+            default:
+                NarrowBlockSums<TVec, TOps, T, TRows, FourChunks>(ref x, rows, r0, count, channels, ref shift, ref sum1, ref sum2, prefetch, givenShift);
+                break;
+        }
+    }
+
+    /// <summary>
+    /// Whether a block summed around a given shift keeps the accuracy of summing around its own mean: the block mean's
+    /// distance from the shift, <c>delta = S1/m</c>, is at most the block's standard deviation in every channel
+    /// (<c>2 S1^2 &lt;= m S2</c>, in double). Then the squared deviations summed in T are at most twice their size around
+    /// the mean and <c>S2 - S1^2/m</c> cancels at most half of S2: the error stays within a small factor of the
+    /// two-read block's. NaN or infinite sums fail it (the block is then summed the other way, with the same result).
+    /// </summary>
+    private static bool ShiftWasClose(double sum1, double sum2, int count) => sum1 * sum1 * 13.0 <= count * sum2 * 9.0;
+
+    private static bool ShiftWasClose<T>(ref T sum1, ref T sum2, int channels, int count)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        double m = count;
+        int c = 0;
+        if (ChannelVector.IsHardwareAccelerated && ChannelVector.Supports<T>())
+        {
+            var mv = new Vector<double>(m);
+            for (; c <= channels - ChannelVector.Count; c += ChannelVector.Count)
+            {
+                Vector<double> s1 = ChannelVector.Load(ref sum1, c);
+                Vector<double> s2 = ChannelVector.Load(ref sum2, c);
+                if (!Vector.LessThanOrEqualAll(s1 * s1 * 13.0, mv * s2 * 9.0))
+                {
+                    return false;
+                }
+            }
+        }
+
+        for (; c < channels; c++)
+        {
+            double s1 = double.CreateTruncating(Unsafe.Add(ref sum1, c));
+            double s2 = double.CreateTruncating(Unsafe.Add(ref sum2, c));
+            if (!ShiftWasClose(s1, s2, count))
+            {
+                return false;
+            }
+        }
+
+        return true;
     }
 
     /// <summary>
@@ -347,10 +419,9 @@ internal static partial class BatchNormKernels
         ref double mean, ref double m2, nuint c, Vector<double> shift, Vector<double> sum1, Vector<double> sum2,
         Vector<double> inverseCount, Vector<double> weight, Vector<double> crossWeight)
     {
-        Vector<double> blockMean = shift + (sum1 * inverseCount);
-        Vector<double> blockM2 = Vector.Max(Vector<double>.Zero, sum2 - (sum1 * sum1 * inverseCount));
         Vector<double> running = Vector.LoadUnsafe(ref mean, c);
-        Vector<double> delta = blockMean - running;
+        Vector<double> delta = (shift - running) + (sum1 * inverseCount);
+        Vector<double> blockM2 = Vector.Max(Vector<double>.Zero, sum2 - (sum1 * sum1 * inverseCount));
         (running + (delta * weight)).StoreUnsafe(ref mean, c);
         (Vector.LoadUnsafe(ref m2, c) + (blockM2 + (delta * delta * crossWeight))).StoreUnsafe(ref m2, c);
     }
@@ -361,7 +432,7 @@ internal static partial class BatchNormKernels
     /// or two chunks are taken in pairs with separate accumulators, so that the add chains do not bound the loop.
     /// </summary>
     private static void NarrowBlockSums<TVec, TOps, T, TRows, TChunks>(
-        ref T x, TRows rows, int r0, int count, int channels, ref T shift, ref T sum1, ref T sum2, bool prefetch)
+        ref T x, TRows rows, int r0, int count, int channels, ref T shift, ref T sum1, ref T sum2, bool prefetch, bool givenShift)
         where TVec : struct
         where TOps : IVectorOps<TVec, T>
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
@@ -377,7 +448,7 @@ internal static partial class BatchNormKernels
 
         // Paired rows: a0/a1 take the even row's chunks and a2/a3 the odd row's.
         TVec a0 = TOps.Zero, a1 = TOps.Zero, a2 = TOps.Zero, a3 = TOps.Zero;
-        int r = 0;
+        int r = givenShift ? count : 0;
         for (; paired && r + 1 < count; r += 2)
         {
             nuint row = RowOffset(rows, r0 + r, channels);
@@ -426,8 +497,23 @@ internal static partial class BatchNormKernels
             a1 = TOps.Add(a1, a3);
         }
 
-        TVec inverse = TOps.Broadcast(T.One / T.CreateTruncating(count));
-        TVec k0 = TOps.Multiply(a0, inverse), k1 = TOps.Multiply(a1, inverse), k2 = TOps.Multiply(a2, inverse), k3 = TOps.Multiply(a3, inverse);
+        TVec k0, k1, k2, k3;
+        if (givenShift)
+        {
+            k0 = TOps.Load(ref shift, 0);
+            k1 = TOps.Load(ref shift, c1);
+            k2 = TOps.Load(ref shift, c2);
+            k3 = TOps.Load(ref shift, c3);
+        }
+        else
+        {
+            TVec inverse = TOps.Broadcast(T.One / T.CreateTruncating(count));
+            k0 = TOps.Multiply(a0, inverse);
+            k1 = TOps.Multiply(a1, inverse);
+            k2 = TOps.Multiply(a2, inverse);
+            k3 = TOps.Multiply(a3, inverse);
+        }
+
         TVec s10 = TOps.Zero, s11 = TOps.Zero, s12 = TOps.Zero, s13 = TOps.Zero;
         TVec s20 = TOps.Zero, s21 = TOps.Zero, s22 = TOps.Zero, s23 = TOps.Zero;
         r = 0;
@@ -435,6 +521,18 @@ internal static partial class BatchNormKernels
         {
             nuint row = RowOffset(rows, r0 + r, channels);
             nuint next = RowOffset(rows, r0 + r + 1, channels);
+            if (prefetch && givenShift)
+            {
+                // The only read of this block: prefetch as the first pass otherwise does.
+                Prefetch.Ahead(ref x, row);
+                Prefetch.Ahead(ref x, next);
+                if (chunks == 2)
+                {
+                    Prefetch.Ahead(ref x, row + c1);
+                    Prefetch.Ahead(ref x, next + c1);
+                }
+            }
+
             TVec d0 = TOps.Subtract(TOps.Load(ref x, row), k0);
             TVec e0 = TOps.Subtract(TOps.Load(ref x, next), k0);
             s10 = TOps.Add(s10, d0);
@@ -455,6 +553,15 @@ internal static partial class BatchNormKernels
         for (; r < count; r++)
         {
             nuint row = RowOffset(rows, r0 + r, channels);
+            if (prefetch && givenShift)
+            {
+                Prefetch.Ahead(ref x, row);
+                for (int j = 1; j < chunks; j++)
+                {
+                    Prefetch.Ahead(ref x, row + (j == 1 ? c1 : j == 2 ? c2 : c3));
+                }
+            }
+
             TVec d0 = TOps.Subtract(TOps.Load(ref x, row), k0);
             s10 = TOps.Add(s10, d0);
             s20 = TOps.Add(s20, TOps.Multiply(d0, d0));
@@ -546,7 +653,7 @@ internal static partial class BatchNormKernels
     /// the last <c>C mod w</c> channels are summed one by one so that no channel is counted twice.
     /// </summary>
     private static void WideBlockSums<TVec, TOps, T, TRows>(
-        ref T x, TRows rows, int r0, int count, int channels, ref T shift, ref T sum1, ref T sum2, bool prefetch)
+        ref T x, TRows rows, int r0, int count, int channels, ref T shift, ref T sum1, ref T sum2, bool prefetch, bool givenShift)
         where TVec : struct
         where TOps : IVectorOps<TVec, T>
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
@@ -554,6 +661,13 @@ internal static partial class BatchNormKernels
     {
         int width = TOps.Count;
         int vectorEnd = channels - (channels % width);
+        if (givenShift)
+        {
+            MemoryMarshal.CreateSpan(ref sum1, 2 * channels).Clear(); // sum1 and sum2 are consecutive
+            WideShiftedSums<TVec, TOps, T, TRows>(ref x, rows, r0, count, channels, ref shift, ref sum1, ref sum2, prefetch);
+            return;
+        }
+
         MemoryMarshal.CreateSpan(ref shift, 3 * channels).Clear(); // shift, sum1 and sum2 are consecutive
 
         // Four rows are summed in registers before each accumulator is updated: one accumulator store per four data
@@ -614,8 +728,24 @@ internal static partial class BatchNormKernels
             Unsafe.Add(ref shift, k) *= inverse;
         }
 
-        r = 0;
-        for (; r <= count - 4; r += 4)
+        WideShiftedSums<TVec, TOps, T, TRows>(ref x, rows, r0, count, channels, ref shift, ref sum1, ref sum2, prefetch: false);
+    }
+
+    /// <summary>
+    /// The shifted pass of <see cref="WideBlockSums"/>: <c>sum1 += x - shift</c>, <c>sum2 += (x - shift)^2</c>, four rows
+    /// per accumulator update (one at a time, prefetched, when it is the only read of a block from memory).
+    /// </summary>
+    private static void WideShiftedSums<TVec, TOps, T, TRows>(
+        ref T x, TRows rows, int r0, int count, int channels, ref T shift, ref T sum1, ref T sum2, bool prefetch)
+        where TVec : struct
+        where TOps : IVectorOps<TVec, T>
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+        where TRows : IRowSelection, allows ref struct
+    {
+        int width = TOps.Count;
+        int vectorEnd = channels - (channels % width);
+        int r = 0;
+        for (; !prefetch && r <= count - 4; r += 4)
         {
             nuint q0 = RowOffset(rows, r0 + r, channels);
             nuint q1 = RowOffset(rows, r0 + r + 1, channels);
@@ -654,6 +784,11 @@ internal static partial class BatchNormKernels
             nuint c = 0;
             for (; c < (nuint)vectorEnd; c += (nuint)width)
             {
+                if (prefetch)
+                {
+                    Prefetch.Ahead(ref x, row + c);
+                }
+
                 TVec d = TOps.Subtract(TOps.Load(ref x, row + c), TOps.Load(ref shift, c));
                 TOps.Store(TOps.Add(TOps.Load(ref sum1, c), d), ref sum1, c);
                 TOps.Store(TOps.Add(TOps.Load(ref sum2, c), TOps.Multiply(d, d)), ref sum2, c);
@@ -721,18 +856,36 @@ internal static partial class BatchNormKernels
         where TOps : IVectorOps<TVec, T>
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
+        // In memory order (each channel's blocks are still merged in outer order, so the bits do not depend on it): the
+        // next run is the next memory, which the prefetcher (and the software prefetch) has already requested.
         int inner = layout.Inner;
-        for (int c = c0; c < c1; c++)
+        for (int o = 0; o < layout.Outer; o++)
         {
-            for (int o = 0; o < layout.Outer; o++)
+            for (int c = c0; c < c1; c++)
             {
                 ref T run = ref Unsafe.Add(ref x, ((nint)o * layout.Channels + c) * inner);
                 for (int j0 = 0; j0 < inner; j0 += BlockElements)
                 {
                     int count = Math.Min(BlockElements, inner - j0);
                     ref T block = ref Unsafe.Add(ref run, j0);
-                    T k = T.CreateTruncating(Sum<TVec, TOps, T>(ref block, count, prefetch) / count);
-                    (double s1, double s2) = ShiftedSums<TVec, TOps, T>(ref block, count, k);
+
+                    // After the channel's first block, one read around the running mean, kept if it was close enough
+                    // (see ShiftWasClose); otherwise, and for the first block, the block's own mean and a second read.
+                    T k = T.CreateTruncating(mean[c]);
+                    double s1 = 0, s2 = 0;
+                    bool shifted = false;
+                    if (o != 0 || j0 != 0)
+                    {
+                        s1 = ShiftedSums<TVec, TOps, T>(ref block, count, k, prefetch, out s2);
+                        shifted = ShiftWasClose(s1, s2, count);
+                    }
+
+                    if (!shifted)
+                    {
+                        k = T.CreateTruncating(Sum<TVec, TOps, T>(ref block, count, prefetch) / count);
+                        s1 = ShiftedSums<TVec, TOps, T>(ref block, count, k, prefetch: false, out s2);
+                    }
+
                     MergeBlock(ref mean[c], ref m2[c], new BlockWeights(((double)o * inner) + j0, count), double.CreateTruncating(k), s1, s2);
                 }
             }
@@ -779,7 +932,7 @@ internal static partial class BatchNormKernels
 
     /// <summary><c>sum(x - shift)</c> and <c>sum((x - shift)^2)</c> over a contiguous run, with two pairs of accumulators.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static (double Sum1, double Sum2) ShiftedSums<TVec, TOps, T>(ref T x, int count, T shift)
+    private static double ShiftedSums<TVec, TOps, T>(ref T x, int count, T shift, bool prefetch, out double sum2)
         where TVec : struct
         where TOps : IVectorOps<TVec, T>
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
@@ -790,6 +943,11 @@ internal static partial class BatchNormKernels
         int i = 0;
         for (; i <= count - (2 * width); i += 2 * width)
         {
+            if (prefetch)
+            {
+                Prefetch.Ahead(ref x, (nuint)i);
+            }
+
             TVec da = TOps.Subtract(TOps.Load(ref x, (nuint)i), k);
             TVec db = TOps.Subtract(TOps.Load(ref x, (nuint)(i + width)), k);
             s1a = TOps.Add(s1a, da);
@@ -806,7 +964,7 @@ internal static partial class BatchNormKernels
         }
 
         double sum1 = TOps.SumToDouble(TOps.Add(s1a, s1b));
-        double sum2 = TOps.SumToDouble(TOps.Add(s2a, s2b));
+        sum2 = TOps.SumToDouble(TOps.Add(s2a, s2b));
         double kd = double.CreateTruncating(shift);
         for (; i < count; i++)
         {
@@ -815,7 +973,7 @@ internal static partial class BatchNormKernels
             sum2 += d * d;
         }
 
-        return (sum1, sum2);
+        return sum1;
     }
 
     /// <summary>
@@ -847,9 +1005,10 @@ internal static partial class BatchNormKernels
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void MergeBlock(ref double mean, ref double m2, in BlockWeights w, double shift, double sum1, double sum2)
     {
-        double blockMean = shift + (sum1 * w.InverseCount);
+        // delta = block mean - running mean, as (shift - mean) + S1/m: the shift is the running mean or close to it, so
+        // the first difference is exact and delta carries no rounding of the means' magnitude.
+        double delta = (shift - mean) + (sum1 * w.InverseCount);
         double blockM2 = Math.Max(0.0, sum2 - (sum1 * sum1 * w.InverseCount));
-        double delta = blockMean - mean;
         mean += delta * w.Weight;
         m2 += blockM2 + (delta * delta * w.CrossWeight);
     }

@@ -40,6 +40,41 @@ public class MomentsKernelTests
         }
     }
 
+    /// <summary>
+    /// Blocks after the first are summed once around the running mean and read again only when that shift is too far
+    /// from the block's own mean. Drifting data (the mean jumps by 1e4 after the first block and again later, with
+    /// spread 1) must take the second read: summed around a shift 1e4 away, float32 squares of 1e8 would leave nothing
+    /// of the within-block variance. That is visible in the total when the early part is a small fraction of the data
+    /// (channels last: the first block is 16 rows); the channels-first cases check that the drifting path is right, but
+    /// there the first block is a whole run, and the bound cannot tell the two ways of summing apart.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(KernelTestData.Widths), MemberType = typeof(KernelTestData))]
+    public void Drifting_data_is_read_again_around_each_block_mean(int width)
+    {
+        var w = (VectorWidth)width;
+        foreach (int[] shape in new[] { new[] { 3000, 5 }, new[] { 2000, 17 }, new[] { 700, 100 }, new[] { 4, 3, 5000 }, new[] { 2, 2, 40000 } })
+        {
+            int n = Product(shape);
+            var random = new Random(n);
+            var data = new double[n];
+            for (int i = 0; i < n; i++)
+            {
+                // Channels last: by row; channels first: by outer index, and by position within the run.
+                bool channelsLast = shape.Length == 2;
+                int stage = channelsLast
+                    ? (i / shape[1] < MinBlockRows ? 0 : i / shape[1] < 1000 ? 1 : 2)
+                    : (i / (shape[1] * shape[2]) == 0 ? 0 : i % shape[2] < 20000 ? 1 : 2);
+                data[i] = (stage == 0 ? 0 : stage == 1 ? 1e4 : -5e3) + ((random.NextDouble() * 2) - 1);
+            }
+
+            Check<float>(w, shape, 1, data);
+            Check<double>(w, shape, 1, data);
+        }
+    }
+
+    private const int MinBlockRows = 16; // the first channels-last block, read twice
+
     [Theory]
     [MemberData(nameof(KernelTestData.Widths), MemberType = typeof(KernelTestData))]
     public void Hard_data_keeps_float32_statistics_close_to_the_exact_values(int width)
