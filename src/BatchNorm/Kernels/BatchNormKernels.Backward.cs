@@ -449,6 +449,42 @@ internal static partial class BatchNormKernels
             }
         }
 
+        if (prefetch && vectorEnd > TileChannels<T>())
+        {
+            // From memory with many channels: a tile of channels at a time down the block's rows, each row's tile
+            // prefetched one row ahead, so the tile's accumulators stay in L1 beside the streams.
+            int tile = TileChannels<T>();
+            for (int c0 = 0; c0 < vectorEnd; c0 += tile)
+            {
+                nuint c1 = (nuint)Math.Min(c0 + tile, vectorEnd);
+                for (int rr = 0; rr < rows; rr++)
+                {
+                    nuint q = (nuint)rr * stride;
+                    for (nuint c = (nuint)c0; c < c1; c += (nuint)width)
+                    {
+                        Prefetch.At(ref dy, q + stride + c);
+                        Prefetch.At(ref x, q + stride + c);
+                        TVec d = TOps.Load(ref dy, q + c);
+                        TOps.Store(TOps.Add(TOps.Load(ref s1, c), d), ref s1, c);
+                        TOps.Store(TOps.Add(TOps.Load(ref s2, c), TOps.Multiply(d, TOps.Subtract(TOps.Load(ref x, q + c), TOps.Load(ref center, c)))), ref s2, c);
+                    }
+                }
+            }
+
+            for (; r < rows; r++)
+            {
+                nuint q = (nuint)r * stride;
+                for (nuint c = (nuint)vectorEnd; c < (nuint)channels; c++)
+                {
+                    T d = Unsafe.Add(ref dy, q + c);
+                    Unsafe.Add(ref s1, c) += d;
+                    Unsafe.Add(ref s2, c) += d * (Unsafe.Add(ref x, q + c) - Unsafe.Add(ref center, c));
+                }
+            }
+
+            return;
+        }
+
         for (; r < rows; r++)
         {
             nuint q = (nuint)r * stride;
@@ -812,6 +848,46 @@ internal static partial class BatchNormKernels
             }
         }
 
+        int vectorEnd = channels - (channels % width);
+        if (prefetch && vectorEnd > TileChannels<T>())
+        {
+            // From memory with many channels: a tile of channels at a time down the rows, each row's tile prefetched one
+            // row ahead, so the tile's four coefficient arrays stay in L1 beside the three streams. The last
+            // C mod width channels go one by one (no overlapping vector: dx may be dy).
+            int tile = TileChannels<T>();
+            for (int c0 = 0; c0 < vectorEnd; c0 += tile)
+            {
+                nuint c1 = (nuint)Math.Min(c0 + tile, vectorEnd);
+                for (int rr = 0; rr < rows; rr++)
+                {
+                    nuint q = (nuint)rr * stride;
+                    bool statisticsTerm = weights.IsEmpty || weights[rr] != T.Zero;
+                    ref T xr = ref Unsafe.Add(ref x, q);
+                    ref T gr = ref Unsafe.Add(ref dy, q);
+                    ref T dr = ref Unsafe.Add(ref dx, q);
+                    for (nuint c = (nuint)c0; c < c1; c += (nuint)width)
+                    {
+                        Prefetch.At(ref xr, stride + c);
+                        Prefetch.At(ref gr, stride + c);
+                        Prefetch.At(ref dr, stride + c);
+                        TOps.Store(GradientAt<TVec, TOps, T>(ref xr, ref gr, c, k, statisticsTerm), ref dr, c);
+                    }
+                }
+            }
+
+            for (int rr = 0; rr < rows && vectorEnd < channels; rr++)
+            {
+                nuint q = (nuint)rr * stride;
+                bool statisticsTerm = weights.IsEmpty || weights[rr] != T.Zero;
+                for (nuint c = (nuint)vectorEnd; c < (nuint)channels; c++)
+                {
+                    Unsafe.Add(ref dx, q + c) = GradientAt<T, ScalarOps<T>, T>(ref Unsafe.Add(ref x, q), ref Unsafe.Add(ref dy, q), c, k, statisticsTerm);
+                }
+            }
+
+            return;
+        }
+
         for (; r < rows; r++)
         {
             nuint start = (nuint)r * stride;
@@ -833,7 +909,7 @@ internal static partial class BatchNormKernels
     {
         int width = TOps.Count;
         nuint last = (nuint)(count - width);
-        TVec lastValue = Row(ref x, ref dy, last, k, statisticsTerm);
+        TVec lastValue = GradientAt<TVec, TOps, T>(ref x, ref dy, last, k, statisticsTerm);
         nuint i = 0;
         for (; i <= last; i += (nuint)width)
         {
@@ -844,25 +920,31 @@ internal static partial class BatchNormKernels
                 Prefetch.Ahead(ref dx, i);
             }
 
-            TOps.Store(Row(ref x, ref dy, i, k, statisticsTerm), ref dx, i);
+            TOps.Store(GradientAt<TVec, TOps, T>(ref x, ref dy, i, k, statisticsTerm), ref dx, i);
         }
 
         if (i < (nuint)count)
         {
             TOps.Store(lastValue, ref dx, last);
         }
+    }
 
-        static TVec Row(ref T x, ref T dy, nuint i, GradientCoefficients<T> k, bool statisticsTerm)
+    /// <summary>dx at element <paramref name="i"/> of a channels-last row (coefficients indexed by channel = i):
+    /// <c>dy a + ((x - center) p + q)</c>, or <c>dy a</c> for a masked-out row.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static TVec GradientAt<TVec, TOps, T>(ref T x, ref T dy, nuint i, GradientCoefficients<T> k, bool statisticsTerm)
+        where TVec : struct
+        where TOps : IVectorOps<TVec, T>
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        TVec direct = TOps.Multiply(TOps.Load(ref dy, i), TOps.Load(ref k.A, i));
+        if (!statisticsTerm)
         {
-            TVec direct = TOps.Multiply(TOps.Load(ref dy, i), TOps.Load(ref k.A, i));
-            if (!statisticsTerm)
-            {
-                return direct;
-            }
-
-            TVec centered = TOps.Subtract(TOps.Load(ref x, i), TOps.Load(ref k.Center, i));
-            return TOps.Add(direct, TOps.Add(TOps.Multiply(centered, TOps.Load(ref k.P, i)), TOps.Load(ref k.Q, i)));
+            return direct;
         }
+
+        TVec centered = TOps.Subtract(TOps.Load(ref x, i), TOps.Load(ref k.Center, i));
+        return TOps.Add(direct, TOps.Add(TOps.Multiply(centered, TOps.Load(ref k.P, i)), TOps.Load(ref k.Q, i)));
     }
 
     /// <summary>A contiguous run of one channel (coefficients constant), optionally weighted per element. Requires count &gt;= width.</summary>
@@ -997,4 +1079,8 @@ internal static partial class BatchNormKernels
             }
         }
     }
+
+    /// <summary>Channels per tile when wide rows are walked a tile at a time: 4 KiB of each stream per row.</summary>
+    private static unsafe int TileChannels<T>()
+        where T : unmanaged => 4096 / sizeof(T);
 }

@@ -140,6 +140,44 @@ public class ParallelismTests
         Tolerance.ShouldBeWithin(Tolerance.ToDouble<float>(grads.BetaGradient!.ReadOnlySpan), dbeta, dbetaBound, "dbeta");
     }
 
+    /// <summary>
+    /// Wide rows from memory (4 MiB or more, more channels than one 4 KiB tile) are walked a tile of channels at a time
+    /// down the rows, with the last C mod width channels one by one. dx may be dy: computed in place it must be the
+    /// same bits as into a separate buffer, with and without a mask (masked rows get only the direct term), and the
+    /// parameter gradients must not change.
+    /// </summary>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void Wide_rows_from_memory_give_the_same_gradient_in_place(bool masked)
+    {
+        InPlaceMatches<float>([520, 2050], masked);
+        InPlaceMatches<double>([260, 2050], masked);
+    }
+
+    private static void InPlaceMatches<T>(int[] shape, bool masked)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        int n = shape[0] * shape[1];
+        var random = new Random(11);
+        T[] x = Enumerable.Range(0, n).Select(_ => T.CreateTruncating((random.NextDouble() * 4) - 1)).ToArray();
+        T[] dy = Enumerable.Range(0, n).Select(_ => T.CreateTruncating(random.NextDouble() - 0.5)).ToArray();
+        NdArray<bool>? mask = masked ? new NdArray<bool>(Enumerable.Range(0, shape[0]).Select(i => i % 3 != 1).ToArray(), new NdShape(shape[0])) : null;
+        var layer = new BatchNormalization<T>() { MaxDegreeOfParallelism = 1 };
+        layer.Call(new NdArray<T>(x, shape), training: true, mask);
+
+        var dx = new T[n];
+        var (gamma1, beta1, gamma2, beta2) = (new T[shape[1]], new T[shape[1]], new T[shape[1]], new T[shape[1]]);
+        layer.Backward(dy, dx, gamma1, beta1);
+        T[] inPlace = (T[])dy.Clone();
+        layer.Backward(inPlace, inPlace, gamma2, beta2);
+
+        inPlace.Should().Equal(dx, $"{typeof(T).Name} masked {masked}");
+        gamma2.Should().Equal(gamma1);
+        beta2.Should().Equal(beta1);
+        dx.Should().NotEqual(dy);
+    }
+
     [Fact]
     public void The_degree_of_parallelism_is_validated()
     {

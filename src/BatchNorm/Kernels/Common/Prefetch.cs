@@ -34,4 +34,15 @@ internal static class Prefetch
             Sse.Prefetch0(Unsafe.AsPointer(ref Unsafe.Add(ref source, offset + (nuint)(DistanceBytes / sizeof(T)))));
         }
     }
+
+    /// <summary>Prefetches the line holding element <paramref name="offset"/> of <paramref name="source"/> itself.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static unsafe void At<T>(ref T source, nuint offset)
+        where T : unmanaged
+    {
+        if (Sse.IsSupported)
+        {
+            Sse.Prefetch0(Unsafe.AsPointer(ref Unsafe.Add(ref source, offset)));
+        }
+    }
 }
