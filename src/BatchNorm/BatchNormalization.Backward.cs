@@ -153,15 +153,15 @@ public partial class BatchNormalization<T>
         CheckParameterGradient(gammaGradient, Scale, channels, "gammaGradient", "scale");
         CheckParameterGradient(betaGradient, Center, channels, "betaGradient", "center");
 
-        // Per-channel coefficients, all in double: 8 arrays of C; rented so that steady-state calls allocate nothing.
+        // Per-channel coefficients, all in double: 7 arrays of C; rented so that steady-state calls allocate nothing.
         const int StackChannels = 128;
         double[]? rentedBuffer = null;
         T[]? rentedCoefficients = null;
-        Span<double> buffer = channels <= StackChannels ? stackalloc double[8 * channels] : (rentedBuffer = ArrayPool<double>.Shared.Rent(8 * channels));
+        Span<double> buffer = channels <= StackChannels ? stackalloc double[7 * channels] : (rentedBuffer = ArrayPool<double>.Shared.Rent(7 * channels));
         Span<T> coefficients = channels <= StackChannels ? stackalloc T[4 * channels] : (rentedCoefficients = ArrayPool<T>.Shared.Rent(4 * channels));
         try
         {
-            Span<double> stddev = buffer.Slice(channels, channels);
+            Span<double> inverseStddev = buffer.Slice(channels, channels); // 1 / sqrt(var + eps)
             Span<double> sumDy = buffer.Slice(3 * channels, channels);
             Span<double> sumDyCentered = buffer.Slice(4 * channels, channels);
             Span<double> gammaGrad = buffer.Slice(5 * channels, channels);
@@ -170,7 +170,6 @@ public partial class BatchNormalization<T>
             Span<T> a = coefficients.Slice(channels, channels);
             Span<T> p = coefficients.Slice(2 * channels, channels);
             Span<T> q = coefficients.Slice(3 * channels, channels);
-            Span<double> inverseStddev = stddev; // holds 1 / sqrt(var + eps)
 
             // The statistics and the gamma the forward applied: the batch's (kept by the training call), or the moving
             // statistics and gamma themselves.

@@ -252,20 +252,11 @@ internal static partial class BatchNormKernels
         ref double sum = ref MemoryMarshal.GetReference(total);
         int channels = total.Length;
         int c = 0;
-        if (Vector.IsHardwareAccelerated && typeof(T) == typeof(float))
+        if (ChannelVector.IsHardwareAccelerated && ChannelVector.Supports<T>())
         {
-            for (; c <= channels - Vector<float>.Count; c += Vector<float>.Count)
+            for (; c <= channels - ChannelVector.Count; c += ChannelVector.Count)
             {
-                Vector.Widen(Vector.LoadUnsafe(ref Unsafe.As<T, float>(ref block), (nuint)c), out Vector<double> lower, out Vector<double> upper);
-                (Vector.LoadUnsafe(ref sum, (nuint)c) + lower).StoreUnsafe(ref sum, (nuint)c);
-                (Vector.LoadUnsafe(ref sum, (nuint)(c + Vector<double>.Count)) + upper).StoreUnsafe(ref sum, (nuint)(c + Vector<double>.Count));
-            }
-        }
-        else if (Vector.IsHardwareAccelerated && typeof(T) == typeof(double))
-        {
-            for (; c <= channels - Vector<double>.Count; c += Vector<double>.Count)
-            {
-                (Vector.LoadUnsafe(ref sum, (nuint)c) + Vector.LoadUnsafe(ref Unsafe.As<T, double>(ref block), (nuint)c)).StoreUnsafe(ref sum, (nuint)c);
+                (Vector.LoadUnsafe(ref sum, (nuint)c) + ChannelVector.Load(ref block, c)).StoreUnsafe(ref sum, (nuint)c);
             }
         }
 
@@ -304,17 +295,10 @@ internal static partial class BatchNormKernels
             nuint next = o + stride;
             if (prefetch)
             {
-                Prefetch.Ahead(ref dy, o);
-                Prefetch.Ahead(ref dy, next);
-                Prefetch.Ahead(ref x, o);
-                Prefetch.Ahead(ref x, next);
-                if (chunks == 2)
-                {
-                    Prefetch.Ahead(ref dy, o + c1);
-                    Prefetch.Ahead(ref dy, next + c1);
-                    Prefetch.Ahead(ref x, o + c1);
-                    Prefetch.Ahead(ref x, next + c1);
-                }
+                PrefetchChunks(ref dy, o, chunks, c1, c2, c3);
+                PrefetchChunks(ref dy, next, chunks, c1, c2, c3);
+                PrefetchChunks(ref x, o, chunks, c1, c2, c3);
+                PrefetchChunks(ref x, next, chunks, c1, c2, c3);
             }
 
             TVec d0 = TOps.Load(ref dy, o);
@@ -338,14 +322,8 @@ internal static partial class BatchNormKernels
         {
             if (prefetch)
             {
-                Prefetch.Ahead(ref dy, o);
-                Prefetch.Ahead(ref x, o);
-                for (int j = 1; j < chunks; j++)
-                {
-                    nuint cj = j == 1 ? c1 : j == 2 ? c2 : c3;
-                    Prefetch.Ahead(ref dy, o + cj);
-                    Prefetch.Ahead(ref x, o + cj);
-                }
+                PrefetchChunks(ref dy, o, chunks, c1, c2, c3);
+                PrefetchChunks(ref x, o, chunks, c1, c2, c3);
             }
 
             TVec d0 = TOps.Load(ref dy, o);

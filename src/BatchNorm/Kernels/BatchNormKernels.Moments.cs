@@ -330,12 +330,18 @@ internal static partial class BatchNormKernels
 
     /// <summary>
     /// Whether a block summed around a given shift keeps the accuracy of summing around its own mean: the block mean's
-    /// distance from the shift, <c>delta = S1/m</c>, is at most the block's standard deviation in every channel
-    /// (<c>2 S1^2 &lt;= m S2</c>, in double). Then the squared deviations summed in T are at most twice their size around
-    /// the mean and <c>S2 - S1^2/m</c> cancels at most half of S2: the error stays within a small factor of the
-    /// two-read block's. NaN or infinite sums fail it (the block is then summed the other way, with the same result).
+    /// distance from the shift, <c>delta = S1/m</c>, is at most 1.5 block standard deviations in the channel
+    /// (<c>delta^2 &lt;= 2.25 (S2/m - delta^2)</c>, i.e. <c>13 S1^2 &lt;= 9 m S2</c>, in double). Then the squared
+    /// deviations summed in T are at most 3.25 times their size around the mean and <c>S2 - S1^2/m</c> cancels at most
+    /// 9/13 of S2: the error stays within a small factor of the two-read block's (typical shifts, from the running mean,
+    /// are a fraction of a deviation). NaN or infinite sums fail it (the block is then summed the other way).
     /// </summary>
-    private static bool ShiftWasClose(double sum1, double sum2, int count) => sum1 * sum1 * 13.0 <= count * sum2 * 9.0;
+    private static bool ShiftWasClose(double sum1, double sum2, int count) => sum1 * sum1 * ShiftCheckSquares <= count * sum2 * ShiftCheckCount;
+
+    /// <summary>The two sides' factors of the check in <see cref="ShiftWasClose(double, double, int)"/>.</summary>
+    private const double ShiftCheckSquares = 13.0, ShiftCheckCount = 9.0;
+
+    /// <summary><see cref="ShiftWasClose(double, double, int)"/> for every channel of a block of channels-last sums.</summary>
 
     private static bool ShiftWasClose<T>(ref T sum1, ref T sum2, int channels, int count)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
@@ -349,7 +355,7 @@ internal static partial class BatchNormKernels
             {
                 Vector<double> s1 = ChannelVector.Load(ref sum1, c);
                 Vector<double> s2 = ChannelVector.Load(ref sum2, c);
-                if (!Vector.LessThanOrEqualAll(s1 * s1 * 13.0, mv * s2 * 9.0))
+                if (!Vector.LessThanOrEqualAll(s1 * s1 * ShiftCheckSquares, mv * s2 * ShiftCheckCount))
                 {
                     return false;
                 }
@@ -380,35 +386,17 @@ internal static partial class BatchNormKernels
         ref double mu = ref MemoryMarshal.GetReference(mean);
         ref double sq = ref MemoryMarshal.GetReference(m2);
         int c = 0;
-        if (Vector.IsHardwareAccelerated && (typeof(T) == typeof(float) || typeof(T) == typeof(double)))
+        if (ChannelVector.IsHardwareAccelerated && ChannelVector.Supports<T>())
         {
             var inverse = new Vector<double>(w.InverseCount);
             var weight = new Vector<double>(w.Weight);
             var cross = new Vector<double>(w.CrossWeight);
-            if (typeof(T) == typeof(float))
+            for (; c <= channels - ChannelVector.Count; c += ChannelVector.Count)
             {
-                int step = Vector<float>.Count;
-                for (; c <= channels - step; c += step)
-                {
-                    Vector.Widen(Vector.LoadUnsafe(ref Unsafe.As<T, float>(ref shift), (nuint)c), out Vector<double> k0, out Vector<double> k1);
-                    Vector.Widen(Vector.LoadUnsafe(ref Unsafe.As<T, float>(ref sum1), (nuint)c), out Vector<double> a0, out Vector<double> a1);
-                    Vector.Widen(Vector.LoadUnsafe(ref Unsafe.As<T, float>(ref sum2), (nuint)c), out Vector<double> b0, out Vector<double> b1);
-                    MergeVector(ref mu, ref sq, (nuint)c, k0, a0, b0, inverse, weight, cross);
-                    MergeVector(ref mu, ref sq, (nuint)(c + Vector<double>.Count), k1, a1, b1, inverse, weight, cross);
-                }
-            }
-            else
-            {
-                int step = Vector<double>.Count;
-                for (; c <= channels - step; c += step)
-                {
-                    MergeVector(
-                        ref mu, ref sq, (nuint)c,
-                        Vector.LoadUnsafe(ref Unsafe.As<T, double>(ref shift), (nuint)c),
-                        Vector.LoadUnsafe(ref Unsafe.As<T, double>(ref sum1), (nuint)c),
-                        Vector.LoadUnsafe(ref Unsafe.As<T, double>(ref sum2), (nuint)c),
-                        inverse, weight, cross);
-                }
+                MergeVector(
+                    ref mu, ref sq, (nuint)c,
+                    ChannelVector.Load(ref shift, c), ChannelVector.Load(ref sum1, c), ChannelVector.Load(ref sum2, c),
+                    inverse, weight, cross);
             }
         }
 
@@ -464,13 +452,8 @@ internal static partial class BatchNormKernels
             nuint next = RowOffset(rows, r0 + r + 1, channels);
             if (prefetch)
             {
-                Prefetch.Ahead(ref x, row);
-                Prefetch.Ahead(ref x, next);
-                if (chunks == 2)
-                {
-                    Prefetch.Ahead(ref x, row + c1);
-                    Prefetch.Ahead(ref x, next + c1);
-                }
+                PrefetchChunks(ref x, row, chunks, c1, c2, c3);
+                PrefetchChunks(ref x, next, chunks, c1, c2, c3);
             }
 
             a0 = TOps.Add(a0, TOps.Load(ref x, row));
@@ -487,11 +470,7 @@ internal static partial class BatchNormKernels
             nuint row = RowOffset(rows, r0 + r, channels);
             if (prefetch)
             {
-                Prefetch.Ahead(ref x, row);
-                for (int j = 1; j < chunks; j++)
-                {
-                    Prefetch.Ahead(ref x, row + (j == 1 ? c1 : j == 2 ? c2 : c3));
-                }
+                PrefetchChunks(ref x, row, chunks, c1, c2, c3);
             }
 
             a0 = TOps.Add(a0, TOps.Load(ref x, row));
@@ -533,13 +512,8 @@ internal static partial class BatchNormKernels
             if (prefetch && givenShift)
             {
                 // The only read of this block: prefetch as the first pass otherwise does.
-                Prefetch.Ahead(ref x, row);
-                Prefetch.Ahead(ref x, next);
-                if (chunks == 2)
-                {
-                    Prefetch.Ahead(ref x, row + c1);
-                    Prefetch.Ahead(ref x, next + c1);
-                }
+                PrefetchChunks(ref x, row, chunks, c1, c2, c3);
+                PrefetchChunks(ref x, next, chunks, c1, c2, c3);
             }
 
             TVec d0 = TOps.Subtract(TOps.Load(ref x, row), k0);
@@ -564,11 +538,7 @@ internal static partial class BatchNormKernels
             nuint row = RowOffset(rows, r0 + r, channels);
             if (prefetch && givenShift)
             {
-                Prefetch.Ahead(ref x, row);
-                for (int j = 1; j < chunks; j++)
-                {
-                    Prefetch.Ahead(ref x, row + (j == 1 ? c1 : j == 2 ? c2 : c3));
-                }
+                PrefetchChunks(ref x, row, chunks, c1, c2, c3);
             }
 
             TVec d0 = TOps.Subtract(TOps.Load(ref x, row), k0);
@@ -657,6 +627,28 @@ internal static partial class BatchNormKernels
         public static int Value => 4;
     }
 
+    /// <summary>Prefetches the <paramref name="chunks"/> vectors of a narrow row (offsets 0, c1, c2, c3) ahead.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void PrefetchChunks<T>(ref T x, nuint row, int chunks, nuint c1, nuint c2, nuint c3)
+        where T : unmanaged
+    {
+        Prefetch.Ahead(ref x, row);
+        if (chunks > 1)
+        {
+            Prefetch.Ahead(ref x, row + c1);
+        }
+
+        if (chunks > 2)
+        {
+            Prefetch.Ahead(ref x, row + c2);
+        }
+
+        if (chunks > 3)
+        {
+            Prefetch.Ahead(ref x, row + c3);
+        }
+    }
+
     /// <summary>
     /// One block of wide rows: per-channel accumulators in the scratch arrays (they stay in L1), each row read in order;
     /// the last <c>C mod w</c> channels are summed one by one so that no channel is counted twice.
@@ -672,8 +664,9 @@ internal static partial class BatchNormKernels
         int vectorEnd = channels - (channels % width);
         if (givenShift)
         {
+            Debug.Assert(!prefetch, "wide rows from memory are read twice");
             MemoryMarshal.CreateSpan(ref sum1, 2 * channels).Clear(); // sum1 and sum2 are consecutive
-            WideShiftedSums<TVec, TOps, T, TRows>(ref x, rows, r0, count, channels, ref shift, ref sum1, ref sum2, prefetch);
+            WideShiftedSums<TVec, TOps, T, TRows>(ref x, rows, r0, count, channels, ref shift, ref sum1, ref sum2);
             return;
         }
 
@@ -737,15 +730,16 @@ internal static partial class BatchNormKernels
             Unsafe.Add(ref shift, k) *= inverse;
         }
 
-        WideShiftedSums<TVec, TOps, T, TRows>(ref x, rows, r0, count, channels, ref shift, ref sum1, ref sum2, prefetch: false);
+        WideShiftedSums<TVec, TOps, T, TRows>(ref x, rows, r0, count, channels, ref shift, ref sum1, ref sum2);
     }
 
     /// <summary>
     /// The shifted pass of <see cref="WideBlockSums"/>: <c>sum1 += x - shift</c>, <c>sum2 += (x - shift)^2</c>, four rows
-    /// per accumulator update (one at a time, prefetched, when it is the only read of a block from memory).
+    /// per accumulator update. It always reads from cache: either the block was just read, or the block is in cache
+    /// to begin with (wide rows from memory always take the two-read path, see MomentsChannelsLast).
     /// </summary>
     private static void WideShiftedSums<TVec, TOps, T, TRows>(
-        ref T x, TRows rows, int r0, int count, int channels, ref T shift, ref T sum1, ref T sum2, bool prefetch)
+        ref T x, TRows rows, int r0, int count, int channels, ref T shift, ref T sum1, ref T sum2)
         where TVec : struct
         where TOps : IVectorOps<TVec, T>
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
@@ -754,7 +748,7 @@ internal static partial class BatchNormKernels
         int width = TOps.Count;
         int vectorEnd = channels - (channels % width);
         int r = 0;
-        for (; !prefetch && r <= count - 4; r += 4)
+        for (; r <= count - 4; r += 4)
         {
             nuint q0 = RowOffset(rows, r0 + r, channels);
             nuint q1 = RowOffset(rows, r0 + r + 1, channels);
@@ -793,11 +787,6 @@ internal static partial class BatchNormKernels
             nuint c = 0;
             for (; c < (nuint)vectorEnd; c += (nuint)width)
             {
-                if (prefetch)
-                {
-                    Prefetch.Ahead(ref x, row + c);
-                }
-
                 TVec d = TOps.Subtract(TOps.Load(ref x, row + c), TOps.Load(ref shift, c));
                 TOps.Store(TOps.Add(TOps.Load(ref sum1, c), d), ref sum1, c);
                 TOps.Store(TOps.Add(TOps.Load(ref sum2, c), TOps.Multiply(d, d)), ref sum2, c);

@@ -1,6 +1,6 @@
 using System;
+using System.Numerics;
 using System.Runtime.InteropServices;
-using System.Runtime.Intrinsics;
 
 namespace BatchNorm.Kernels;
 
@@ -14,22 +14,12 @@ internal static partial class BatchNormKernels
     {
         ref double v = ref MemoryMarshal.GetReference(values);
         int c = 0;
-        if (Vector256.IsHardwareAccelerated)
+        if (ChannelVector.IsHardwareAccelerated)
         {
-            Vector256<double> eps = Vector256.Create(epsilon);
-            for (; c <= values.Length - Vector256<double>.Count; c += Vector256<double>.Count)
+            var eps = new Vector<double>(epsilon);
+            for (; c <= values.Length - ChannelVector.Count; c += ChannelVector.Count)
             {
-                Vector256<double> x = Vector256.LoadUnsafe(ref v, (nuint)c);
-                (Vector256<double>.One / Vector256.Sqrt(x + eps)).StoreUnsafe(ref v, (nuint)c);
-            }
-        }
-        else if (Vector128.IsHardwareAccelerated)
-        {
-            Vector128<double> eps = Vector128.Create(epsilon);
-            for (; c <= values.Length - Vector128<double>.Count; c += Vector128<double>.Count)
-            {
-                Vector128<double> x = Vector128.LoadUnsafe(ref v, (nuint)c);
-                (Vector128<double>.One / Vector128.Sqrt(x + eps)).StoreUnsafe(ref v, (nuint)c);
+                (Vector<double>.One / Vector.SquareRoot(Vector.LoadUnsafe(ref v, (nuint)c) + eps)).StoreUnsafe(ref v, (nuint)c);
             }
         }
 

@@ -28,11 +28,7 @@ internal static class Prefetch
     public static unsafe void Ahead<T>(ref T source, nuint offset)
         where T : unmanaged
     {
-        if (Sse.IsSupported)
-        {
-            // The address only steers the hardware: a stale one (the GC moved the array) costs a useless prefetch.
-            Sse.Prefetch0(Unsafe.AsPointer(ref Unsafe.Add(ref source, offset + (nuint)(DistanceBytes / sizeof(T)))));
-        }
+        At(ref source, offset + (nuint)(DistanceBytes / sizeof(T)));
     }
 
     /// <summary>Prefetches the line holding element <paramref name="offset"/> of <paramref name="source"/> itself.</summary>
@@ -42,6 +38,7 @@ internal static class Prefetch
     {
         if (Sse.IsSupported)
         {
+            // The address only steers the hardware: a stale one (the GC moved the array) costs a useless prefetch.
             Sse.Prefetch0(Unsafe.AsPointer(ref Unsafe.Add(ref source, offset)));
         }
     }
