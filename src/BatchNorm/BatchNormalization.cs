@@ -222,6 +222,8 @@ public partial class BatchNormalization<T>
     /// The most threads one call may use (not a Keras argument). -1, the default, means every core; 1 keeps every call on
     /// the calling thread. Inputs under 262,144 elements always run on the calling thread. The work is split by the
     /// shape alone and reductions are merged in a fixed order, so results are bitwise identical for any value.
+    /// The extra threads are the library's own background helpers (at most one per other core, created on first use,
+    /// allocation-free per call); a call made while another call is using them runs on its own thread.
     /// </summary>
     /// <exception cref="ArgumentOutOfRangeException">The value is 0 or below -1.</exception>
     public int MaxDegreeOfParallelism

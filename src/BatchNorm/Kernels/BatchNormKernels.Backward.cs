@@ -34,7 +34,7 @@ internal static partial class BatchNormKernels
 
     /// <summary>
     /// Fixed parts (stripes of rows channels last, channel groups otherwise), summed in part order: the same bits for any
-    /// number of threads. Its own method, so that the closure is allocated only when it runs.
+    /// number of threads.
     /// </summary>
     private static void PartitionedGradientSums<T>(
         ReadOnlySpan<T> x, ReadOnlySpan<T> dy, ChannelLayout layout, ReadOnlySpan<T> center,
@@ -100,7 +100,7 @@ internal static partial class BatchNormKernels
         }
     }
 
-    /// <summary>The parts on several threads (its own method, so that its closure is allocated only when it runs).</summary>
+    /// <summary>The parts on several threads.</summary>
     private static unsafe void ParallelGradientParts<T>(
         ReadOnlySpan<T> x, ReadOnlySpan<T> dy, ChannelLayout layout, ReadOnlySpan<T> center, int parts, int degree, double[] partial, VectorWidth width, bool prefetch)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
@@ -109,13 +109,17 @@ internal static partial class BatchNormKernels
         fixed (T* pg = dy)
         fixed (T* pm = center)
         {
-            nint xs = (nint)px, gs = (nint)pg, ms = (nint)pm;
-            int length = x.Length;
-            int channels = center.Length;
-            Partition.For(parts, degree, part => GradientPart(
-                new ReadOnlySpan<T>((T*)xs, length), new ReadOnlySpan<T>((T*)gs, length), layout,
-                new ReadOnlySpan<T>((T*)ms, channels), part, parts, partial, width, prefetch));
+            Partition.For(parts, degree, new GradientParts<T>(px, pg, pm, layout, parts, partial, width, prefetch));
         }
+    }
+
+    /// <summary>One part of <see cref="ParallelGradientParts{T}"/> (the buffers are pinned by the caller).</summary>
+    private readonly unsafe struct GradientParts<T>(T* x, T* dy, T* center, ChannelLayout layout, int parts, double[] partial, VectorWidth width, bool prefetch) : IPartBody
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        public void Invoke(int part) => GradientPart(
+            new ReadOnlySpan<T>(x, layout.Length), new ReadOnlySpan<T>(dy, layout.Length), layout,
+            new ReadOnlySpan<T>(center, layout.Channels), part, parts, partial, width, prefetch);
     }
 
     /// <summary>The gradient sums on the calling thread.</summary>
@@ -575,7 +579,7 @@ internal static partial class BatchNormKernels
         InputGradientSequential(x, dy, dx, layout, weights, center, a, p, q, width, prefetch);
     }
 
-    /// <summary>The parallel branch, in its own method so that its closure is allocated only when it runs.</summary>
+    /// <summary>The parallel branch.</summary>
     private static unsafe void ParallelInputGradient<T>(
         ReadOnlySpan<T> x, ReadOnlySpan<T> dy, Span<T> dx, ChannelLayout layout, ReadOnlySpan<T> weights,
         ReadOnlySpan<T> center, ReadOnlySpan<T> a, ReadOnlySpan<T> p, ReadOnlySpan<T> q, VectorWidth width, int maxDegree, bool prefetch)
@@ -590,15 +594,20 @@ internal static partial class BatchNormKernels
         fixed (T* pp = p)
         fixed (T* pq = q)
         {
-            nint xs = (nint)px, gs = (nint)pg, ds = (nint)pd, ws = (nint)pw, ms = (nint)pm, ass = (nint)pa, ps = (nint)pp, qs = (nint)pq;
-            bool masked = !weights.IsEmpty;
-            Partition.ForElementwise(layout, maxDegree, (part, element, channel, maskStart) => InputGradientSequential(
-                new ReadOnlySpan<T>((T*)xs + element, part.Length), new ReadOnlySpan<T>((T*)gs + element, part.Length),
-                new Span<T>((T*)ds + element, part.Length), part,
-                masked ? new ReadOnlySpan<T>((T*)ws + maskStart, part.Outer * part.Inner) : default,
-                new ReadOnlySpan<T>((T*)ms + channel, part.Channels), new ReadOnlySpan<T>((T*)ass + channel, part.Channels),
-                new ReadOnlySpan<T>((T*)ps + channel, part.Channels), new ReadOnlySpan<T>((T*)qs + channel, part.Channels), width, prefetch));
+            Partition.ForElementwise(layout, maxDegree, new InputGradientParts<T>(px, pg, pd, weights.IsEmpty ? null : pw, pm, pa, pp, pq, width, prefetch));
         }
+    }
+
+    /// <summary>One part of <see cref="ParallelInputGradient{T}"/> (the buffers are pinned by the caller; no mask when <paramref name="weights"/> is null).</summary>
+    private readonly unsafe struct InputGradientParts<T>(T* x, T* dy, T* dx, T* weights, T* center, T* a, T* p, T* q, VectorWidth width, bool prefetch) : IElementwiseBody
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        public void Invoke(ChannelLayout part, nint element, int channel, nint maskStart) => InputGradientSequential(
+            new ReadOnlySpan<T>(x + element, part.Length), new ReadOnlySpan<T>(dy + element, part.Length),
+            new Span<T>(dx + element, part.Length), part,
+            weights is null ? default : new ReadOnlySpan<T>(weights + maskStart, part.Outer * part.Inner),
+            new ReadOnlySpan<T>(center + channel, part.Channels), new ReadOnlySpan<T>(a + channel, part.Channels),
+            new ReadOnlySpan<T>(p + channel, part.Channels), new ReadOnlySpan<T>(q + channel, part.Channels), width, prefetch);
     }
 
     private static void InputGradientSequential<T>(

@@ -90,7 +90,7 @@ internal static partial class BatchNormKernels
 
     /// <summary>
     /// Channel-not-last inputs split by channel group: each channel is reduced entirely by one thread, in the same order
-    /// as on one thread. Its own method, so that the closure is allocated only when it runs.
+    /// as on one thread.
     /// </summary>
     private static unsafe void ParallelMomentsChannelsFirst<T>(ReadOnlySpan<T> x, ChannelLayout layout, int groups, Span<double> mean, Span<double> m2, VectorWidth width, bool prefetch)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
@@ -99,16 +99,21 @@ internal static partial class BatchNormKernels
         fixed (double* pm = mean)
         fixed (double* pv = m2)
         {
-            nint xs = (nint)px, ms = (nint)pm, vs = (nint)pv;
-            int length = x.Length;
-            Partition.For(groups, groups, g =>
-            {
-                int c0 = (int)((long)layout.Channels * g / groups);
-                int c1 = (int)((long)layout.Channels * (g + 1) / groups);
-                MomentsChannelsFirst(
-                    new ReadOnlySpan<T>((T*)xs, length), layout, c0, c1,
-                    new Span<double>((double*)ms, layout.Channels), new Span<double>((double*)vs, layout.Channels), width, prefetch);
-            });
+            Partition.For(groups, groups, new ChannelGroupMoments<T>(px, layout, groups, pm, pv, width, prefetch));
+        }
+    }
+
+    /// <summary>One channel group of <see cref="ParallelMomentsChannelsFirst{T}"/> (the buffers are pinned by the caller).</summary>
+    private readonly unsafe struct ChannelGroupMoments<T>(T* x, ChannelLayout layout, int groups, double* mean, double* m2, VectorWidth width, bool prefetch) : IPartBody
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        public void Invoke(int group)
+        {
+            int c0 = (int)((long)layout.Channels * group / groups);
+            int c1 = (int)((long)layout.Channels * (group + 1) / groups);
+            MomentsChannelsFirst(
+                new ReadOnlySpan<T>(x, layout.Length), layout, c0, c1,
+                new Span<double>(mean, layout.Channels), new Span<double>(m2, layout.Channels), width, prefetch);
         }
     }
 
@@ -163,17 +168,23 @@ internal static partial class BatchNormKernels
         counts[stripe] = rows;
     }
 
-    /// <summary>The stripes on several threads (its own method, so that its closure is allocated only when it runs).</summary>
+    /// <summary>The stripes on several threads.</summary>
     private static unsafe void ParallelMomentStripes<T>(
         ReadOnlySpan<T> x, ChannelLayout layout, int stripes, int degree, double[] partMean, double[] partM2, double[] counts, VectorWidth width, bool prefetch)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
         fixed (T* px = x)
         {
-            nint xs = (nint)px;
-            int length = x.Length;
-            Partition.For(stripes, degree, stripe => MomentStripe(new ReadOnlySpan<T>((T*)xs, length), layout, stripe, partMean, partM2, counts, width, prefetch));
+            Partition.For(stripes, degree, new MomentStripes<T>(px, layout, partMean, partM2, counts, width, prefetch));
         }
+    }
+
+    /// <summary>One stripe of <see cref="ParallelMomentStripes{T}"/> (the input is pinned by the caller).</summary>
+    private readonly unsafe struct MomentStripes<T>(T* x, ChannelLayout layout, double[] partMean, double[] partM2, double[] counts, VectorWidth width, bool prefetch) : IPartBody
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        public void Invoke(int stripe) =>
+            MomentStripe(new ReadOnlySpan<T>(x, layout.Length), layout, stripe, partMean, partM2, counts, width, prefetch);
     }
 
     /// <summary>Mean and M2 of a channels-last <c>[rows, C]</c> span on the calling thread.</summary>

@@ -7,7 +7,7 @@ using Xunit;
 
 namespace BatchNorm.Tests.Layer;
 
-/// <summary>The buffer-taking overloads allocate nothing in steady state on one thread (counted, not timed).</summary>
+/// <summary>The buffer-taking overloads allocate nothing in steady state, on one thread or several (counted, not timed).</summary>
 public class AllocationTests
 {
     [Theory]
@@ -18,11 +18,27 @@ public class AllocationTests
     [InlineData(new[] { 2, 64, 64, 40 }, 1)]
     public void Steady_state_calls_allocate_nothing(int[] shape, int axis)
     {
-        Check<float>(shape, axis);
-        Check<double>(shape, axis);
+        Check<float>(shape, axis, 1);
+        Check<double>(shape, axis, 1);
     }
 
-    private static void Check<T>(int[] shape, int axis)
+    /// <summary>
+    /// Inputs above the partition threshold, split across threads: the split itself must not allocate either (the
+    /// parts, their bodies and the hand-off to the helper threads). Counted on the calling thread, where a per-call
+    /// closure, options object or task would be charged; the helper threads run only allocation-free kernel code.
+    /// </summary>
+    [Theory]
+    [InlineData(new[] { 4096, 64 }, -1)]       // stripes of rows
+    [InlineData(new[] { 300, 1000 }, -1)]      // wide rows
+    [InlineData(new[] { 2, 64, 64, 40 }, 1)]   // channels first, by outer index
+    [InlineData(new[] { 1, 8, 200, 200 }, 1)]  // channels first, by channel
+    public void Steady_state_calls_on_several_threads_allocate_nothing(int[] shape, int axis)
+    {
+        Check<float>(shape, axis, 2);
+        Check<double>(shape, axis, 3);
+    }
+
+    private static void Check<T>(int[] shape, int axis, int degree)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
         int n = shape.Aggregate(1, (a, b) => a * b);
@@ -31,7 +47,7 @@ public class AllocationTests
         var y = new NdArray<T>(x.Shape);
         var dy = new T[n];
         var dx = new T[n];
-        var layer = new BatchNormalization<T>(axis) { MaxDegreeOfParallelism = 1 };
+        var layer = new BatchNormalization<T>(axis) { MaxDegreeOfParallelism = degree };
         layer.Call(x, y, training: true);
         var dg = new T[layer.Channels];
         var db = new T[layer.Channels];
@@ -62,7 +78,7 @@ public class AllocationTests
                 allocated = Math.Min(allocated, GC.GetAllocatedBytesForCurrentThread() - before);
             }
 
-            allocated.Should().Be(0, $"{call.Method.Name} on {typeof(T).Name} [{string.Join(", ", shape)}] axis {axis}");
+            allocated.Should().Be(0, $"{call.Method.Name} on {typeof(T).Name} [{string.Join(", ", shape)}] axis {axis}, {degree} threads");
         }
     }
 }

@@ -70,7 +70,7 @@ internal static partial class BatchNormKernels
         AffineSequential(x, y, layout, center, scale, shift, width, prefetch);
     }
 
-    /// <summary>The parallel branch, in its own method so that its closure is allocated only when it runs.</summary>
+    /// <summary>The parallel branch.</summary>
     private static unsafe void AffineParallel<T>(
         ReadOnlySpan<T> x, Span<T> y, ChannelLayout layout, ReadOnlySpan<T> center, ReadOnlySpan<T> scale, ReadOnlySpan<T> shift,
         VectorWidth width, int maxDegree, bool prefetch)
@@ -82,12 +82,18 @@ internal static partial class BatchNormKernels
         fixed (T* pa = scale)
         fixed (T* pb = shift)
         {
-            nint xs = (nint)px, ys = (nint)py, ms = (nint)pm, ass = (nint)pa, bs = (nint)pb;
-            Partition.ForElementwise(layout, maxDegree, (part, element, channel, _) => AffineSequential(
-                new ReadOnlySpan<T>((T*)xs + element, part.Length), new Span<T>((T*)ys + element, part.Length), part,
-                new ReadOnlySpan<T>((T*)ms + channel, part.Channels), new ReadOnlySpan<T>((T*)ass + channel, part.Channels),
-                new ReadOnlySpan<T>((T*)bs + channel, part.Channels), width, prefetch));
+            Partition.ForElementwise(layout, maxDegree, new AffineParts<T>(px, py, pm, pa, pb, width, prefetch));
         }
+    }
+
+    /// <summary>One part of <see cref="AffineParallel{T}"/> (the buffers are pinned by the caller).</summary>
+    private readonly unsafe struct AffineParts<T>(T* x, T* y, T* center, T* scale, T* shift, VectorWidth width, bool prefetch) : IElementwiseBody
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        public void Invoke(ChannelLayout part, nint element, int channel, nint maskStart) => AffineSequential(
+            new ReadOnlySpan<T>(x + element, part.Length), new Span<T>(y + element, part.Length), part,
+            new ReadOnlySpan<T>(center + channel, part.Channels), new ReadOnlySpan<T>(scale + channel, part.Channels),
+            new ReadOnlySpan<T>(shift + channel, part.Channels), width, prefetch);
     }
 
     private static void AffineSequential<T>(

@@ -1,6 +1,5 @@
 using System;
 using System.Numerics;
-using System.Threading.Tasks;
 
 namespace BatchNorm.Kernels;
 
@@ -34,56 +33,47 @@ internal static class Partition
     public static int Degree(int maxDegree, int items) =>
         Math.Max(1, Math.Min(maxDegree <= 0 ? Environment.ProcessorCount : maxDegree, items));
 
-    /// <summary>Runs <paramref name="body"/> for items 0..count-1, on up to <paramref name="degree"/> threads.</summary>
-    public static void For(int count, int degree, Action<int> body)
-    {
-        if (degree <= 1 || count <= 1)
-        {
-            for (int i = 0; i < count; i++)
-            {
-                body(i);
-            }
-
-            return;
-        }
-
-        Parallel.For(0, count, new ParallelOptions { MaxDegreeOfParallelism = degree }, body);
-    }
+    /// <summary>Runs <c>body.Invoke(i)</c> for items 0..count-1, on up to <paramref name="degree"/> threads (see <see cref="WorkerPool"/>).</summary>
+    public static void For<TBody>(int count, int degree, in TBody body)
+        where TBody : struct, IPartBody => WorkerPool.Run(count, degree, body);
 
     /// <summary>
     /// Splits an element-wise pass (every output depends on its own position only) into independent parts and runs
-    /// <paramref name="body"/>(part layout, first element, first channel, first mask position) for each: channels last by
+    /// <c>body.Invoke(part layout, first element, first channel, first mask position)</c> for each: channels last by
     /// rows, otherwise by outer index, or by channel when there is a single outer index.
     /// </summary>
-    public static void ForElementwise(ChannelLayout layout, int maxDegree, Action<ChannelLayout, nint, int, nint> body)
+    public static void ForElementwise<TBody>(ChannelLayout layout, int maxDegree, in TBody body)
+        where TBody : struct, IElementwiseBody
     {
         int degree = IsLarge(layout) ? Degree(maxDegree, int.MaxValue) : 1;
         if (degree == 1)
         {
-            body(layout, 0, 0, 0);
+            body.Invoke(layout, 0, 0, 0);
             return;
         }
 
-        if (layout.IsChannelsLast || layout.Outer > 1)
+        bool byUnit = layout.IsChannelsLast || layout.Outer > 1;
+        int units = byUnit ? layout.Outer : layout.Channels;
+        int parts = Math.Min(units, 4 * degree);
+        For(parts, degree, new ElementwiseParts<TBody>(body, layout, byUnit, units, parts));
+    }
+
+    /// <summary>One part of <see cref="ForElementwise{TBody}"/>: a run of outer indices (or of channels) of the layout.</summary>
+    private readonly struct ElementwiseParts<TBody>(TBody body, ChannelLayout layout, bool byUnit, int units, int parts) : IPartBody
+        where TBody : struct, IElementwiseBody
+    {
+        public void Invoke(int part)
         {
-            int units = layout.Outer;
-            int parts = Math.Min(units, 4 * degree);
-            For(parts, degree, p =>
+            int u0 = (int)((long)units * part / parts);
+            int u1 = (int)((long)units * (part + 1) / parts);
+            if (byUnit)
             {
-                int u0 = (int)((long)units * p / parts);
-                int u1 = (int)((long)units * (p + 1) / parts);
-                body(layout with { Outer = u1 - u0 }, (nint)u0 * layout.Channels * layout.Inner, 0, (nint)u0 * layout.Inner);
-            });
-        }
-        else
-        {
-            int parts = Math.Min(layout.Channels, 4 * degree);
-            For(parts, degree, p =>
+                body.Invoke(layout with { Outer = u1 - u0 }, (nint)u0 * layout.Channels * layout.Inner, 0, (nint)u0 * layout.Inner);
+            }
+            else
             {
-                int c0 = (int)((long)layout.Channels * p / parts);
-                int c1 = (int)((long)layout.Channels * (p + 1) / parts);
-                body(layout with { Channels = c1 - c0 }, (nint)c0 * layout.Inner, c0, 0);
-            });
+                body.Invoke(layout with { Channels = u1 - u0 }, (nint)u0 * layout.Inner, u0, 0);
+            }
         }
     }
 
@@ -129,4 +119,11 @@ internal static class Partition
             n = total;
         }
     }
+}
+
+/// <summary>The body of an element-wise pass split by <see cref="Partition.ForElementwise{TBody}"/>.</summary>
+internal interface IElementwiseBody
+{
+    /// <summary>Runs the pass on <paramref name="part"/>, which starts at <paramref name="element"/> of the whole input, at its channel <paramref name="channel"/> and mask position <paramref name="maskStart"/>.</summary>
+    void Invoke(ChannelLayout part, nint element, int channel, nint maskStart);
 }
