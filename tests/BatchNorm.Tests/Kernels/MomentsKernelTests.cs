@@ -73,6 +73,33 @@ public class MomentsKernelTests
         }
     }
 
+    /// <summary>
+    /// The same on wide rows from memory ([1200, 1000], 4.8 MB of float: prefetched, split in stripes of
+    /// <see cref="Partition.MinStripeRows"/> rows). Each stripe starts with a block read twice; the rest of the stripe is
+    /// read once, four rows at a time, around that block's mean. Here every stripe's first 16 rows sit 1e4 below the rest,
+    /// so every once-read block starts 1e4 from its shift and is read again. This checks the answer on that path; like the
+    /// channels-first cases above, its bound cannot see a wrongly accepted shift (the 1e4 steps make the variance itself
+    /// large). The once-read loop's own results are checked by the large-input tests in ParallelismTests (a row read
+    /// twice there fails them).
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(KernelTestData.Widths), MemberType = typeof(KernelTestData))]
+    public void Drifting_wide_rows_from_memory_are_read_again(int width)
+    {
+        int[] shape = [1200, 1000];
+        int n = Product(shape);
+        var random = new Random(11);
+        var data = new double[n];
+        for (int i = 0; i < n; i++)
+        {
+            bool stripeStart = (i / shape[1]) % Partition.MinStripeRows < MinBlockRows;
+            data[i] = (stripeStart ? 0 : 1e4) + ((random.NextDouble() * 2) - 1);
+        }
+
+        Check<float>((VectorWidth)width, shape, 1, data);
+        Check<double>((VectorWidth)width, shape, 1, data);
+    }
+
     private const int MinBlockRows = 16; // the first channels-last block, read twice
 
     [Theory]
