@@ -360,7 +360,6 @@ internal static partial class BatchNormKernels
     private const double ShiftCheckSquares = 13.0, ShiftCheckCount = 9.0;
 
     /// <summary><see cref="ShiftWasClose(double, double, int)"/> for every channel of a block of channels-last sums.</summary>
-
     private static bool ShiftWasClose<T>(ref T sum1, ref T sum2, int channels, int count)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
@@ -619,7 +618,6 @@ internal static partial class BatchNormKernels
         TOps.Store(s20, ref sum2, 0);
     }
 
-    /// <summary>How many vectors a narrow row takes (1 to 4), as a type, so each count gets its own specialised loop.</summary>
     /// <summary>A compile-time switch: the JIT drops the untaken side of every test of <c>On</c>.</summary>
     private interface ISwitch
     {
@@ -636,6 +634,7 @@ internal static partial class BatchNormKernels
         public static bool On => false;
     }
 
+    /// <summary>How many vectors a narrow row takes (1 to 4), as a type, so each count gets its own specialised loop.</summary>
     private interface IChunkCount
     {
         static abstract int Value { get; }
