@@ -564,25 +564,26 @@ internal static partial class BatchNormKernels
     /// </summary>
     public static void InputGradient<T>(
         ReadOnlySpan<T> x, ReadOnlySpan<T> dy, Span<T> dx, ChannelLayout layout, ReadOnlySpan<T> weights,
-        ReadOnlySpan<T> center, ReadOnlySpan<T> a, ReadOnlySpan<T> p, ReadOnlySpan<T> q, VectorWidth width, int maxDegree = 1)
+        ReadOnlySpan<T> center, ReadOnlySpan<T> a, ReadOnlySpan<T> p, ReadOnlySpan<T> q, VectorWidth width, int maxDegree = 1, bool? stream = null)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
         Debug.Assert(x.Length == layout.Length && dy.Length == layout.Length && dx.Length == layout.Length);
         Debug.Assert(weights.IsEmpty || weights.Length == layout.Outer * layout.Inner);
         bool prefetch = Prefetch.IsWorthIt<T>(layout.Length);
+        bool streaming = stream ?? NonTemporal.IsWorthIt<T>(layout.Length);
         if (maxDegree != 1 && Partition.IsLarge(layout))
         {
-            ParallelInputGradient(x, dy, dx, layout, weights, center, a, p, q, width, maxDegree, prefetch);
+            ParallelInputGradient(x, dy, dx, layout, weights, center, a, p, q, width, maxDegree, prefetch, streaming);
             return;
         }
 
-        InputGradientSequential(x, dy, dx, layout, weights, center, a, p, q, width, prefetch);
+        InputGradientSequential(x, dy, dx, layout, weights, center, a, p, q, width, prefetch, streaming);
     }
 
     /// <summary>The parallel branch.</summary>
     private static unsafe void ParallelInputGradient<T>(
         ReadOnlySpan<T> x, ReadOnlySpan<T> dy, Span<T> dx, ChannelLayout layout, ReadOnlySpan<T> weights,
-        ReadOnlySpan<T> center, ReadOnlySpan<T> a, ReadOnlySpan<T> p, ReadOnlySpan<T> q, VectorWidth width, int maxDegree, bool prefetch)
+        ReadOnlySpan<T> center, ReadOnlySpan<T> a, ReadOnlySpan<T> p, ReadOnlySpan<T> q, VectorWidth width, int maxDegree, bool prefetch, bool stream)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
         fixed (T* px = x)
@@ -594,12 +595,12 @@ internal static partial class BatchNormKernels
         fixed (T* pp = p)
         fixed (T* pq = q)
         {
-            Partition.ForElementwise(layout, maxDegree, new InputGradientParts<T>(px, pg, pd, weights.IsEmpty ? null : pw, pm, pa, pp, pq, width, prefetch));
+            Partition.ForElementwise(layout, maxDegree, new InputGradientParts<T>(px, pg, pd, weights.IsEmpty ? null : pw, pm, pa, pp, pq, width, prefetch, stream));
         }
     }
 
     /// <summary>One part of <see cref="ParallelInputGradient{T}"/> (the buffers are pinned by the caller; no mask when <paramref name="weights"/> is null).</summary>
-    private readonly unsafe struct InputGradientParts<T>(T* x, T* dy, T* dx, T* weights, T* center, T* a, T* p, T* q, VectorWidth width, bool prefetch) : IElementwiseBody
+    private readonly unsafe struct InputGradientParts<T>(T* x, T* dy, T* dx, T* weights, T* center, T* a, T* p, T* q, VectorWidth width, bool prefetch, bool stream) : IElementwiseBody
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
         public void Invoke(ChannelLayout part, nint element, int channel, nint maskStart) => InputGradientSequential(
@@ -607,12 +608,12 @@ internal static partial class BatchNormKernels
             new Span<T>(dx + element, part.Length), part,
             weights is null ? default : new ReadOnlySpan<T>(weights + maskStart, part.Outer * part.Inner),
             new ReadOnlySpan<T>(center + channel, part.Channels), new ReadOnlySpan<T>(a + channel, part.Channels),
-            new ReadOnlySpan<T>(p + channel, part.Channels), new ReadOnlySpan<T>(q + channel, part.Channels), width, prefetch);
+            new ReadOnlySpan<T>(p + channel, part.Channels), new ReadOnlySpan<T>(q + channel, part.Channels), width, prefetch, stream);
     }
 
     private static void InputGradientSequential<T>(
         ReadOnlySpan<T> x, ReadOnlySpan<T> dy, Span<T> dx, ChannelLayout layout, ReadOnlySpan<T> weights,
-        ReadOnlySpan<T> center, ReadOnlySpan<T> a, ReadOnlySpan<T> p, ReadOnlySpan<T> q, VectorWidth width, bool prefetch)
+        ReadOnlySpan<T> center, ReadOnlySpan<T> a, ReadOnlySpan<T> p, ReadOnlySpan<T> q, VectorWidth width, bool prefetch, bool stream)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
         var k = new GradientCoefficients<T>(
@@ -624,16 +625,16 @@ internal static partial class BatchNormKernels
         switch (width)
         {
             case VectorWidth.Vector512:
-                InputGradient<Vector512<T>, Vector512Ops<T>, T>(ref xs, ref gs, ref ds, layout, weights, k, prefetch);
+                InputGradient<Vector512<T>, Vector512Ops<T>, T>(ref xs, ref gs, ref ds, layout, weights, k, prefetch, stream);
                 break;
             case VectorWidth.Vector256:
-                InputGradient<Vector256<T>, Vector256Ops<T>, T>(ref xs, ref gs, ref ds, layout, weights, k, prefetch);
+                InputGradient<Vector256<T>, Vector256Ops<T>, T>(ref xs, ref gs, ref ds, layout, weights, k, prefetch, stream);
                 break;
             case VectorWidth.Vector128:
-                InputGradient<Vector128<T>, Vector128Ops<T>, T>(ref xs, ref gs, ref ds, layout, weights, k, prefetch);
+                InputGradient<Vector128<T>, Vector128Ops<T>, T>(ref xs, ref gs, ref ds, layout, weights, k, prefetch, stream);
                 break;
             default:
-                InputGradient<T, ScalarOps<T>, T>(ref xs, ref gs, ref ds, layout, weights, k, prefetch);
+                InputGradient<T, ScalarOps<T>, T>(ref xs, ref gs, ref ds, layout, weights, k, prefetch, stream);
                 break;
         }
     }
@@ -656,18 +657,23 @@ internal static partial class BatchNormKernels
     }
 
     private static void InputGradient<TVec, TOps, T>(
-        ref T x, ref T dy, ref T dx, ChannelLayout layout, ReadOnlySpan<T> weights, GradientCoefficients<T> k, bool prefetch)
+        ref T x, ref T dy, ref T dx, ChannelLayout layout, ReadOnlySpan<T> weights, GradientCoefficients<T> k, bool prefetch, bool stream)
         where TVec : struct
         where TOps : IVectorOps<TVec, T>
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
+        if (stream && TOps.CanStream && InputGradientStreaming<TVec, TOps, T>(ref x, ref dy, ref dx, layout, weights, k, prefetch))
+        {
+            return;
+        }
+
         int width = TOps.Count;
         int channels = layout.Channels;
         if (layout.IsChannelsLast)
         {
             if (channels < width)
             {
-                InputGradient<T, ScalarOps<T>, T>(ref x, ref dy, ref dx, layout, weights, k, prefetch);
+                InputGradient<T, ScalarOps<T>, T>(ref x, ref dy, ref dx, layout, weights, k, prefetch, stream: false);
                 return;
             }
 
@@ -676,22 +682,22 @@ internal static partial class BatchNormKernels
                 switch ((channels + width - 1) / width)
                 {
                     case 1:
-                        InputGradientNarrowRows<TVec, TOps, T, OneChunk>(ref x, ref dy, ref dx, layout.Outer, channels, weights, k);
+                        InputGradientNarrowRows<TVec, TOps, T, OneChunk, SwitchOff>(ref x, ref dy, ref dx, layout.Outer, channels, weights, k);
                         break;
                     case 2:
-                        InputGradientNarrowRows<TVec, TOps, T, TwoChunks>(ref x, ref dy, ref dx, layout.Outer, channels, weights, k);
+                        InputGradientNarrowRows<TVec, TOps, T, TwoChunks, SwitchOff>(ref x, ref dy, ref dx, layout.Outer, channels, weights, k);
                         break;
                     case 3:
-                        InputGradientNarrowRows<TVec, TOps, T, ThreeChunks>(ref x, ref dy, ref dx, layout.Outer, channels, weights, k);
+                        InputGradientNarrowRows<TVec, TOps, T, ThreeChunks, SwitchOff>(ref x, ref dy, ref dx, layout.Outer, channels, weights, k);
                         break;
                     default:
-                        InputGradientNarrowRows<TVec, TOps, T, FourChunks>(ref x, ref dy, ref dx, layout.Outer, channels, weights, k);
+                        InputGradientNarrowRows<TVec, TOps, T, FourChunks, SwitchOff>(ref x, ref dy, ref dx, layout.Outer, channels, weights, k);
                         break;
                 }
             }
             else
             {
-                InputGradientWideRows<TVec, TOps, T>(ref x, ref dy, ref dx, layout.Outer, channels, weights, k, prefetch);
+                InputGradientWideRows<TVec, TOps, T, SwitchOff>(ref x, ref dy, ref dx, layout.Outer, channels, weights, k, prefetch);
             }
         }
         else
@@ -699,7 +705,7 @@ internal static partial class BatchNormKernels
             int inner = layout.Inner;
             if (inner < width)
             {
-                InputGradient<T, ScalarOps<T>, T>(ref x, ref dy, ref dx, layout, weights, k, prefetch);
+                InputGradient<T, ScalarOps<T>, T>(ref x, ref dy, ref dx, layout, weights, k, prefetch, stream: false);
                 return;
             }
 
@@ -720,14 +726,216 @@ internal static partial class BatchNormKernels
     }
 
     /// <summary>
+    /// The input gradient with streaming stores (<see cref="NonTemporal"/>), for outputs too large for the caches. Every
+    /// vector store must be aligned and no element may be written twice (dx may be dy), so:
+    /// <list type="bullet">
+    /// <item>channels last, with C a multiple of the width: the rows are taken to start <c>h</c> elements later, where
+    /// <c>h</c> is the distance of dx from alignment, so that every shifted row starts aligned; the row kernels run on the
+    /// shifted rows with coefficients rotated by <c>h</c> (read from copies extended past the last channel), and the first
+    /// <c>h</c> and last <c>C - h</c> elements go through the scalar map (the same operations, so the same bits). With a
+    /// mask a shifted row would straddle two weights, so a masked pass streams only when <c>h = 0</c>;</item>
+    /// <item>channels first: each run is stored aligned from its first aligned element, its ends one by one.</item>
+    /// </list>
+    /// Returns false, having written nothing, in every other case (the caller then stores plainly).
+    /// </summary>
+    private static unsafe bool InputGradientStreaming<TVec, TOps, T>(
+        ref T x, ref T dy, ref T dx, ChannelLayout layout, ReadOnlySpan<T> weights, GradientCoefficients<T> k, bool prefetch)
+        where TVec : struct
+        where TOps : IVectorOps<TVec, T>
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        int width = TOps.Count;
+        int channels = layout.Channels;
+        if (layout.IsChannelsLast ? channels < width || channels % width != 0 : layout.Inner < width)
+        {
+            return false;
+        }
+
+        // Pinned: the alignment found here must hold until the last store.
+        fixed (T* output = &dx)
+        {
+            int head = NonTemporal.ElementsToAlignment<T>(output, width * sizeof(T));
+            if (head < 0 || (head != 0 && layout.IsChannelsLast && !weights.IsEmpty))
+            {
+                return false;
+            }
+
+            if (!layout.IsChannelsLast)
+            {
+                InputGradientRunsStreaming<TVec, TOps, T>(ref x, ref dy, ref dx, layout, weights, k, head, prefetch);
+            }
+            else if (head == 0)
+            {
+                InputGradientRowsStreaming<TVec, TOps, T>(ref x, ref dy, ref dx, layout.Outer, channels, weights, k, prefetch);
+            }
+            else
+            {
+                InputGradientShiftedRowsStreaming<TVec, TOps, T>(ref x, ref dy, ref dx, layout.Outer, channels, head, k, prefetch);
+            }
+        }
+
+        NonTemporal.Fence();
+        return true;
+    }
+
+    /// <summary>The row kernels with streaming stores, on rows that start aligned (C a multiple of the width).</summary>
+    private static void InputGradientRowsStreaming<TVec, TOps, T>(
+        ref T x, ref T dy, ref T dx, int rows, int channels, ReadOnlySpan<T> weights, GradientCoefficients<T> k, bool prefetch)
+        where TVec : struct
+        where TOps : IVectorOps<TVec, T>
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        switch (channels / TOps.Count)
+        {
+            case 1:
+                InputGradientNarrowRows<TVec, TOps, T, OneChunk, SwitchOn>(ref x, ref dy, ref dx, rows, channels, weights, k);
+                break;
+            case 2:
+                InputGradientNarrowRows<TVec, TOps, T, TwoChunks, SwitchOn>(ref x, ref dy, ref dx, rows, channels, weights, k);
+                break;
+            case 3:
+                InputGradientNarrowRows<TVec, TOps, T, ThreeChunks, SwitchOn>(ref x, ref dy, ref dx, rows, channels, weights, k);
+                break;
+            case 4:
+                InputGradientNarrowRows<TVec, TOps, T, FourChunks, SwitchOn>(ref x, ref dy, ref dx, rows, channels, weights, k);
+                break;
+            default:
+                InputGradientWideRows<TVec, TOps, T, SwitchOn>(ref x, ref dy, ref dx, rows, channels, weights, k, prefetch);
+                break;
+        }
+    }
+
+    /// <summary>
+    /// Unmasked channels-last rows whose output starts <paramref name="head"/> elements before alignment: see
+    /// <see cref="InputGradientStreaming{TVec, TOps, T}"/>.
+    /// </summary>
+    private static void InputGradientShiftedRowsStreaming<TVec, TOps, T>(
+        ref T x, ref T dy, ref T dx, int rows, int channels, int head, GradientCoefficients<T> k, bool prefetch)
+        where TVec : struct
+        where TOps : IVectorOps<TVec, T>
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        int extended = channels + TOps.Count;
+        T[]? rented = null;
+        Span<T> rotated = channels <= StackChannels
+            ? stackalloc T[4 * extended]
+            : (rented = ArrayPool<T>.Shared.Rent(4 * extended));
+        try
+        {
+            ref T m = ref MemoryMarshal.GetReference(rotated);
+            ref T a = ref Unsafe.Add(ref m, extended);
+            ref T p = ref Unsafe.Add(ref a, extended);
+            ref T q = ref Unsafe.Add(ref p, extended);
+            for (int j = 0; j < extended; j++)
+            {
+                int c = j < channels ? j : j - channels;
+                Unsafe.Add(ref m, j) = Unsafe.Add(ref k.Center, c);
+                Unsafe.Add(ref a, j) = Unsafe.Add(ref k.A, c);
+                Unsafe.Add(ref p, j) = Unsafe.Add(ref k.P, c);
+                Unsafe.Add(ref q, j) = Unsafe.Add(ref k.Q, c);
+            }
+
+            for (nuint c = 0; c < (nuint)head; c++)
+            {
+                Unsafe.Add(ref dx, c) = GradientAt<T, ScalarOps<T>, T>(ref x, ref dy, c, k, statisticsTerm: true);
+            }
+
+            var shifted = new GradientCoefficients<T>(ref Unsafe.Add(ref m, head), ref Unsafe.Add(ref a, head), ref Unsafe.Add(ref p, head), ref Unsafe.Add(ref q, head));
+            InputGradientRowsStreaming<TVec, TOps, T>(
+                ref Unsafe.Add(ref x, head), ref Unsafe.Add(ref dy, head), ref Unsafe.Add(ref dx, head), rows - 1, channels, default, shifted, prefetch);
+
+            nint lastRow = (nint)(rows - 1) * channels;
+            for (nuint c = (nuint)head; c < (nuint)channels; c++)
+            {
+                Unsafe.Add(ref dx, lastRow + (nint)c) = GradientAt<T, ScalarOps<T>, T>(
+                    ref Unsafe.Add(ref x, lastRow), ref Unsafe.Add(ref dy, lastRow), c, k, statisticsTerm: true);
+            }
+        }
+        finally
+        {
+            if (rented is not null)
+            {
+                ArrayPool<T>.Shared.Return(rented);
+            }
+        }
+    }
+
+    /// <summary>Channels-first runs with streaming stores: each run aligned from its first aligned element, its ends one by one.</summary>
+    private static void InputGradientRunsStreaming<TVec, TOps, T>(
+        ref T x, ref T dy, ref T dx, ChannelLayout layout, ReadOnlySpan<T> weights, GradientCoefficients<T> k, int head, bool prefetch)
+        where TVec : struct
+        where TOps : IVectorOps<TVec, T>
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        int width = TOps.Count;
+        int inner = layout.Inner;
+        bool unweighted = weights.IsEmpty;
+        ref T w = ref MemoryMarshal.GetReference(weights);
+        for (int o = 0; o < layout.Outer; o++)
+        {
+            for (int c = 0; c < layout.Channels; c++)
+            {
+                nint start = ((nint)o * layout.Channels + c) * inner;
+                int runHead = (int)(((head - start) % width) + width) % width;
+                T center = Unsafe.Add(ref k.Center, c), a = Unsafe.Add(ref k.A, c), p = Unsafe.Add(ref k.P, c), q = Unsafe.Add(ref k.Q, c);
+                ref T xr = ref Unsafe.Add(ref x, start);
+                ref T gr = ref Unsafe.Add(ref dy, start);
+                ref T dr = ref Unsafe.Add(ref dx, start);
+                ref T wr = ref Unsafe.Add(ref w, (nint)o * inner);
+                int i = 0;
+                for (; i < runHead && i < inner; i++)
+                {
+                    Unsafe.Add(ref dr, i) = RunGradient<T, ScalarOps<T>, T>(ref xr, ref gr, (nuint)i, center, a, p, q, unweighted, ref wr);
+                }
+
+                TVec cv = TOps.Broadcast(center), av = TOps.Broadcast(a), pv = TOps.Broadcast(p), qv = TOps.Broadcast(q);
+                for (; i <= inner - width; i += width)
+                {
+                    if (prefetch)
+                    {
+                        Prefetch.Ahead(ref xr, (nuint)i);
+                        Prefetch.Ahead(ref gr, (nuint)i);
+                    }
+
+                    TOps.StoreStreaming(RunGradient<TVec, TOps, T>(ref xr, ref gr, (nuint)i, cv, av, pv, qv, unweighted, ref wr), ref dr, (nuint)i);
+                }
+
+                for (; i < inner; i++)
+                {
+                    Unsafe.Add(ref dr, i) = RunGradient<T, ScalarOps<T>, T>(ref xr, ref gr, (nuint)i, center, a, p, q, unweighted, ref wr);
+                }
+            }
+        }
+    }
+
+    /// <summary>Stores plainly, or with a streaming store when <typeparamref name="TStream"/> is on (aligned destination).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void StoreTo<TVec, TOps, T, TStream>(TVec value, ref T destination, nuint offset)
+        where TVec : struct
+        where TOps : IVectorOps<TVec, T>
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+        where TStream : ISwitch
+    {
+        if (TStream.On)
+        {
+            TOps.StoreStreaming(value, ref destination, offset);
+        }
+        else
+        {
+            TOps.Store(value, ref destination, offset);
+        }
+    }
+
+    /// <summary>
     /// Channels-last rows of at most four vectors: all coefficients in registers, one specialised loop per chunk count;
     /// each row's vectors are all loaded before any is stored (so dx may be dy, and the overlapping last chunk is exact).
     /// </summary>
-    private static void InputGradientNarrowRows<TVec, TOps, T, TChunks>(ref T x, ref T dy, ref T dx, int rows, int channels, ReadOnlySpan<T> weights, GradientCoefficients<T> k)
+    private static void InputGradientNarrowRows<TVec, TOps, T, TChunks, TStream>(ref T x, ref T dy, ref T dx, int rows, int channels, ReadOnlySpan<T> weights, GradientCoefficients<T> k)
         where TVec : struct
         where TOps : IVectorOps<TVec, T>
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
         where TChunks : IChunkCount
+        where TStream : ISwitch
     {
         int width = TOps.Count;
         int chunks = TChunks.Value;
@@ -756,20 +964,20 @@ internal static partial class BatchNormKernels
             TVec x3 = chunks > 3 ? TOps.Load(ref x, o + c3) : x0, g3 = chunks > 3 ? TOps.Load(ref dy, o + c3) : g0;
             if (chunks > 3)
             {
-                TOps.Store(Gradient(x3, g3, m3, a3, p3, q3, w), ref dx, o + c3);
+                StoreTo<TVec, TOps, T, TStream>(Gradient(x3, g3, m3, a3, p3, q3, w), ref dx, o + c3);
             }
 
             if (chunks > 2)
             {
-                TOps.Store(Gradient(x2, g2, m2, a2, p2, q2, w), ref dx, o + c2);
+                StoreTo<TVec, TOps, T, TStream>(Gradient(x2, g2, m2, a2, p2, q2, w), ref dx, o + c2);
             }
 
             if (chunks > 1)
             {
-                TOps.Store(Gradient(x1, g1, m1, a1, p1, q1, w), ref dx, o + c1);
+                StoreTo<TVec, TOps, T, TStream>(Gradient(x1, g1, m1, a1, p1, q1, w), ref dx, o + c1);
             }
 
-            TOps.Store(Gradient(x0, g0, m0, a0, p0, q0, w), ref dx, o);
+            StoreTo<TVec, TOps, T, TStream>(Gradient(x0, g0, m0, a0, p0, q0, w), ref dx, o);
         }
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -782,11 +990,12 @@ internal static partial class BatchNormKernels
     /// are loaded before anything of the block is stored, so dx may be dy. From memory (<paramref name="prefetch"/>) rows
     /// go one at a time, prefetched: four rows of three streams at once defeat the prefetcher.
     /// </summary>
-    private static void InputGradientWideRows<TVec, TOps, T>(
+    private static void InputGradientWideRows<TVec, TOps, T, TStream>(
         ref T x, ref T dy, ref T dx, int rows, int channels, ReadOnlySpan<T> weights, GradientCoefficients<T> k, bool prefetch)
         where TVec : struct
         where TOps : IVectorOps<TVec, T>
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
+        where TStream : ISwitch
     {
         int width = TOps.Count;
         nuint stride = (nuint)channels;
@@ -819,19 +1028,19 @@ internal static partial class BatchNormKernels
             for (nuint c = 0; c <= last; c += (nuint)width)
             {
                 TVec m = TOps.Load(ref k.Center, c), a = TOps.Load(ref k.A, c), p = TOps.Load(ref k.P, c), q = TOps.Load(ref k.Q, c);
-                TOps.Store(Gradient(TOps.Load(ref x, o0 + c), TOps.Load(ref dy, o0 + c), m, a, p, q, w0), ref dx, o0 + c);
-                TOps.Store(Gradient(TOps.Load(ref x, o1 + c), TOps.Load(ref dy, o1 + c), m, a, p, q, w1), ref dx, o1 + c);
-                TOps.Store(Gradient(TOps.Load(ref x, o2 + c), TOps.Load(ref dy, o2 + c), m, a, p, q, w2), ref dx, o2 + c);
-                TOps.Store(Gradient(TOps.Load(ref x, o3 + c), TOps.Load(ref dy, o3 + c), m, a, p, q, w3), ref dx, o3 + c);
+                StoreTo<TVec, TOps, T, TStream>(Gradient(TOps.Load(ref x, o0 + c), TOps.Load(ref dy, o0 + c), m, a, p, q, w0), ref dx, o0 + c);
+                StoreTo<TVec, TOps, T, TStream>(Gradient(TOps.Load(ref x, o1 + c), TOps.Load(ref dy, o1 + c), m, a, p, q, w1), ref dx, o1 + c);
+                StoreTo<TVec, TOps, T, TStream>(Gradient(TOps.Load(ref x, o2 + c), TOps.Load(ref dy, o2 + c), m, a, p, q, w2), ref dx, o2 + c);
+                StoreTo<TVec, TOps, T, TStream>(Gradient(TOps.Load(ref x, o3 + c), TOps.Load(ref dy, o3 + c), m, a, p, q, w3), ref dx, o3 + c);
             }
 
             if (tail)
             {
                 TVec m = TOps.Load(ref k.Center, last), a = TOps.Load(ref k.A, last), p = TOps.Load(ref k.P, last), q = TOps.Load(ref k.Q, last);
-                TOps.Store(Gradient(tx0, tg0, m, a, p, q, w0), ref dx, o0 + last);
-                TOps.Store(Gradient(tx1, tg1, m, a, p, q, w1), ref dx, o1 + last);
-                TOps.Store(Gradient(tx2, tg2, m, a, p, q, w2), ref dx, o2 + last);
-                TOps.Store(Gradient(tx3, tg3, m, a, p, q, w3), ref dx, o3 + last);
+                StoreTo<TVec, TOps, T, TStream>(Gradient(tx0, tg0, m, a, p, q, w0), ref dx, o0 + last);
+                StoreTo<TVec, TOps, T, TStream>(Gradient(tx1, tg1, m, a, p, q, w1), ref dx, o1 + last);
+                StoreTo<TVec, TOps, T, TStream>(Gradient(tx2, tg2, m, a, p, q, w2), ref dx, o2 + last);
+                StoreTo<TVec, TOps, T, TStream>(Gradient(tx3, tg3, m, a, p, q, w3), ref dx, o3 + last);
             }
         }
 
@@ -856,8 +1065,12 @@ internal static partial class BatchNormKernels
                     {
                         Prefetch.At(ref xr, stride + c);
                         Prefetch.At(ref gr, stride + c);
-                        Prefetch.At(ref dr, stride + c);
-                        TOps.Store(GradientAt<TVec, TOps, T>(ref xr, ref gr, c, k, statisticsTerm), ref dr, c);
+                        if (!TStream.On)
+                        {
+                            Prefetch.At(ref dr, stride + c);
+                        }
+
+                        StoreTo<TVec, TOps, T, TStream>(GradientAt<TVec, TOps, T>(ref xr, ref gr, c, k, statisticsTerm), ref dr, c);
                     }
                 }
             }
@@ -879,7 +1092,7 @@ internal static partial class BatchNormKernels
         {
             nuint start = (nuint)r * stride;
             bool statisticsTerm = weights.IsEmpty || weights[r] != T.Zero;
-            InputGradientRow<TVec, TOps, T>(ref Unsafe.Add(ref x, start), ref Unsafe.Add(ref dy, start), ref Unsafe.Add(ref dx, start), channels, k, statisticsTerm, prefetch);
+            InputGradientRow<TVec, TOps, T, TStream>(ref Unsafe.Add(ref x, start), ref Unsafe.Add(ref dy, start), ref Unsafe.Add(ref dx, start), channels, k, statisticsTerm, prefetch);
         }
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -889,10 +1102,11 @@ internal static partial class BatchNormKernels
 
     /// <summary>A channels-last row (coefficients vary along it). Requires count &gt;= width.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void InputGradientRow<TVec, TOps, T>(ref T x, ref T dy, ref T dx, int count, GradientCoefficients<T> k, bool statisticsTerm, bool prefetch)
+    private static void InputGradientRow<TVec, TOps, T, TStream>(ref T x, ref T dy, ref T dx, int count, GradientCoefficients<T> k, bool statisticsTerm, bool prefetch)
         where TVec : struct
         where TOps : IVectorOps<TVec, T>
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
+        where TStream : ISwitch
     {
         int width = TOps.Count;
         nuint last = (nuint)(count - width);
@@ -904,15 +1118,18 @@ internal static partial class BatchNormKernels
             {
                 Prefetch.Ahead(ref x, i);
                 Prefetch.Ahead(ref dy, i);
-                Prefetch.Ahead(ref dx, i);
+                if (!TStream.On)
+                {
+                    Prefetch.Ahead(ref dx, i);
+                }
             }
 
-            TOps.Store(GradientAt<TVec, TOps, T>(ref x, ref dy, i, k, statisticsTerm), ref dx, i);
+            StoreTo<TVec, TOps, T, TStream>(GradientAt<TVec, TOps, T>(ref x, ref dy, i, k, statisticsTerm), ref dx, i);
         }
 
         if (i < (nuint)count)
         {
-            TOps.Store(lastValue, ref dx, last);
+            StoreTo<TVec, TOps, T, TStream>(lastValue, ref dx, last);
         }
     }
 
@@ -944,7 +1161,7 @@ internal static partial class BatchNormKernels
     {
         int width = TOps.Count;
         nuint last = (nuint)(count - width);
-        TVec lastValue = Run(ref x, ref dy, last, center, a, p, q, unweighted, ref weights);
+        TVec lastValue = RunGradient<TVec, TOps, T>(ref x, ref dy, last, center, a, p, q, unweighted, ref weights);
         nuint i = 0;
         for (; i <= last; i += (nuint)width)
         {
@@ -955,24 +1172,29 @@ internal static partial class BatchNormKernels
                 Prefetch.Ahead(ref dx, i);
             }
 
-            TOps.Store(Run(ref x, ref dy, i, center, a, p, q, unweighted, ref weights), ref dx, i);
+            TOps.Store(RunGradient<TVec, TOps, T>(ref x, ref dy, i, center, a, p, q, unweighted, ref weights), ref dx, i);
         }
 
         if (i < (nuint)count)
         {
             TOps.Store(lastValue, ref dx, last);
         }
+    }
 
-        static TVec Run(ref T x, ref T dy, nuint i, TVec center, TVec a, TVec p, TVec q, bool unweighted, ref T weights)
+    /// <summary>dx at element <paramref name="i"/> of a run of one channel: <c>dy a + w ((x - center) p + q)</c>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static TVec RunGradient<TVec, TOps, T>(ref T x, ref T dy, nuint i, TVec center, TVec a, TVec p, TVec q, bool unweighted, ref T weights)
+        where TVec : struct
+        where TOps : IVectorOps<TVec, T>
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        TVec statistics = TOps.Add(TOps.Multiply(TOps.Subtract(TOps.Load(ref x, i), center), p), q);
+        if (!unweighted)
         {
-            TVec statistics = TOps.Add(TOps.Multiply(TOps.Subtract(TOps.Load(ref x, i), center), p), q);
-            if (!unweighted)
-            {
-                statistics = TOps.Multiply(statistics, TOps.Load(ref weights, i));
-            }
-
-            return TOps.Add(TOps.Multiply(TOps.Load(ref dy, i), a), statistics);
+            statistics = TOps.Multiply(statistics, TOps.Load(ref weights, i));
         }
+
+        return TOps.Add(TOps.Multiply(TOps.Load(ref dy, i), a), statistics);
     }
 
     /// <summary>

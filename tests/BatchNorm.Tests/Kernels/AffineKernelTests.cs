@@ -1,5 +1,6 @@
 using System;
 using System.Numerics;
+using System.Runtime.CompilerServices;
 using BatchNorm.Kernels;
 using BatchNorm.Tests.Reference;
 using FluentAssertions;
@@ -39,6 +40,63 @@ public class AffineKernelTests
                 }
             }
         }
+    }
+
+    /// <summary>
+    /// Outputs too large for the caches are written with streaming stores, which need aligned addresses: the pass then
+    /// starts at the first aligned element and maps the unaligned ends one element at a time. Forced on small inputs,
+    /// it must give the scalar path's bits for every start alignment of the output (0 to 16 elements past a 64-byte
+    /// boundary), row width, run length, and in place (where input and output share that alignment).
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(KernelTestData.Widths), MemberType = typeof(KernelTestData))]
+    public void Streaming_stores_give_the_same_bits_as_scalar_at_every_alignment(int width)
+    {
+        int[][] shapes =
+        [
+            [5, 16], [7, 17], [3, 33], [9, 64], [4, 100], [2, 1000], [1, 40], // channels last
+            [2, 3, 16], [2, 3, 37], [3, 2, 100], [1, 3, 7], [2, 2, 1],       // channels first, runs of all lengths
+        ];
+        foreach (int[] shape in shapes)
+        {
+            for (int offset = 0; offset <= 16; offset++)
+            {
+                Streamed<float>((VectorWidth)width, shape, offset);
+                Streamed<double>((VectorWidth)width, shape, offset);
+            }
+        }
+    }
+
+    private static unsafe void Streamed<T>(VectorWidth width, int[] shape, int offset)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        int n = MomentsKernelTests.Product(shape);
+        int channels = shape[1];
+        var layout = ChannelLayout.FromShape(shape, 1);
+        T[] x = Tolerance.FromDouble<T>(KernelTestData.Data(n, n + offset, offset: 0.5, spread: 4));
+        T[] center = Tolerance.FromDouble<T>(KernelTestData.Data(channels, 6, offset: 0.5, spread: 1));
+        T[] scale = Tolerance.FromDouble<T>(KernelTestData.Data(channels, 3, offset: 0, spread: 3));
+        T[] shift = Tolerance.FromDouble<T>(KernelTestData.Data(channels, 4, offset: 0, spread: 5));
+        var scalar = new T[n];
+        BatchNormKernels.Affine<T>(x, scalar, layout, center, scale, shift, VectorWidth.Scalar, stream: false);
+
+        // A pinned buffer with a sentinel on each side; the output starts `offset` elements past a 64-byte boundary.
+        T[] buffer = GC.AllocateArray<T>(n + 64, pinned: true);
+        int aligned = (int)(((64 - ((nint)Unsafe.AsPointer(ref buffer[0]) & 63)) & 63) / sizeof(T));
+        int start = aligned + 16 + offset;
+        Span<T> output = buffer.AsSpan(start, n);
+        T sentinel = T.CreateTruncating(-7.25);
+        buffer.AsSpan().Fill(sentinel);
+
+        string because = $"{typeof(T).Name} {width} [{string.Join(", ", shape)}] offset {offset}";
+        BatchNormKernels.Affine<T>(x, output, layout, center, scale, shift, width, stream: true);
+        output.ToArray().Should().Equal(scalar, "out of place, " + because);
+        buffer[start - 1].Should().Be(sentinel, because);
+        buffer[start + n].Should().Be(sentinel, because);
+
+        x.CopyTo(output);
+        BatchNormKernels.Affine<T>(output, output, layout, center, scale, shift, width, stream: true);
+        output.ToArray().Should().Equal(scalar, "in place, " + because);
     }
 
     private static void Check<T>(VectorWidth width, int[] shape, int axis)

@@ -45,6 +45,40 @@ public class BackwardKernelTests
         }
     }
 
+    /// <summary>
+    /// Outputs too large for the caches are written with aligned streaming stores: channels last, the row kernels run on
+    /// rows shifted to the first aligned element, with rotated coefficients, and the unaligned ends go one element at a
+    /// time; channels first, each run is aligned on its own. Forced on small inputs, dx must match the float64 map and
+    /// give the plain path's bits for every alignment of dx (0 to 16 elements past a 64-byte boundary), with and without
+    /// a mask, and in place on dy. The [520, 2048] case is large enough for the prefetched tile loop of wide rows.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(KernelTestData.Widths), MemberType = typeof(KernelTestData))]
+    public void Streaming_input_gradient_gives_the_plain_bits_at_every_alignment(int width)
+    {
+        int[][] shapes =
+        [
+            [5, 16], [7, 32], [6, 48], [9, 64], [5, 80], [11, 160], [1, 64], [7, 17], [4, 100], // channels last
+            [2, 3, 16], [2, 3, 37], [3, 2, 100], [1, 3, 7],                                       // channels first
+        ];
+        foreach (int[] shape in shapes)
+        {
+            for (int offset = 0; offset <= 16; offset++)
+            {
+                foreach (bool masked in new[] { false, true })
+                {
+                    StreamedInputGradient<float>((VectorWidth)width, shape, masked, offset);
+                    StreamedInputGradient<double>((VectorWidth)width, shape, masked, offset);
+                }
+            }
+        }
+
+        foreach (int offset in new[] { 0, 3 })
+        {
+            StreamedInputGradient<float>((VectorWidth)width, [520, 2048], masked: false, offset);
+        }
+    }
+
     [Theory]
     [MemberData(nameof(KernelTestData.Widths), MemberType = typeof(KernelTestData))]
     public void Masked_moments_match_the_float64_reference(int width)
@@ -139,6 +173,57 @@ public class BackwardKernelTests
         T[] outOfPlace = ds.Span.ToArray();
         BatchNormKernels.InputGradient<T>(xs.Span, gs.Span, gs.Span, layout, weights, center, a, p, q, width);
         gs.Span.ToArray().Should().Equal(outOfPlace, "in place on dy: " + what);
+    }
+
+    private static unsafe void StreamedInputGradient<T>(VectorWidth width, int[] shape, bool masked, int offset)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        int n = MomentsKernelTests.Product(shape);
+        int channels = shape[1];
+        var layout = ChannelLayout.FromShape(shape, 1);
+        T[] x = Tolerance.FromDouble<T>(KernelTestData.Data(n, n + offset, offset: 2, spread: 3));
+        T[] dy = Tolerance.FromDouble<T>(KernelTestData.Data(n, n + 1, offset: 0, spread: 1));
+        T[] center = Tolerance.FromDouble<T>(KernelTestData.Data(channels, 3, offset: 2, spread: 1));
+        T[] a = Tolerance.FromDouble<T>(KernelTestData.Data(channels, 4, offset: 0, spread: 2));
+        T[] p = Tolerance.FromDouble<T>(KernelTestData.Data(channels, 5, offset: 0, spread: 2));
+        T[] q = Tolerance.FromDouble<T>(KernelTestData.Data(channels, 6, offset: 0, spread: 2));
+        T[] weights = masked ? Enumerable.Range(0, layout.Outer * layout.Inner).Select(i => i % 3 == 1 ? T.Zero : T.One).ToArray() : [];
+        string what = $"{typeof(T).Name} {width} [{string.Join(", ", shape)}] masked {masked} offset {offset}";
+
+        var plain = new T[n];
+        BatchNormKernels.InputGradient<T>(x, dy, plain, layout, weights, center, a, p, q, width, stream: false);
+        for (int i = 0; i < n; i++)
+        {
+            int c = ReferenceBatchNorm.ChannelOf(i, shape, 1);
+            int maskIndex = ((i / (channels * layout.Inner)) * layout.Inner) + (i % layout.Inner);
+            double w = masked ? double.CreateTruncating(weights[maskIndex]) : 1.0;
+            double centered = double.CreateTruncating(x[i]) - double.CreateTruncating(center[c]);
+            double direct = double.CreateTruncating(dy[i]) * double.CreateTruncating(a[c]);
+            double statistics = (centered * double.CreateTruncating(p[c])) + double.CreateTruncating(q[c]);
+            double expected = direct + (w * statistics);
+            double bound = 4 * Tolerance.Epsilon<T>() * (Math.Abs(direct) + Math.Abs(centered * double.CreateTruncating(p[c])) + Math.Abs(double.CreateTruncating(q[c])) + Math.Abs(expected));
+            if (!(Math.Abs(double.CreateTruncating(plain[i]) - expected) <= bound))
+            {
+                Assert.Fail($"plain dx[{i}] = {plain[i]}, expected {expected} +- {bound}: {what}");
+            }
+        }
+
+        // dx (and, for the in-place call, dy) starts `offset` elements past a 64-byte boundary, between sentinels.
+        T[] buffer = GC.AllocateArray<T>(n + 64, pinned: true);
+        int aligned = (int)(((64 - ((nint)System.Runtime.CompilerServices.Unsafe.AsPointer(ref buffer[0]) & 63)) & 63) / sizeof(T));
+        int start = aligned + 16 + offset;
+        Span<T> output = buffer.AsSpan(start, n);
+        T sentinel = T.CreateTruncating(-7.25);
+        buffer.AsSpan().Fill(sentinel);
+
+        BatchNormKernels.InputGradient<T>(x, dy, output, layout, weights, center, a, p, q, width, stream: true);
+        output.ToArray().Should().Equal(plain, "out of place: " + what);
+        buffer[start - 1].Should().Be(sentinel, what);
+        buffer[start + n].Should().Be(sentinel, what);
+
+        dy.CopyTo(output);
+        BatchNormKernels.InputGradient<T>(x, output, output, layout, weights, center, a, p, q, width, stream: true);
+        output.ToArray().Should().Equal(plain, "in place on dy: " + what);
     }
 
     private static void MaskedMoments<T>(VectorWidth width, int[] shape, int seed, double offset = 1)

@@ -23,6 +23,8 @@ public class ParallelismTests
         [new[] { 16400, 64 }, -1],         // above the prefetch threshold (4 MiB of float): narrow rows
         [new[] { 520, 2050 }, -1],         // above it: wide rows, one at a time, with a vector tail
         [new[] { 2, 64, 8200 }, 1],        // above it: channels first
+        [new[] { 3200, 1024 }, -1],        // above the streaming-store threshold (12 MiB of float): wide rows
+        [new[] { 2, 64, 25000 }, 1],       // above it: channels first, runs at every alignment
     ];
 
     [Theory]

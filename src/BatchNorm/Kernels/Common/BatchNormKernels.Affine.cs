@@ -55,25 +55,26 @@ internal static partial class BatchNormKernels
     /// </summary>
     public static void Affine<T>(
         ReadOnlySpan<T> x, Span<T> y, ChannelLayout layout, ReadOnlySpan<T> center, ReadOnlySpan<T> scale, ReadOnlySpan<T> shift,
-        VectorWidth width, int maxDegree = 1)
+        VectorWidth width, int maxDegree = 1, bool? stream = null)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
         Debug.Assert(x.Length == layout.Length && y.Length == layout.Length);
         Debug.Assert(center.Length == layout.Channels && scale.Length == layout.Channels && shift.Length == layout.Channels);
         bool prefetch = Prefetch.IsWorthIt<T>(layout.Length);
+        bool streaming = stream ?? NonTemporal.IsWorthIt<T>(layout.Length);
         if (maxDegree != 1 && Partition.IsLarge(layout))
         {
-            AffineParallel(x, y, layout, center, scale, shift, width, maxDegree, prefetch);
+            AffineParallel(x, y, layout, center, scale, shift, width, maxDegree, prefetch, streaming);
             return;
         }
 
-        AffineSequential(x, y, layout, center, scale, shift, width, prefetch);
+        AffineSequential(x, y, layout, center, scale, shift, width, prefetch, streaming);
     }
 
     /// <summary>The parallel branch.</summary>
     private static unsafe void AffineParallel<T>(
         ReadOnlySpan<T> x, Span<T> y, ChannelLayout layout, ReadOnlySpan<T> center, ReadOnlySpan<T> scale, ReadOnlySpan<T> shift,
-        VectorWidth width, int maxDegree, bool prefetch)
+        VectorWidth width, int maxDegree, bool prefetch, bool stream)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
         fixed (T* px = x)
@@ -82,22 +83,22 @@ internal static partial class BatchNormKernels
         fixed (T* pa = scale)
         fixed (T* pb = shift)
         {
-            Partition.ForElementwise(layout, maxDegree, new AffineParts<T>(px, py, pm, pa, pb, width, prefetch));
+            Partition.ForElementwise(layout, maxDegree, new AffineParts<T>(px, py, pm, pa, pb, width, prefetch, stream));
         }
     }
 
     /// <summary>One part of <see cref="AffineParallel{T}"/> (the buffers are pinned by the caller).</summary>
-    private readonly unsafe struct AffineParts<T>(T* x, T* y, T* center, T* scale, T* shift, VectorWidth width, bool prefetch) : IElementwiseBody
+    private readonly unsafe struct AffineParts<T>(T* x, T* y, T* center, T* scale, T* shift, VectorWidth width, bool prefetch, bool stream) : IElementwiseBody
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
         public void Invoke(ChannelLayout part, nint element, int channel, nint maskStart) => AffineSequential(
             new ReadOnlySpan<T>(x + element, part.Length), new Span<T>(y + element, part.Length), part,
             new ReadOnlySpan<T>(center + channel, part.Channels), new ReadOnlySpan<T>(scale + channel, part.Channels),
-            new ReadOnlySpan<T>(shift + channel, part.Channels), width, prefetch);
+            new ReadOnlySpan<T>(shift + channel, part.Channels), width, prefetch, stream);
     }
 
     private static void AffineSequential<T>(
-        ReadOnlySpan<T> x, Span<T> y, ChannelLayout layout, ReadOnlySpan<T> center, ReadOnlySpan<T> scale, ReadOnlySpan<T> shift, VectorWidth width, bool prefetch)
+        ReadOnlySpan<T> x, Span<T> y, ChannelLayout layout, ReadOnlySpan<T> center, ReadOnlySpan<T> scale, ReadOnlySpan<T> shift, VectorWidth width, bool prefetch, bool stream)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
         ref T src = ref MemoryMarshal.GetReference(x);
@@ -108,32 +109,37 @@ internal static partial class BatchNormKernels
         switch (width)
         {
             case VectorWidth.Vector512:
-                Affine<Vector512<T>, Vector512Ops<T>, T>(ref src, ref dst, layout, ref m, ref a, ref b, prefetch);
+                Affine<Vector512<T>, Vector512Ops<T>, T>(ref src, ref dst, layout, ref m, ref a, ref b, prefetch, stream);
                 break;
             case VectorWidth.Vector256:
-                Affine<Vector256<T>, Vector256Ops<T>, T>(ref src, ref dst, layout, ref m, ref a, ref b, prefetch);
+                Affine<Vector256<T>, Vector256Ops<T>, T>(ref src, ref dst, layout, ref m, ref a, ref b, prefetch, stream);
                 break;
             case VectorWidth.Vector128:
-                Affine<Vector128<T>, Vector128Ops<T>, T>(ref src, ref dst, layout, ref m, ref a, ref b, prefetch);
+                Affine<Vector128<T>, Vector128Ops<T>, T>(ref src, ref dst, layout, ref m, ref a, ref b, prefetch, stream);
                 break;
             default:
-                Affine<T, ScalarOps<T>, T>(ref src, ref dst, layout, ref m, ref a, ref b, prefetch);
+                Affine<T, ScalarOps<T>, T>(ref src, ref dst, layout, ref m, ref a, ref b, prefetch, stream);
                 break;
         }
     }
 
-    private static void Affine<TVec, TOps, T>(ref T x, ref T y, ChannelLayout layout, ref T center, ref T scale, ref T shift, bool prefetch)
+    private static void Affine<TVec, TOps, T>(ref T x, ref T y, ChannelLayout layout, ref T center, ref T scale, ref T shift, bool prefetch, bool stream)
         where TVec : struct
         where TOps : IVectorOps<TVec, T>
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
+        if (stream && TOps.CanStream && AffineStreaming<TVec, TOps, T>(ref x, ref y, layout, ref center, ref scale, ref shift, prefetch))
+        {
+            return;
+        }
+
         int width = TOps.Count;
         int channels = layout.Channels;
         if (layout.IsChannelsLast)
         {
             if (channels < width)
             {
-                Affine<T, ScalarOps<T>, T>(ref x, ref y, layout, ref center, ref scale, ref shift, prefetch);
+                Affine<T, ScalarOps<T>, T>(ref x, ref y, layout, ref center, ref scale, ref shift, prefetch, stream: false);
                 return;
             }
 
@@ -151,7 +157,7 @@ internal static partial class BatchNormKernels
             int inner = layout.Inner;
             if (inner < width)
             {
-                Affine<T, ScalarOps<T>, T>(ref x, ref y, layout, ref center, ref scale, ref shift, prefetch);
+                Affine<T, ScalarOps<T>, T>(ref x, ref y, layout, ref center, ref scale, ref shift, prefetch, stream: false);
                 return;
             }
 
@@ -165,6 +171,158 @@ internal static partial class BatchNormKernels
                         TOps.Broadcast(Unsafe.Add(ref center, c)), TOps.Broadcast(Unsafe.Add(ref scale, c)), TOps.Broadcast(Unsafe.Add(ref shift, c)));
                 }
             }
+        }
+    }
+
+    /// <summary>
+    /// The affine map with streaming stores (<see cref="NonTemporal"/>), for outputs too large for the caches. Every
+    /// vector store is aligned: the elements before the first aligned position of a stretch and after its last whole
+    /// vector go through the scalar map (the same three operations, so the same bits), and no element is written twice,
+    /// so in place stays exact. Returns false, having written nothing, when the output is not aligned to its element
+    /// size or the rows (runs) are shorter than a vector; the caller then takes the plain path.
+    /// </summary>
+    private static unsafe bool AffineStreaming<TVec, TOps, T>(ref T x, ref T y, ChannelLayout layout, ref T center, ref T scale, ref T shift, bool prefetch)
+        where TVec : struct
+        where TOps : IVectorOps<TVec, T>
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        int width = TOps.Count;
+        int channels = layout.Channels;
+        if ((layout.IsChannelsLast ? channels : layout.Inner) < width)
+        {
+            return false;
+        }
+
+        // Pinned: the alignment found here must hold until the last store.
+        fixed (T* output = &y)
+        {
+            int head = NonTemporal.ElementsToAlignment<T>(output, width * sizeof(T));
+            if (head < 0)
+            {
+                return false;
+            }
+
+            if (layout.IsChannelsLast)
+            {
+                AffineRowsStreaming<TVec, TOps, T>(ref x, ref y, layout.Length, channels, head, ref center, ref scale, ref shift, prefetch);
+            }
+            else
+            {
+                int inner = layout.Inner;
+                for (int o = 0; o < layout.Outer; o++)
+                {
+                    for (int c = 0; c < channels; c++)
+                    {
+                        nint runStart = ((nint)o * channels + c) * inner;
+                        int runHead = (int)(((head - runStart) % width) + width) % width;
+                        AffineRunStreaming<TVec, TOps, T>(
+                            ref Unsafe.Add(ref x, runStart), ref Unsafe.Add(ref y, runStart), inner, runHead,
+                            Unsafe.Add(ref center, c), Unsafe.Add(ref scale, c), Unsafe.Add(ref shift, c), prefetch);
+                    }
+                }
+            }
+        }
+
+        NonTemporal.Fence();
+        return true;
+    }
+
+    /// <summary>
+    /// Channels-last rows with streaming stores, walked as one flat stretch of aligned vectors from element
+    /// <paramref name="head"/> on: a vector may straddle two rows, so its coefficients come from copies extended past the
+    /// last channel (<c>ext[j] = coefficient[j mod C]</c>). Requires channels &gt;= width.
+    /// </summary>
+    private static void AffineRowsStreaming<TVec, TOps, T>(
+        ref T x, ref T y, nint length, int channels, int head, ref T center, ref T scale, ref T shift, bool prefetch)
+        where TVec : struct
+        where TOps : IVectorOps<TVec, T>
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        int width = TOps.Count;
+        int extended = channels + width;
+        T[]? rented = null;
+        Span<T> coefficients = channels <= StackChannels
+            ? stackalloc T[3 * extended]
+            : (rented = ArrayPool<T>.Shared.Rent(3 * extended));
+        try
+        {
+            ref T m = ref MemoryMarshal.GetReference(coefficients);
+            ref T a = ref Unsafe.Add(ref m, extended);
+            ref T b = ref Unsafe.Add(ref a, extended);
+            for (int j = 0; j < extended; j++)
+            {
+                int c = j < channels ? j : j - channels;
+                Unsafe.Add(ref m, j) = Unsafe.Add(ref center, c);
+                Unsafe.Add(ref a, j) = Unsafe.Add(ref scale, c);
+                Unsafe.Add(ref b, j) = Unsafe.Add(ref shift, c);
+            }
+
+            // head < width <= channels: the unaligned start lies in the first row, at channels 0..head-1.
+            nint i = 0;
+            for (; i < head && i < length; i++)
+            {
+                Unsafe.Add(ref y, i) = ((Unsafe.Add(ref x, i) - Unsafe.Add(ref m, i)) * Unsafe.Add(ref a, i)) + Unsafe.Add(ref b, i);
+            }
+
+            nuint channel = (nuint)i;
+            for (; i <= length - width; i += width)
+            {
+                if (prefetch)
+                {
+                    Prefetch.Ahead(ref x, (nuint)i);
+                }
+
+                TVec d = TOps.Subtract(TOps.Load(ref x, (nuint)i), TOps.Load(ref m, channel));
+                TOps.StoreStreaming(TOps.Add(TOps.Multiply(d, TOps.Load(ref a, channel)), TOps.Load(ref b, channel)), ref y, (nuint)i);
+                channel += (nuint)width;
+                if (channel >= (nuint)channels)
+                {
+                    channel -= (nuint)channels;
+                }
+            }
+
+            for (; i < length; i++, channel++)
+            {
+                Unsafe.Add(ref y, i) = ((Unsafe.Add(ref x, i) - Unsafe.Add(ref m, channel)) * Unsafe.Add(ref a, channel)) + Unsafe.Add(ref b, channel);
+            }
+        }
+        finally
+        {
+            if (rented is not null)
+            {
+                ArrayPool<T>.Shared.Return(rented);
+            }
+        }
+    }
+
+    /// <summary>One run of a single channel with streaming stores, aligned from element <paramref name="head"/> on.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void AffineRunStreaming<TVec, TOps, T>(ref T x, ref T y, int count, int head, T center, T scale, T shift, bool prefetch)
+        where TVec : struct
+        where TOps : IVectorOps<TVec, T>
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        int width = TOps.Count;
+        int i = 0;
+        for (; i < head && i < count; i++)
+        {
+            Unsafe.Add(ref y, i) = ((Unsafe.Add(ref x, i) - center) * scale) + shift;
+        }
+
+        TVec m = TOps.Broadcast(center), a = TOps.Broadcast(scale), b = TOps.Broadcast(shift);
+        for (; i <= count - width; i += width)
+        {
+            if (prefetch)
+            {
+                Prefetch.Ahead(ref x, (nuint)i);
+            }
+
+            TOps.StoreStreaming(TOps.Add(TOps.Multiply(TOps.Subtract(TOps.Load(ref x, (nuint)i), m), a), b), ref y, (nuint)i);
+        }
+
+        for (; i < count; i++)
+        {
+            Unsafe.Add(ref y, i) = ((Unsafe.Add(ref x, i) - center) * scale) + shift;
         }
     }
 

@@ -1,6 +1,7 @@
 using System.Numerics;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 
 namespace BatchNorm.Kernels;
 
@@ -23,6 +24,16 @@ internal interface IVectorOps<TVec, T>
     static abstract TVec Load(ref T source, nuint elementOffset);
 
     static abstract void Store(TVec value, ref T destination, nuint elementOffset);
+
+    /// <summary>Whether <see cref="StoreStreaming"/> is a non-temporal store on this machine (x86 only).</summary>
+    static abstract bool CanStream { get; }
+
+    /// <summary>
+    /// A non-temporal store (<c>movntps</c>/<c>movntpd</c>): the line goes to memory without being read first
+    /// and without displacing the caches. The destination must be aligned to the vector's size and pinned, and the
+    /// caller ends the pass with <see cref="NonTemporal.Fence"/>. Where <see cref="CanStream"/> is false, a plain store.
+    /// </summary>
+    static abstract void StoreStreaming(TVec value, ref T destination, nuint elementOffset);
 
     static abstract TVec Add(TVec left, TVec right);
 
@@ -49,6 +60,21 @@ internal readonly struct Vector512Ops<T> : IVectorOps<Vector512<T>, T>
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void Store(Vector512<T> value, ref T destination, nuint elementOffset) => value.StoreUnsafe(ref destination, elementOffset);
+
+    public static bool CanStream => Avx512F.IsSupported;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static unsafe void StoreStreaming(Vector512<T> value, ref T destination, nuint elementOffset)
+    {
+        if (Avx512F.IsSupported)
+        {
+            Avx512F.StoreAlignedNonTemporal((byte*)Unsafe.AsPointer(ref Unsafe.Add(ref destination, elementOffset)), value.AsByte());
+        }
+        else
+        {
+            value.StoreUnsafe(ref destination, elementOffset);
+        }
+    }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<T> Add(Vector512<T> left, Vector512<T> right) => left + right;
@@ -79,6 +105,21 @@ internal readonly struct Vector256Ops<T> : IVectorOps<Vector256<T>, T>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void Store(Vector256<T> value, ref T destination, nuint elementOffset) => value.StoreUnsafe(ref destination, elementOffset);
 
+    public static bool CanStream => Avx.IsSupported;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static unsafe void StoreStreaming(Vector256<T> value, ref T destination, nuint elementOffset)
+    {
+        if (Avx.IsSupported)
+        {
+            Avx.StoreAlignedNonTemporal((byte*)Unsafe.AsPointer(ref Unsafe.Add(ref destination, elementOffset)), value.AsByte());
+        }
+        else
+        {
+            value.StoreUnsafe(ref destination, elementOffset);
+        }
+    }
+
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<T> Add(Vector256<T> left, Vector256<T> right) => left + right;
 
@@ -107,6 +148,21 @@ internal readonly struct Vector128Ops<T> : IVectorOps<Vector128<T>, T>
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void Store(Vector128<T> value, ref T destination, nuint elementOffset) => value.StoreUnsafe(ref destination, elementOffset);
+
+    public static bool CanStream => Sse2.IsSupported;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static unsafe void StoreStreaming(Vector128<T> value, ref T destination, nuint elementOffset)
+    {
+        if (Sse2.IsSupported)
+        {
+            Sse2.StoreAlignedNonTemporal((byte*)Unsafe.AsPointer(ref Unsafe.Add(ref destination, elementOffset)), value.AsByte());
+        }
+        else
+        {
+            value.StoreUnsafe(ref destination, elementOffset);
+        }
+    }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector128<T> Add(Vector128<T> left, Vector128<T> right) => left + right;
@@ -145,6 +201,11 @@ internal readonly struct ScalarOps<T> : IVectorOps<T, T>
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void Store(T value, ref T destination, nuint elementOffset) => Unsafe.Add(ref destination, elementOffset) = value;
+
+    public static bool CanStream => false;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void StoreStreaming(T value, ref T destination, nuint elementOffset) => Unsafe.Add(ref destination, elementOffset) = value;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static T Add(T left, T right) => left + right;
