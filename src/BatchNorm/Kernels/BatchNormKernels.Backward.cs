@@ -826,14 +826,10 @@ internal static partial class BatchNormKernels
             ref T a = ref Unsafe.Add(ref m, extended);
             ref T p = ref Unsafe.Add(ref a, extended);
             ref T q = ref Unsafe.Add(ref p, extended);
-            for (int j = 0; j < extended; j++)
-            {
-                int c = j < channels ? j : j - channels;
-                Unsafe.Add(ref m, j) = Unsafe.Add(ref k.Center, c);
-                Unsafe.Add(ref a, j) = Unsafe.Add(ref k.A, c);
-                Unsafe.Add(ref p, j) = Unsafe.Add(ref k.P, c);
-                Unsafe.Add(ref q, j) = Unsafe.Add(ref k.Q, c);
-            }
+            ExtendPastLastChannel(ref k.Center, channels, ref m, extended);
+            ExtendPastLastChannel(ref k.A, channels, ref a, extended);
+            ExtendPastLastChannel(ref k.P, channels, ref p, extended);
+            ExtendPastLastChannel(ref k.Q, channels, ref q, extended);
 
             for (nuint c = 0; c < (nuint)head; c++)
             {

@@ -137,29 +137,8 @@ public class BackwardKernelTests
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
         int n = MomentsKernelTests.Product(shape);
-        int channels = shape[1];
-        var layout = ChannelLayout.FromShape(shape, 1);
-        T[] x = Tolerance.FromDouble<T>(KernelTestData.Data(n, n, offset: 2, spread: 3));
-        T[] dy = Tolerance.FromDouble<T>(KernelTestData.Data(n, n + 1, offset: 0, spread: 1));
-        T[] center = Tolerance.FromDouble<T>(KernelTestData.Data(channels, 3, offset: 2, spread: 1));
-        T[] a = Tolerance.FromDouble<T>(KernelTestData.Data(channels, 4, offset: 0, spread: 2));
-        T[] p = Tolerance.FromDouble<T>(KernelTestData.Data(channels, 5, offset: 0, spread: 2));
-        T[] q = Tolerance.FromDouble<T>(KernelTestData.Data(channels, 6, offset: 0, spread: 2));
-        T[] weights = masked ? Enumerable.Range(0, layout.Outer * layout.Inner).Select(i => i % 3 == 1 ? T.Zero : T.One).ToArray() : [];
-
-        var expected = new double[n];
-        var bound = new double[n];
-        for (int i = 0; i < n; i++)
-        {
-            int c = ReferenceBatchNorm.ChannelOf(i, shape, 1);
-            int maskIndex = ((i / (channels * layout.Inner)) * layout.Inner) + (i % layout.Inner);
-            double w = masked ? double.CreateTruncating(weights[maskIndex]) : 1.0;
-            double centered = double.CreateTruncating(x[i]) - double.CreateTruncating(center[c]);
-            double direct = double.CreateTruncating(dy[i]) * double.CreateTruncating(a[c]);
-            double statistics = (centered * double.CreateTruncating(p[c])) + double.CreateTruncating(q[c]);
-            expected[i] = direct + (w * statistics);
-            bound[i] = 4 * Tolerance.Epsilon<T>() * (Math.Abs(direct) + Math.Abs(centered * double.CreateTruncating(p[c])) + Math.Abs(double.CreateTruncating(q[c])) + Math.Abs(expected[i]));
-        }
+        var (layout, x, dy, center, a, p, q, weights) = InputGradientData<T>(shape, masked, xSeed: n);
+        var (expected, bound) = InputGradientReference(shape, layout, x, dy, center, a, p, q, weights);
 
         using var xs = new GuardedBuffer<T>(n, guardAfter);
         using var gs = new GuardedBuffer<T>(n, guardAfter);
@@ -179,34 +158,13 @@ public class BackwardKernelTests
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
         int n = MomentsKernelTests.Product(shape);
-        int channels = shape[1];
-        var layout = ChannelLayout.FromShape(shape, 1);
-        T[] x = Tolerance.FromDouble<T>(KernelTestData.Data(n, n + offset, offset: 2, spread: 3));
-        T[] dy = Tolerance.FromDouble<T>(KernelTestData.Data(n, n + 1, offset: 0, spread: 1));
-        T[] center = Tolerance.FromDouble<T>(KernelTestData.Data(channels, 3, offset: 2, spread: 1));
-        T[] a = Tolerance.FromDouble<T>(KernelTestData.Data(channels, 4, offset: 0, spread: 2));
-        T[] p = Tolerance.FromDouble<T>(KernelTestData.Data(channels, 5, offset: 0, spread: 2));
-        T[] q = Tolerance.FromDouble<T>(KernelTestData.Data(channels, 6, offset: 0, spread: 2));
-        T[] weights = masked ? Enumerable.Range(0, layout.Outer * layout.Inner).Select(i => i % 3 == 1 ? T.Zero : T.One).ToArray() : [];
+        var (layout, x, dy, center, a, p, q, weights) = InputGradientData<T>(shape, masked, xSeed: n + offset);
+        var (expected, bound) = InputGradientReference(shape, layout, x, dy, center, a, p, q, weights);
         string what = $"{typeof(T).Name} {width} [{string.Join(", ", shape)}] masked {masked} offset {offset}";
 
         var plain = new T[n];
         BatchNormKernels.InputGradient<T>(x, dy, plain, layout, weights, center, a, p, q, width, stream: false);
-        for (int i = 0; i < n; i++)
-        {
-            int c = ReferenceBatchNorm.ChannelOf(i, shape, 1);
-            int maskIndex = ((i / (channels * layout.Inner)) * layout.Inner) + (i % layout.Inner);
-            double w = masked ? double.CreateTruncating(weights[maskIndex]) : 1.0;
-            double centered = double.CreateTruncating(x[i]) - double.CreateTruncating(center[c]);
-            double direct = double.CreateTruncating(dy[i]) * double.CreateTruncating(a[c]);
-            double statistics = (centered * double.CreateTruncating(p[c])) + double.CreateTruncating(q[c]);
-            double expected = direct + (w * statistics);
-            double bound = 4 * Tolerance.Epsilon<T>() * (Math.Abs(direct) + Math.Abs(centered * double.CreateTruncating(p[c])) + Math.Abs(double.CreateTruncating(q[c])) + Math.Abs(expected));
-            if (!(Math.Abs(double.CreateTruncating(plain[i]) - expected) <= bound))
-            {
-                Assert.Fail($"plain dx[{i}] = {plain[i]}, expected {expected} +- {bound}: {what}");
-            }
-        }
+        Tolerance.ShouldBeWithin(Tolerance.ToDouble<T>(plain), expected, bound, "plain dx of " + what);
 
         // dx (and, for the in-place call, dy) starts `offset` elements past a 64-byte boundary, between sentinels.
         T[] buffer = GC.AllocateArray<T>(n + 64, pinned: true);
@@ -224,6 +182,52 @@ public class BackwardKernelTests
         dy.CopyTo(output);
         BatchNormKernels.InputGradient<T>(x, output, output, layout, weights, center, a, p, q, width, stream: true);
         output.ToArray().Should().Equal(plain, "in place on dy: " + what);
+    }
+
+    /// <summary>Inputs, per-channel coefficients and (masked: every third position out) weights for the dx tests.</summary>
+    private static (ChannelLayout Layout, T[] X, T[] Dy, T[] Center, T[] A, T[] P, T[] Q, T[] Weights) InputGradientData<T>(int[] shape, bool masked, int xSeed)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        int n = MomentsKernelTests.Product(shape);
+        int channels = shape[1];
+        var layout = ChannelLayout.FromShape(shape, 1);
+        T[] weights = masked ? Enumerable.Range(0, layout.Outer * layout.Inner).Select(i => i % 3 == 1 ? T.Zero : T.One).ToArray() : [];
+        return (
+            layout,
+            Tolerance.FromDouble<T>(KernelTestData.Data(n, xSeed, offset: 2, spread: 3)),
+            Tolerance.FromDouble<T>(KernelTestData.Data(n, n + 1, offset: 0, spread: 1)),
+            Tolerance.FromDouble<T>(KernelTestData.Data(channels, 3, offset: 2, spread: 1)),
+            Tolerance.FromDouble<T>(KernelTestData.Data(channels, 4, offset: 0, spread: 2)),
+            Tolerance.FromDouble<T>(KernelTestData.Data(channels, 5, offset: 0, spread: 2)),
+            Tolerance.FromDouble<T>(KernelTestData.Data(channels, 6, offset: 0, spread: 2)),
+            weights);
+    }
+
+    /// <summary>
+    /// The float64 map <c>dx = dy a + w ((x - center) p + q)</c>, written plainly, and a bound of four roundings of T on
+    /// the sizes of its terms.
+    /// </summary>
+    private static (double[] Expected, double[] Bound) InputGradientReference<T>(
+        int[] shape, ChannelLayout layout, T[] x, T[] dy, T[] center, T[] a, T[] p, T[] q, T[] weights)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        int n = x.Length;
+        int channels = shape[1];
+        var expected = new double[n];
+        var bound = new double[n];
+        for (int i = 0; i < n; i++)
+        {
+            int c = ReferenceBatchNorm.ChannelOf(i, shape, 1);
+            int maskIndex = ((i / (channels * layout.Inner)) * layout.Inner) + (i % layout.Inner);
+            double w = weights.Length == 0 ? 1.0 : double.CreateTruncating(weights[maskIndex]);
+            double centered = double.CreateTruncating(x[i]) - double.CreateTruncating(center[c]);
+            double direct = double.CreateTruncating(dy[i]) * double.CreateTruncating(a[c]);
+            double statistics = (centered * double.CreateTruncating(p[c])) + double.CreateTruncating(q[c]);
+            expected[i] = direct + (w * statistics);
+            bound[i] = 4 * Tolerance.Epsilon<T>() * (Math.Abs(direct) + Math.Abs(centered * double.CreateTruncating(p[c])) + Math.Abs(double.CreateTruncating(q[c])) + Math.Abs(expected[i]));
+        }
+
+        return (expected, bound);
     }
 
     private static void MaskedMoments<T>(VectorWidth width, int[] shape, int seed, double offset = 1)

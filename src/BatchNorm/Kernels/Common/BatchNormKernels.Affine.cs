@@ -249,13 +249,9 @@ internal static partial class BatchNormKernels
             ref T m = ref MemoryMarshal.GetReference(coefficients);
             ref T a = ref Unsafe.Add(ref m, extended);
             ref T b = ref Unsafe.Add(ref a, extended);
-            for (int j = 0; j < extended; j++)
-            {
-                int c = j < channels ? j : j - channels;
-                Unsafe.Add(ref m, j) = Unsafe.Add(ref center, c);
-                Unsafe.Add(ref a, j) = Unsafe.Add(ref scale, c);
-                Unsafe.Add(ref b, j) = Unsafe.Add(ref shift, c);
-            }
+            ExtendPastLastChannel(ref center, channels, ref m, extended);
+            ExtendPastLastChannel(ref scale, channels, ref a, extended);
+            ExtendPastLastChannel(ref shift, channels, ref b, extended);
 
             // head < width <= channels: the unaligned start lies in the first row, at channels 0..head-1.
             nint i = 0;
@@ -292,6 +288,18 @@ internal static partial class BatchNormKernels
             {
                 ArrayPool<T>.Shared.Return(rented);
             }
+        }
+    }
+
+    /// <summary>
+    /// <c>extended[j] = coefficients[j mod C]</c> for <c>j &lt; length</c> (at most <c>2 C</c>): per-channel coefficients
+    /// continued past the last channel, for the streaming passes whose aligned vectors straddle two channels-last rows.
+    /// </summary>
+    private static void ExtendPastLastChannel<T>(ref T coefficients, int channels, ref T extended, int length)
+    {
+        for (int j = 0; j < length; j++)
+        {
+            Unsafe.Add(ref extended, j) = Unsafe.Add(ref coefficients, j < channels ? j : j - channels);
         }
     }
 
