@@ -677,28 +677,7 @@ internal static partial class BatchNormKernels
                 return;
             }
 
-            if (channels <= 4 * width)
-            {
-                switch ((channels + width - 1) / width)
-                {
-                    case 1:
-                        InputGradientNarrowRows<TVec, TOps, T, OneChunk, SwitchOff>(ref x, ref dy, ref dx, layout.Outer, channels, weights, k);
-                        break;
-                    case 2:
-                        InputGradientNarrowRows<TVec, TOps, T, TwoChunks, SwitchOff>(ref x, ref dy, ref dx, layout.Outer, channels, weights, k);
-                        break;
-                    case 3:
-                        InputGradientNarrowRows<TVec, TOps, T, ThreeChunks, SwitchOff>(ref x, ref dy, ref dx, layout.Outer, channels, weights, k);
-                        break;
-                    default:
-                        InputGradientNarrowRows<TVec, TOps, T, FourChunks, SwitchOff>(ref x, ref dy, ref dx, layout.Outer, channels, weights, k);
-                        break;
-                }
-            }
-            else
-            {
-                InputGradientWideRows<TVec, TOps, T, SwitchOff>(ref x, ref dy, ref dx, layout.Outer, channels, weights, k, prefetch);
-            }
+            InputGradientRows<TVec, TOps, T, SwitchOff>(ref x, ref dy, ref dx, layout.Outer, channels, weights, k, prefetch);
         }
         else
         {
@@ -762,11 +741,11 @@ internal static partial class BatchNormKernels
 
             if (!layout.IsChannelsLast)
             {
-                InputGradientRunsStreaming<TVec, TOps, T>(ref x, ref dy, ref dx, layout, weights, k, head, prefetch);
+                InputGradientRunsStreaming<TVec, TOps, T>(ref x, ref dy, ref dx, layout, weights, k, prefetch);
             }
             else if (head == 0)
             {
-                InputGradientRowsStreaming<TVec, TOps, T>(ref x, ref dy, ref dx, layout.Outer, channels, weights, k, prefetch);
+                InputGradientRows<TVec, TOps, T, SwitchOn>(ref x, ref dy, ref dx, layout.Outer, channels, weights, k, prefetch);
             }
             else
             {
@@ -778,29 +757,35 @@ internal static partial class BatchNormKernels
         return true;
     }
 
-    /// <summary>The row kernels with streaming stores, on rows that start aligned (C a multiple of the width).</summary>
-    private static void InputGradientRowsStreaming<TVec, TOps, T>(
+    /// <summary>
+    /// Channels-last rows (channels &gt;= width): rows of up to four vectors keep their coefficients in registers, wider
+    /// ones go through <see cref="InputGradientWideRows{TVec, TOps, T, TStream}"/>. With <typeparamref name="TStream"/>
+    /// on, every store is a streaming one, so the rows must start aligned and C be a multiple of the width.
+    /// </summary>
+    private static void InputGradientRows<TVec, TOps, T, TStream>(
         ref T x, ref T dy, ref T dx, int rows, int channels, ReadOnlySpan<T> weights, GradientCoefficients<T> k, bool prefetch)
         where TVec : struct
         where TOps : IVectorOps<TVec, T>
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
+        where TStream : ISwitch
     {
-        switch (channels / TOps.Count)
+        int width = TOps.Count;
+        switch (channels <= 4 * width ? (channels + width - 1) / width : 0)
         {
             case 1:
-                InputGradientNarrowRows<TVec, TOps, T, OneChunk, SwitchOn>(ref x, ref dy, ref dx, rows, channels, weights, k);
+                InputGradientNarrowRows<TVec, TOps, T, OneChunk, TStream>(ref x, ref dy, ref dx, rows, channels, weights, k);
                 break;
             case 2:
-                InputGradientNarrowRows<TVec, TOps, T, TwoChunks, SwitchOn>(ref x, ref dy, ref dx, rows, channels, weights, k);
+                InputGradientNarrowRows<TVec, TOps, T, TwoChunks, TStream>(ref x, ref dy, ref dx, rows, channels, weights, k);
                 break;
             case 3:
-                InputGradientNarrowRows<TVec, TOps, T, ThreeChunks, SwitchOn>(ref x, ref dy, ref dx, rows, channels, weights, k);
+                InputGradientNarrowRows<TVec, TOps, T, ThreeChunks, TStream>(ref x, ref dy, ref dx, rows, channels, weights, k);
                 break;
             case 4:
-                InputGradientNarrowRows<TVec, TOps, T, FourChunks, SwitchOn>(ref x, ref dy, ref dx, rows, channels, weights, k);
+                InputGradientNarrowRows<TVec, TOps, T, FourChunks, TStream>(ref x, ref dy, ref dx, rows, channels, weights, k);
                 break;
             default:
-                InputGradientWideRows<TVec, TOps, T, SwitchOn>(ref x, ref dy, ref dx, rows, channels, weights, k, prefetch);
+                InputGradientWideRows<TVec, TOps, T, TStream>(ref x, ref dy, ref dx, rows, channels, weights, k, prefetch);
                 break;
         }
     }
@@ -837,7 +822,7 @@ internal static partial class BatchNormKernels
             }
 
             var shifted = new GradientCoefficients<T>(ref Unsafe.Add(ref m, head), ref Unsafe.Add(ref a, head), ref Unsafe.Add(ref p, head), ref Unsafe.Add(ref q, head));
-            InputGradientRowsStreaming<TVec, TOps, T>(
+            InputGradientRows<TVec, TOps, T, SwitchOn>(
                 ref Unsafe.Add(ref x, head), ref Unsafe.Add(ref dy, head), ref Unsafe.Add(ref dx, head), rows - 1, channels, default, shifted, prefetch);
 
             nint lastRow = (nint)(rows - 1) * channels;
@@ -857,8 +842,8 @@ internal static partial class BatchNormKernels
     }
 
     /// <summary>Channels-first runs with streaming stores: each run aligned from its first aligned element, its ends one by one.</summary>
-    private static void InputGradientRunsStreaming<TVec, TOps, T>(
-        ref T x, ref T dy, ref T dx, ChannelLayout layout, ReadOnlySpan<T> weights, GradientCoefficients<T> k, int head, bool prefetch)
+    private static unsafe void InputGradientRunsStreaming<TVec, TOps, T>(
+        ref T x, ref T dy, ref T dx, ChannelLayout layout, ReadOnlySpan<T> weights, GradientCoefficients<T> k, bool prefetch)
         where TVec : struct
         where TOps : IVectorOps<TVec, T>
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
@@ -872,11 +857,11 @@ internal static partial class BatchNormKernels
             for (int c = 0; c < layout.Channels; c++)
             {
                 nint start = ((nint)o * layout.Channels + c) * inner;
-                int runHead = (int)(((head - start) % width) + width) % width;
+                ref T dr = ref Unsafe.Add(ref dx, start);
+                int runHead = NonTemporal.ElementsToAlignment<T>(Unsafe.AsPointer(ref dr), width * sizeof(T)); // dx is pinned
                 T center = Unsafe.Add(ref k.Center, c), a = Unsafe.Add(ref k.A, c), p = Unsafe.Add(ref k.P, c), q = Unsafe.Add(ref k.Q, c);
                 ref T xr = ref Unsafe.Add(ref x, start);
                 ref T gr = ref Unsafe.Add(ref dy, start);
-                ref T dr = ref Unsafe.Add(ref dx, start);
                 ref T wr = ref Unsafe.Add(ref w, (nint)o * inner);
                 int i = 0;
                 for (; i < runHead && i < inner; i++)

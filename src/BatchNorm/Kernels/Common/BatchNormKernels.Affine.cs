@@ -214,7 +214,7 @@ internal static partial class BatchNormKernels
                     for (int c = 0; c < channels; c++)
                     {
                         nint runStart = ((nint)o * channels + c) * inner;
-                        int runHead = (int)(((head - runStart) % width) + width) % width;
+                        int runHead = NonTemporal.ElementsToAlignment<T>(output + runStart, width * sizeof(T));
                         AffineRunStreaming<TVec, TOps, T>(
                             ref Unsafe.Add(ref x, runStart), ref Unsafe.Add(ref y, runStart), inner, runHead,
                             Unsafe.Add(ref center, c), Unsafe.Add(ref scale, c), Unsafe.Add(ref shift, c), prefetch);
