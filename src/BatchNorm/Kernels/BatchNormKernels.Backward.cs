@@ -22,6 +22,28 @@ internal static partial class BatchNormKernels
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
         Debug.Assert(x.Length == layout.Length && dy.Length == layout.Length && center.Length == layout.Channels);
+        ChannelFold fold = ChannelFold.For<T>(layout, width);
+        if (fold.IsFolded)
+        {
+            // Few channels: sums per super-channel of the folded rows and per channel of the remaining rows, added up.
+            int folded = fold.Folded.Channels;
+            int channels = layout.Channels;
+            Span<T> repeated = stackalloc T[folded];
+            Span<double> sums = stackalloc double[2 * (folded + channels)];
+            fold.Repeat(center, repeated);
+            int split = fold.FoldedLength;
+            GradientSums<T>(x[..split], dy[..split], fold.Folded, repeated, sums[..folded], sums.Slice(folded, folded), width, maxDegree);
+            Span<double> tail = sums[(2 * folded)..];
+            if (fold.Tail.Outer != 0)
+            {
+                GradientSums<T>(x[split..], dy[split..], fold.Tail, center, tail[..channels], tail[channels..], width, 1);
+            }
+
+            fold.AddUp(sums[..folded], tail[..channels], sumDy);
+            fold.AddUp(sums.Slice(folded, folded), tail[channels..], sumDyCentered);
+            return;
+        }
+
         bool prefetch = Prefetch.IsWorthIt<T>(layout.Length);
         if (Partition.IsLarge(layout))
         {
@@ -569,6 +591,29 @@ internal static partial class BatchNormKernels
     {
         Debug.Assert(x.Length == layout.Length && dy.Length == layout.Length && dx.Length == layout.Length);
         Debug.Assert(weights.IsEmpty || weights.Length == layout.Outer * layout.Inner);
+        ChannelFold fold = weights.IsEmpty ? ChannelFold.For<T>(layout, width) : default;
+        if (fold.IsFolded)
+        {
+            // Few channels, no mask (a super-row would straddle k weights): as the affine pass, the folded rows with
+            // the coefficients repeated, then the remaining rows as they are.
+            int folded = fold.Folded.Channels;
+            Span<T> repeated = stackalloc T[4 * folded];
+            fold.Repeat(center, repeated[..folded]);
+            fold.Repeat(a, repeated.Slice(folded, folded));
+            fold.Repeat(p, repeated.Slice(2 * folded, folded));
+            fold.Repeat(q, repeated.Slice(3 * folded, folded));
+            int split = fold.FoldedLength;
+            InputGradient<T>(
+                x[..split], dy[..split], dx[..split], fold.Folded, default, repeated[..folded], repeated.Slice(folded, folded),
+                repeated.Slice(2 * folded, folded), repeated.Slice(3 * folded, folded), width, maxDegree, stream);
+            if (fold.Tail.Outer != 0)
+            {
+                InputGradient<T>(x[split..], dy[split..], dx[split..], fold.Tail, default, center, a, p, q, width, 1, stream: false);
+            }
+
+            return;
+        }
+
         bool prefetch = Prefetch.IsWorthIt<T>(layout.Length);
         bool streaming = stream ?? NonTemporal.IsWorthIt<T>(layout.Length);
         if (maxDegree != 1 && Partition.IsLarge(layout))

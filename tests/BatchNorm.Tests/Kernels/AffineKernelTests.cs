@@ -25,6 +25,28 @@ public class AffineKernelTests
         }
     }
 
+    /// <summary>
+    /// Channels last with fewer channels than a vector: rows are folded k at a time into super-rows of whole vectors,
+    /// with the remaining rows mod k on the original layout (<see cref="ChannelFold"/>). Row counts below, at and above
+    /// multiples of k (16 for 3 float channels at 512 bits), against the float64 map and the scalar path's bits, in place
+    /// and in guarded memory.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(KernelTestData.Widths), MemberType = typeof(KernelTestData))]
+    public void Few_channels_last_fold_rows_into_whole_vectors_with_the_scalar_bits(int width)
+    {
+        foreach (int channels in new[] { 2, 3, 5, 6, 7, 8, 12, 15 })
+        {
+            foreach (int rows in new[] { 1, 5, 15, 16, 17, 40, 333 })
+            {
+                Check<float>((VectorWidth)width, [rows, channels], 1);
+                Check<double>((VectorWidth)width, [rows, channels], 1);
+                Guarded<float>((VectorWidth)width, [rows, channels], guardAfter: rows % 2 == 0);
+                Guarded<double>((VectorWidth)width, [rows, channels], guardAfter: rows % 2 == 1);
+            }
+        }
+    }
+
     [Theory]
     [MemberData(nameof(KernelTestData.Widths), MemberType = typeof(KernelTestData))]
     public void Affine_in_place_and_in_guarded_memory_gives_the_same_bits_as_scalar(int width)

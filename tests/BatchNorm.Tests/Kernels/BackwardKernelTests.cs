@@ -46,6 +46,30 @@ public class BackwardKernelTests
     }
 
     /// <summary>
+    /// Channels last with fewer channels than a vector (<see cref="ChannelFold"/>): the sums add up the k super-channels
+    /// of each channel and the remaining rows; dx is the scalar map's bits (the masked cases keep the original layout).
+    /// Row counts below, at and above multiples of k, against float64 sums and the float64 map.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(KernelTestData.Widths), MemberType = typeof(KernelTestData))]
+    public void Few_channels_last_fold_rows_into_whole_vectors(int width)
+    {
+        foreach (int channels in new[] { 2, 3, 5, 7, 8, 12, 15 })
+        {
+            foreach (int rows in new[] { 1, 15, 16, 17, 40, 333 })
+            {
+                Sums<float>((VectorWidth)width, [rows, channels]);
+                Sums<double>((VectorWidth)width, [rows, channels]);
+                foreach (bool masked in new[] { false, true })
+                {
+                    InputGradient<float>((VectorWidth)width, [rows, channels], masked, guardAfter: rows % 2 == 0);
+                    InputGradient<double>((VectorWidth)width, [rows, channels], masked, guardAfter: rows % 2 == 1);
+                }
+            }
+        }
+    }
+
+    /// <summary>
     /// Outputs too large for the caches are written with aligned streaming stores: channels last, the row kernels run on
     /// rows shifted to the first aligned element, with rotated coefficients, and the unaligned ends go one element at a
     /// time; channels first, each run is aligned on its own. Forced on small inputs, dx must match the float64 map and

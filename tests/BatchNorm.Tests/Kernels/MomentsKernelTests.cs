@@ -27,6 +27,31 @@ public class MomentsKernelTests
         ChannelsFirst<double>((VectorWidth)width);
     }
 
+    /// <summary>
+    /// Channels last with fewer channels than a vector: float rows are folded k at a time into super-rows of whole
+    /// vectors (<see cref="ChannelFold"/>) and the k super-channels of each channel, then the remaining rows, are merged.
+    /// Row counts below, at and above multiples of k, centred data and data far from zero, against the float64
+    /// reference.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(KernelTestData.Widths), MemberType = typeof(KernelTestData))]
+    public void Few_channels_last_fold_rows_into_whole_vectors(int width)
+    {
+        foreach (int channels in new[] { 2, 3, 5, 7, 8, 12, 15 })
+        {
+            foreach (int rows in new[] { 1, 15, 16, 17, 40, 333, 5000 })
+            {
+                int[] shape = [rows, channels];
+                foreach ((double offset, double spread) in new[] { (0.0, 1.0), (-3e4, 0.5) })
+                {
+                    double[] data = KernelTestData.Data(rows * channels, rows + channels, offset, spread);
+                    Check<float>((VectorWidth)width, shape, 1, data);
+                    Check<double>((VectorWidth)width, shape, 1, data);
+                }
+            }
+        }
+    }
+
     [Theory]
     [MemberData(nameof(KernelTestData.Widths), MemberType = typeof(KernelTestData))]
     public void Statistics_stay_exact_across_many_blocks(int width)

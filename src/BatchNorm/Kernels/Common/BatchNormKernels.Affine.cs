@@ -60,6 +60,26 @@ internal static partial class BatchNormKernels
     {
         Debug.Assert(x.Length == layout.Length && y.Length == layout.Length);
         Debug.Assert(center.Length == layout.Channels && scale.Length == layout.Channels && shift.Length == layout.Channels);
+        ChannelFold fold = ChannelFold.For<T>(layout, width);
+        if (fold.IsFolded)
+        {
+            // Few channels: the folded rows with the coefficients repeated (the same operations per element, so the
+            // same bits), then the remaining rows as they are.
+            int folded = fold.Folded.Channels;
+            Span<T> repeated = stackalloc T[3 * folded];
+            fold.Repeat(center, repeated[..folded]);
+            fold.Repeat(scale, repeated.Slice(folded, folded));
+            fold.Repeat(shift, repeated.Slice(2 * folded, folded));
+            int split = fold.FoldedLength;
+            Affine<T>(x[..split], y[..split], fold.Folded, repeated[..folded], repeated.Slice(folded, folded), repeated.Slice(2 * folded, folded), width, maxDegree, stream);
+            if (fold.Tail.Outer != 0)
+            {
+                Affine<T>(x[split..], y[split..], fold.Tail, center, scale, shift, width, 1, stream: false);
+            }
+
+            return;
+        }
+
         bool prefetch = Prefetch.IsWorthIt<T>(layout.Length);
         bool streaming = stream ?? NonTemporal.IsWorthIt<T>(layout.Length);
         if (maxDegree != 1 && Partition.IsLarge(layout))

@@ -1,0 +1,102 @@
+using System;
+using System.Numerics;
+
+namespace BatchNorm.Kernels;
+
+/// <summary>
+/// Channels-last inputs with fewer channels than a vector (an RGB image, a handful of tabular features) would run the
+/// scalar path in every kernel. Instead their rows are folded <c>k</c> at a time into super-rows:
+/// <c>[rows, C]</c> is read as <c>[rows / k, k C]</c>, where super-channel <c>t C + c</c> is channel <c>c</c> of the
+/// t-th row of each group, with <c>k = W / gcd(W, C)</c>, so that <c>k C</c> is a whole number of W-lane vectors.
+/// Per-channel coefficients are repeated k times; per-channel sums and moments of the k super-channels of a channel
+/// are merged in a fixed order (Chan et al. for the moments). The last <c>rows mod k</c> rows keep the original layout
+/// (the scalar path, a few rows). The decision depends on the shape and the width only, never on the thread count.
+/// Float32 <c>[4, 56, 56, 3]</c> on AVX-512, one thread, against a memcpy of the same bytes: inference 10x before, 1.5x
+/// folded; training forward 22x, 2.9x; backward 27-34x, 3.3x. Double statistics are not folded (see
+/// <c>MeansAndSquaredDeviations</c>); masked passes are not (a super-row would straddle k mask weights).
+/// </summary>
+internal readonly struct ChannelFold
+{
+    /// <summary>The most super-channels a fold makes: <c>lcm(W, C) &lt; W C</c>, W at most 16 lanes.</summary>
+    public const int MaxChannels = 16 * 16;
+
+    private ChannelFold(int factor, ChannelLayout folded, ChannelLayout tail)
+    {
+        Factor = factor;
+        Folded = folded;
+        Tail = tail;
+    }
+
+    /// <summary>Rows per super-row (k); 1 means no fold.</summary>
+    public int Factor { get; }
+
+    /// <summary>The folded part, <c>[rows / k, k C]</c>: the first <see cref="FoldedLength"/> elements.</summary>
+    public ChannelLayout Folded { get; }
+
+    /// <summary>The last <c>rows mod k</c> rows in the original layout (may be empty).</summary>
+    public ChannelLayout Tail { get; }
+
+    public bool IsFolded => Factor > 1;
+
+    public int FoldedLength => Folded.Length;
+
+    /// <summary>
+    /// The fold for <paramref name="layout"/> at <paramref name="width"/>: none (Factor 1) unless the layout is channels
+    /// last with fewer channels than a vector and at least one whole super-row.
+    /// </summary>
+    public static unsafe ChannelFold For<T>(ChannelLayout layout, VectorWidth width)
+        where T : unmanaged
+    {
+        int lanes = width == VectorWidth.Scalar ? 1 : (int)width / (8 * sizeof(T));
+        int channels = layout.Channels;
+        if (!layout.IsChannelsLast || channels >= lanes || layout.Outer == 0)
+        {
+            return default;
+        }
+
+        int factor = lanes / (int)BigInteger.GreatestCommonDivisor(lanes, channels);
+        int superRows = layout.Outer / factor;
+        if (superRows == 0)
+        {
+            return default;
+        }
+
+        return new ChannelFold(
+            factor, new ChannelLayout(superRows, factor * channels, 1), new ChannelLayout(layout.Outer - (superRows * factor), channels, 1));
+    }
+
+    /// <summary><c>repeated[t C + c] = values[c]</c> for the k copies of a per-channel array.</summary>
+    public void Repeat<T>(ReadOnlySpan<T> values, Span<T> repeated)
+    {
+        for (int t = 0; t < Factor; t++)
+        {
+            values.CopyTo(repeated.Slice(t * values.Length, values.Length));
+        }
+    }
+
+    /// <summary>
+    /// <c>total[c] = sum over t of folded[t C + c]</c>, then <c>+ tail[c]</c> when the tail is not empty: the per-channel
+    /// sums of a folded pass, always in this order.
+    /// </summary>
+    public void AddUp(ReadOnlySpan<double> folded, ReadOnlySpan<double> tail, Span<double> total)
+    {
+        int channels = total.Length;
+        folded[..channels].CopyTo(total);
+        for (int t = 1; t < Factor; t++)
+        {
+            ReadOnlySpan<double> part = folded.Slice(t * channels, channels);
+            for (int c = 0; c < channels; c++)
+            {
+                total[c] += part[c];
+            }
+        }
+
+        if (Tail.Outer != 0)
+        {
+            for (int c = 0; c < channels; c++)
+            {
+                total[c] += tail[c];
+            }
+        }
+    }
+}
