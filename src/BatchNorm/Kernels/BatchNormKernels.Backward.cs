@@ -28,11 +28,10 @@ internal static partial class BatchNormKernels
             // Few channels: sums per super-channel of the folded rows and per channel of the remaining rows, added up.
             int folded = fold.Folded.Channels;
             int channels = layout.Channels;
-            Span<T> repeated = stackalloc T[folded];
+            Span<T> scratch = stackalloc T[folded];
             Span<double> sums = stackalloc double[2 * (folded + channels)];
-            fold.Repeat(center, repeated);
             int split = fold.FoldedLength;
-            GradientSums<T>(x[..split], dy[..split], fold.Folded, repeated, sums[..folded], sums.Slice(folded, folded), width, maxDegree);
+            GradientSums<T>(x[..split], dy[..split], fold.Folded, fold.Repeat(center, scratch, 0), sums[..folded], sums.Slice(folded, folded), width, maxDegree);
             Span<double> tail = sums[(2 * folded)..];
             if (fold.Tail.Outer != 0)
             {
@@ -596,16 +595,11 @@ internal static partial class BatchNormKernels
         {
             // Few channels, no mask (a super-row would straddle k weights): as the affine pass, the folded rows with
             // the coefficients repeated, then the remaining rows as they are.
-            int folded = fold.Folded.Channels;
-            Span<T> repeated = stackalloc T[4 * folded];
-            fold.Repeat(center, repeated[..folded]);
-            fold.Repeat(a, repeated.Slice(folded, folded));
-            fold.Repeat(p, repeated.Slice(2 * folded, folded));
-            fold.Repeat(q, repeated.Slice(3 * folded, folded));
+            Span<T> scratch = stackalloc T[4 * fold.Folded.Channels];
             int split = fold.FoldedLength;
             InputGradient<T>(
-                x[..split], dy[..split], dx[..split], fold.Folded, default, repeated[..folded], repeated.Slice(folded, folded),
-                repeated.Slice(2 * folded, folded), repeated.Slice(3 * folded, folded), width, maxDegree, stream);
+                x[..split], dy[..split], dx[..split], fold.Folded, default, fold.Repeat(center, scratch, 0), fold.Repeat(a, scratch, 1),
+                fold.Repeat(p, scratch, 2), fold.Repeat(q, scratch, 3), width, maxDegree, stream);
             if (fold.Tail.Outer != 0)
             {
                 InputGradient<T>(x[split..], dy[split..], dx[split..], fold.Tail, default, center, a, p, q, width, 1, stream: false);

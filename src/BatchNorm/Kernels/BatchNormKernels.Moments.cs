@@ -57,7 +57,7 @@ internal static partial class BatchNormKernels
     }
 
     /// <summary><see cref="Moments{T}"/> before the division: the mean and M2 = sum((x - mean)^2) per channel.</summary>
-    private static void MeansAndSquaredDeviations<T>(ReadOnlySpan<T> x, ChannelLayout layout, Span<double> mean, Span<double> variance, VectorWidth width, int maxDegree)
+    private static void MeansAndSquaredDeviations<T>(ReadOnlySpan<T> x, ChannelLayout layout, Span<double> mean, Span<double> m2, VectorWidth width, int maxDegree)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
         // Float only: merging the parts' means costs the merge up to an ulp of the mean per part, which float data
@@ -66,29 +66,29 @@ internal static partial class BatchNormKernels
         ChannelFold fold = typeof(T) == typeof(float) ? ChannelFold.For<T>(layout, width) : default;
         if (fold.IsFolded)
         {
-            FoldedMeansAndSquaredDeviations(x, fold, mean, variance, width, maxDegree);
+            FoldedMeansAndSquaredDeviations(x, fold, mean, m2, width, maxDegree);
             return;
         }
 
         bool prefetch = Prefetch.IsWorthIt<T>(layout.Length);
         if (layout.IsChannelsLast && Partition.IsLarge(layout))
         {
-            StripedMomentsChannelsLast(x, layout, mean, variance, width, maxDegree, prefetch);
+            StripedMomentsChannelsLast(x, layout, mean, m2, width, maxDegree, prefetch);
         }
         else if (layout.IsChannelsLast)
         {
-            MomentsChannelsLast(x, layout.Outer, layout.Channels, mean, variance, width, prefetch);
+            MomentsChannelsLast(x, layout.Outer, layout.Channels, mean, m2, width, prefetch);
         }
         else
         {
             int groups = Partition.IsLarge(layout) ? Partition.Degree(maxDegree, layout.Channels) : 1;
             if (groups == 1)
             {
-                MomentsChannelsFirst(x, layout, 0, layout.Channels, mean, variance, width, prefetch);
+                MomentsChannelsFirst(x, layout, 0, layout.Channels, mean, m2, width, prefetch);
             }
             else
             {
-                ParallelMomentsChannelsFirst(x, layout, groups, mean, variance, width, prefetch);
+                ParallelMomentsChannelsFirst(x, layout, groups, mean, m2, width, prefetch);
             }
         }
     }

@@ -65,13 +65,11 @@ internal static partial class BatchNormKernels
         {
             // Few channels: the folded rows with the coefficients repeated (the same operations per element, so the
             // same bits), then the remaining rows as they are.
-            int folded = fold.Folded.Channels;
-            Span<T> repeated = stackalloc T[3 * folded];
-            fold.Repeat(center, repeated[..folded]);
-            fold.Repeat(scale, repeated.Slice(folded, folded));
-            fold.Repeat(shift, repeated.Slice(2 * folded, folded));
+            Span<T> scratch = stackalloc T[3 * fold.Folded.Channels];
             int split = fold.FoldedLength;
-            Affine<T>(x[..split], y[..split], fold.Folded, repeated[..folded], repeated.Slice(folded, folded), repeated.Slice(2 * folded, folded), width, maxDegree, stream);
+            Affine<T>(
+                x[..split], y[..split], fold.Folded, fold.Repeat(center, scratch, 0), fold.Repeat(scale, scratch, 1), fold.Repeat(shift, scratch, 2),
+                width, maxDegree, stream);
             if (fold.Tail.Outer != 0)
             {
                 Affine<T>(x[split..], y[split..], fold.Tail, center, scale, shift, width, 1, stream: false);

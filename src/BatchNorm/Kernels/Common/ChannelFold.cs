@@ -17,9 +17,6 @@ namespace BatchNorm.Kernels;
 /// </summary>
 internal readonly struct ChannelFold
 {
-    /// <summary>The most super-channels a fold makes: <c>lcm(W, C) &lt; W C</c>, W at most 16 lanes.</summary>
-    public const int MaxChannels = 16 * 16;
-
     private ChannelFold(int factor, ChannelLayout folded, ChannelLayout tail)
     {
         Factor = factor;
@@ -54,7 +51,8 @@ internal readonly struct ChannelFold
             return default;
         }
 
-        int factor = lanes / (int)BigInteger.GreatestCommonDivisor(lanes, channels);
+        // W is a power of two, so gcd(W, C) is the largest power of two dividing both.
+        int factor = lanes >> Math.Min(BitOperations.TrailingZeroCount(channels), BitOperations.TrailingZeroCount(lanes));
         int superRows = layout.Outer / factor;
         if (superRows == 0)
         {
@@ -65,13 +63,19 @@ internal readonly struct ChannelFold
             factor, new ChannelLayout(superRows, factor * channels, 1), new ChannelLayout(layout.Outer - (superRows * factor), channels, 1));
     }
 
-    /// <summary><c>repeated[t C + c] = values[c]</c> for the k copies of a per-channel array.</summary>
-    public void Repeat<T>(ReadOnlySpan<T> values, Span<T> repeated)
+    /// <summary>
+    /// The k copies of a per-channel array, <c>repeated[t C + c] = values[c]</c>, written to the
+    /// <paramref name="slot"/>-th stretch of <see cref="Folded"/>.Channels elements of <paramref name="scratch"/>.
+    /// </summary>
+    public Span<T> Repeat<T>(ReadOnlySpan<T> values, Span<T> scratch, int slot)
     {
+        Span<T> repeated = scratch.Slice(slot * Folded.Channels, Folded.Channels);
         for (int t = 0; t < Factor; t++)
         {
             values.CopyTo(repeated.Slice(t * values.Length, values.Length));
         }
+
+        return repeated;
     }
 
     /// <summary>
