@@ -89,6 +89,64 @@ public class AffineKernelTests
         }
     }
 
+    /// <summary>
+    /// Wide channels-last rows whose length is a whole number of vectors all start at the same phase; when that is not
+    /// zero the pass copies the coefficients to it and walks every row in aligned vectors, covering each row's ends
+    /// with one overlapping vector (<see cref="RowPhase"/>). For every input phase (0 to 16 elements past a 64-byte
+    /// boundary), outputs at another phase and in place, even and odd row counts: the scalar path's bits, and nothing
+    /// written outside the output.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(KernelTestData.Widths), MemberType = typeof(KernelTestData))]
+    public void Rows_sharing_a_phase_walk_aligned_vectors_with_the_scalar_bits(int width)
+    {
+        foreach (int[] shape in new[] { new[] { 8, 80 }, new[] { 9, 96 }, new[] { 33, 256 }, new[] { 12, 1024 } })
+        {
+            for (int offset = 0; offset <= 16; offset++)
+            {
+                Phased<float>((VectorWidth)width, shape, offset);
+                Phased<double>((VectorWidth)width, shape, offset);
+            }
+        }
+    }
+
+    private static unsafe void Phased<T>(VectorWidth width, int[] shape, int offset)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        int n = MomentsKernelTests.Product(shape);
+        int channels = shape[1];
+        var layout = ChannelLayout.FromShape(shape, 1);
+        T[] x = Tolerance.FromDouble<T>(KernelTestData.Data(n, n + offset, offset: 0.5, spread: 4));
+        T[] center = Tolerance.FromDouble<T>(KernelTestData.Data(channels, 7, offset: 0.5, spread: 1));
+        T[] scale = Tolerance.FromDouble<T>(KernelTestData.Data(channels, 8, offset: 0, spread: 3));
+        T[] shift = Tolerance.FromDouble<T>(KernelTestData.Data(channels, 9, offset: 0, spread: 5));
+        var scalar = new T[n];
+        BatchNormKernels.Affine<T>(x, scalar, layout, center, scale, shift, VectorWidth.Scalar);
+
+        // Input `offset` elements past a 64-byte boundary, output 5 further on; sentinels around both.
+        T[] buffer = GC.AllocateArray<T>((2 * n) + 128, pinned: true);
+        int aligned = (int)(((64 - ((nint)Unsafe.AsPointer(ref buffer[0]) & 63)) & 63) / sizeof(T));
+        int inputStart = aligned + 16 + offset;
+        int outputStart = inputStart + n + 16 + 5;
+        T sentinel = T.CreateTruncating(-7.25);
+        buffer.AsSpan().Fill(sentinel);
+        Span<T> input = buffer.AsSpan(inputStart, n);
+        Span<T> output = buffer.AsSpan(outputStart, n);
+        x.CopyTo(input);
+
+        string because = $"{typeof(T).Name} {width} [{string.Join(", ", shape)}] offset {offset}";
+        BatchNormKernels.Affine<T>(input, output, layout, center, scale, shift, width);
+        output.ToArray().Should().Equal(scalar, "out of place, " + because);
+        input.ToArray().Should().Equal(x, "the input is untouched, " + because);
+        buffer[outputStart - 1].Should().Be(sentinel, because);
+        buffer[outputStart + n].Should().Be(sentinel, because);
+
+        BatchNormKernels.Affine<T>(input, input, layout, center, scale, shift, width);
+        input.ToArray().Should().Equal(scalar, "in place, " + because);
+        buffer[inputStart - 1].Should().Be(sentinel, because);
+        buffer[inputStart + n].Should().Be(sentinel, because);
+    }
+
     private static unsafe void Streamed<T>(VectorWidth width, int[] shape, int offset)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {

@@ -119,6 +119,17 @@ internal static partial class BatchNormKernels
         ReadOnlySpan<T> x, Span<T> y, ChannelLayout layout, ReadOnlySpan<T> center, ReadOnlySpan<T> scale, ReadOnlySpan<T> shift, VectorWidth width, bool prefetch, bool stream)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
+        if (layout.IsChannelsLast && !prefetch && !stream)
+        {
+            int lanes = RowPhase.Lanes<T>(width);
+            int phase = layout.Channels > 4 * lanes ? RowPhase.Of(x, layout.Outer, layout.Channels, lanes) : 0;
+            if (phase != 0)
+            {
+                AffinePhased(x, y, layout, center, scale, shift, width, lanes, phase);
+                return;
+            }
+        }
+
         ref T src = ref MemoryMarshal.GetReference(x);
         ref T dst = ref MemoryMarshal.GetReference(y);
         ref T m = ref MemoryMarshal.GetReference(center);
@@ -138,6 +149,107 @@ internal static partial class BatchNormKernels
             default:
                 Affine<T, ScalarOps<T>, T>(ref src, ref dst, layout, ref m, ref a, ref b, prefetch, stream);
                 break;
+        }
+    }
+
+    /// <summary>
+    /// Wide channels-last rows in cache whose rows all start at the same nonzero phase (<see cref="RowPhase"/>): the
+    /// coefficients are copied to that phase and every row is walked in aligned vectors.
+    /// </summary>
+    private static unsafe void AffinePhased<T>(
+        ReadOnlySpan<T> x, Span<T> y, ChannelLayout layout, ReadOnlySpan<T> center, ReadOnlySpan<T> scale, ReadOnlySpan<T> shift,
+        VectorWidth width, int lanes, int phase)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        int channels = layout.Channels;
+        T[] rented = RowPhase.Rent<T>(3, channels, lanes);
+        try
+        {
+            fixed (T* px = x)
+            fixed (T* py = y)
+            fixed (T* buffer = rented)
+            {
+                T* m = buffer + RowPhase.Offset(buffer, px, lanes);
+                T* a = m + channels;
+                T* b = a + channels;
+                center.CopyTo(new Span<T>(m, channels));
+                scale.CopyTo(new Span<T>(a, channels));
+                shift.CopyTo(new Span<T>(b, channels));
+                switch (width)
+                {
+                    case VectorWidth.Vector512:
+                        AffinePhasedRows<Vector512<T>, Vector512Ops<T>, T>(ref *px, ref *py, layout.Outer, channels, phase, ref *m, ref *a, ref *b);
+                        break;
+                    case VectorWidth.Vector256:
+                        AffinePhasedRows<Vector256<T>, Vector256Ops<T>, T>(ref *px, ref *py, layout.Outer, channels, phase, ref *m, ref *a, ref *b);
+                        break;
+                    default:
+                        AffinePhasedRows<Vector128<T>, Vector128Ops<T>, T>(ref *px, ref *py, layout.Outer, channels, phase, ref *m, ref *a, ref *b);
+                        break;
+                }
+            }
+        }
+        finally
+        {
+            ArrayPool<T>.Shared.Return(rented);
+        }
+    }
+
+    /// <summary>
+    /// <see cref="AffineRows{TVec, TOps, T}"/> from the rows' phase <paramref name="phase"/> (0 &lt; phase &lt; width,
+    /// channels a multiple of the width, the coefficients at the same phase): aligned vectors from <c>phase</c> to
+    /// <c>channels - width + phase</c>, then the first and last vectors of the row, which overlap them and were computed
+    /// before any store (so in place stays exact, and an element written twice gets the same value twice).
+    /// </summary>
+    private static void AffinePhasedRows<TVec, TOps, T>(ref T x, ref T y, int rows, int channels, int phase, ref T center, ref T scale, ref T shift)
+        where TVec : struct
+        where TOps : IVectorOps<TVec, T>
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        int width = TOps.Count;
+        nuint stride = (nuint)channels;
+        nuint last = (nuint)(channels - width);
+        TVec mh = TOps.Load(ref center, 0), ah = TOps.Load(ref scale, 0), bh = TOps.Load(ref shift, 0);
+        TVec mt = TOps.Load(ref center, last), at = TOps.Load(ref scale, last), bt = TOps.Load(ref shift, last);
+        int r = 0;
+        for (; r <= rows - 2; r += 2)
+        {
+            nuint o0 = (nuint)r * stride;
+            nuint o1 = o0 + stride;
+            TVec h0 = TOps.Add(TOps.Multiply(TOps.Subtract(TOps.Load(ref x, o0), mh), ah), bh);
+            TVec h1 = TOps.Add(TOps.Multiply(TOps.Subtract(TOps.Load(ref x, o1), mh), ah), bh);
+            TVec t0 = TOps.Add(TOps.Multiply(TOps.Subtract(TOps.Load(ref x, o0 + last), mt), at), bt);
+            TVec t1 = TOps.Add(TOps.Multiply(TOps.Subtract(TOps.Load(ref x, o1 + last), mt), at), bt);
+            for (nuint c = (nuint)phase; c < last; c += (nuint)width)
+            {
+                TVec m = TOps.Load(ref center, c);
+                TVec a = TOps.Load(ref scale, c);
+                TVec b = TOps.Load(ref shift, c);
+                TVec v0 = TOps.Load(ref x, o0 + c);
+                TVec v1 = TOps.Load(ref x, o1 + c);
+                TOps.Store(TOps.Add(TOps.Multiply(TOps.Subtract(v0, m), a), b), ref y, o0 + c);
+                TOps.Store(TOps.Add(TOps.Multiply(TOps.Subtract(v1, m), a), b), ref y, o1 + c);
+            }
+
+            TOps.Store(h0, ref y, o0);
+            TOps.Store(h1, ref y, o1);
+            TOps.Store(t0, ref y, o0 + last);
+            TOps.Store(t1, ref y, o1 + last);
+        }
+
+        if (r < rows)
+        {
+            nuint o0 = (nuint)r * stride;
+            TVec h0 = TOps.Add(TOps.Multiply(TOps.Subtract(TOps.Load(ref x, o0), mh), ah), bh);
+            TVec t0 = TOps.Add(TOps.Multiply(TOps.Subtract(TOps.Load(ref x, o0 + last), mt), at), bt);
+            for (nuint c = (nuint)phase; c < last; c += (nuint)width)
+            {
+                TVec d = TOps.Subtract(TOps.Load(ref x, o0 + c), TOps.Load(ref center, c));
+                TOps.Store(TOps.Add(TOps.Multiply(d, TOps.Load(ref scale, c)), TOps.Load(ref shift, c)), ref y, o0 + c);
+            }
+
+            TOps.Store(h0, ref y, o0);
+            TOps.Store(t0, ref y, o0 + last);
         }
     }
 
