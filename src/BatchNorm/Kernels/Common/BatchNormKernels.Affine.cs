@@ -121,7 +121,7 @@ internal static partial class BatchNormKernels
     {
         if (layout.IsChannelsLast && !prefetch && !stream)
         {
-            int lanes = RowPhase.Lanes<T>(width);
+            int lanes = VectorWidths.Lanes<T>(width);
             int phase = layout.Channels > 4 * lanes ? RowPhase.Of(x, layout.Outer, layout.Channels, lanes) : 0;
             if (phase != 0)
             {

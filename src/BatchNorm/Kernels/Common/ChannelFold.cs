@@ -41,10 +41,10 @@ internal readonly struct ChannelFold
     /// The fold for <paramref name="layout"/> at <paramref name="width"/>: none (Factor 1) unless the layout is channels
     /// last with fewer channels than a vector and at least one whole super-row.
     /// </summary>
-    public static unsafe ChannelFold For<T>(ChannelLayout layout, VectorWidth width)
+    public static ChannelFold For<T>(ChannelLayout layout, VectorWidth width)
         where T : unmanaged
     {
-        int lanes = width == VectorWidth.Scalar ? 1 : (int)width / (8 * sizeof(T));
+        int lanes = VectorWidths.Lanes<T>(width);
         int channels = layout.Channels;
         if (!layout.IsChannelsLast || channels >= lanes || layout.Outer == 0)
         {

@@ -6,7 +6,7 @@ namespace BatchNorm.Kernels;
 
 /// <summary>
 /// Aligning the vector loads of a channels-last pass when the data is not aligned. Managed arrays seldom are: large
-/// float and double arrays start 16 or 24 bytes past a 64-byte boundary, so every 512-bit load of a row read from its
+/// float and double arrays start 16 to 40 bytes past a 64-byte boundary (checked on .NET 10), so every 512-bit load of a row read from its
 /// start spans two cache lines. When the row length is a whole number of vectors, every row starts at the same
 /// <em>phase</em> p (elements to the next vector boundary): the pass then walks each row from p in aligned vectors,
 /// covers <c>[0, p)</c> and the last <c>W - p</c> elements with one overlapping vector each, and reads the per-channel
@@ -21,10 +21,6 @@ internal static class RowPhase
 {
     /// <summary>Fewest rows for which copying the coefficients to the data's phase pays.</summary>
     public const int MinRows = 8;
-
-    /// <summary>Vector lanes of <typeparamref name="T"/> at <paramref name="width"/> (1 for scalar).</summary>
-    public static unsafe int Lanes<T>(VectorWidth width)
-        where T : unmanaged => width == VectorWidth.Scalar ? 1 : (int)width / (8 * sizeof(T));
 
     /// <summary>
     /// The phase of rows of <paramref name="channels"/> elements starting at <paramref name="x"/>: elements to the next

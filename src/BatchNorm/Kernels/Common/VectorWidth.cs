@@ -28,6 +28,10 @@ internal static class VectorWidths
         : Vector128.IsHardwareAccelerated ? VectorWidth.Vector128
         : VectorWidth.Scalar;
 
+    /// <summary>Elements of <typeparamref name="T"/> per vector at <paramref name="width"/> (1 for scalar).</summary>
+    public static unsafe int Lanes<T>(VectorWidth width)
+        where T : unmanaged => width == VectorWidth.Scalar ? 1 : (int)width / (8 * sizeof(T));
+
     /// <summary>Every width this process can run, scalar first.</summary>
     public static IReadOnlyList<VectorWidth> Supported { get; } = BuildSupported();
 
