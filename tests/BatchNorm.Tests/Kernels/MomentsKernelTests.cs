@@ -70,8 +70,10 @@ public class MomentsKernelTests
     /// from the block's own mean. Drifting data (the mean jumps by 1e4 after the first block and again later, with
     /// spread 1) must take the second read: summed around a shift 1e4 away, float32 squares of 1e8 would leave nothing
     /// of the within-block variance. That is visible in the total when the early part is a small fraction of the data
-    /// (channels last: the first block is 16 rows); the channels-first cases check that the drifting path is right, but
-    /// there the first block is a whole run, and the bound cannot tell the two ways of summing apart.
+    /// (channels last, rows of at most four vectors: the first block is 16 rows); wide rows ([700, 100], and [2000, 17]
+    /// at 128 bits) shift their long first block by the mean of its first 16 rows, 1e4 from the rest, and must read it
+    /// again; the channels-first cases check that the drifting path is right, but there the first block is a whole run,
+    /// and the bound cannot tell the two ways of summing apart.
     /// </summary>
     [Theory]
     [MemberData(nameof(KernelTestData.Widths), MemberType = typeof(KernelTestData))]
@@ -100,9 +102,9 @@ public class MomentsKernelTests
 
     /// <summary>
     /// The same on wide rows from memory ([1200, 1000], 4.8 MB of float: prefetched, split in stripes of
-    /// <see cref="Partition.MinStripeRows"/> rows). Each stripe starts with a block read twice; the rest of the stripe is
-    /// read once, four rows at a time, around that block's mean. Here every stripe's first 16 rows sit 1e4 below the rest,
-    /// so every once-read block starts 1e4 from its shift and is read again. This checks the answer on that path; like the
+    /// <see cref="Partition.MinStripeRows"/> rows). Each stripe is one block, read once, four rows at a time, around the
+    /// mean of its first 16 rows. Here every stripe's first 16 rows sit 1e4 below the rest, so every block starts 1e4
+    /// from its shift and is read again around its own mean. This checks the answer on that path; like the
     /// channels-first cases above, its bound cannot see a wrongly accepted shift (the 1e4 steps make the variance itself
     /// large). The once-read loop's own results are checked by the large-input tests in ParallelismTests (a row read
     /// twice there fails them).
@@ -125,14 +127,15 @@ public class MomentsKernelTests
         Check<double>((VectorWidth)width, shape, 1, data);
     }
 
-    private const int MinBlockRows = 16; // the first channels-last block, read twice
+    private const int MinBlockRows = 16; // the first channels-last block (narrow rows), or the rows its shift comes from (wide)
 
     [Theory]
     [MemberData(nameof(KernelTestData.Widths), MemberType = typeof(KernelTestData))]
     public void Hard_data_keeps_float32_statistics_close_to_the_exact_values(int width)
     {
         var w = (VectorWidth)width;
-        foreach (int[] shape in new[] { new[] { 4096, 3 }, new[] { 512, 20 }, new[] { 8, 5, 700 }, new[] { 5000, 1 } })
+        // [300, 100] is wide rows at every width: one block shifted by the mean of its first 16 rows.
+        foreach (int[] shape in new[] { new[] { 4096, 3 }, new[] { 512, 20 }, new[] { 300, 100 }, new[] { 8, 5, 700 }, new[] { 5000, 1 } })
         {
             int n = Product(shape);
             // mean 1e4, std 1: E[x^2] - E[x]^2 in float32 would lose every digit here.
