@@ -285,6 +285,7 @@ public partial class BatchNormalization<T>
             Mean = new double[channels];
             Variance = new double[channels];
             R = new double[channels];
+            R.AsSpan().Fill(1.0); // no correction (D = 0) unless renorm overwrites them
             D = new double[channels];
             EffectiveGamma = new double[channels];
             EffectiveBeta = new double[channels];

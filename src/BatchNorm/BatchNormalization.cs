@@ -727,25 +727,24 @@ public partial class BatchNormalization<T>
         Span<double> variance = context.Variance;
         ReadOnlySpan<T> weights = context.SetMask(mask, layout);
         context.Denominator = BatchNormKernels.BatchStatistics(x, layout, weights, mean, variance, VectorWidths.Best, _maxDegreeOfParallelism);
-        context.R.AsSpan().Fill(1.0);
-        context.D.AsSpan().Clear();
         if (Renorm)
         {
+            // The effective affine weights after the corrections: gamma' = r * gamma, beta' = d * gamma + beta.
             ApplyRenorm(context);
+            Span<double> effectiveGamma = context.EffectiveGamma;
+            Span<double> effectiveBeta = context.EffectiveBeta;
+            BatchNormKernels.EffectiveWeights(GammaSpan, BetaSpan, context.R, context.D, effectiveGamma, effectiveBeta);
+            BatchNormKernels.Normalize<double, double, T>(
+                x, y, layout, mean, variance, effectiveGamma, effectiveBeta, Epsilon, VectorWidths.Best, _maxDegreeOfParallelism);
         }
         else
         {
-            BatchNormKernels.UpdateMovingStatistic(_movingMean!.Span, mean, Momentum);
-            BatchNormKernels.UpdateMovingStatistic(_movingVariance!.Span, variance, Momentum);
+            // gamma and beta as they are (r = 1 and d = 0 for good: the context starts that way and only renorm writes them).
+            BatchNormKernels.TrainingNormalize(
+                x, y, layout, mean, variance, GammaSpan, BetaSpan, _movingMean!.Span, _movingVariance!.Span, Momentum, Epsilon,
+                context.EffectiveGamma, VectorWidths.Best, _maxDegreeOfParallelism);
         }
 
-        // The effective affine weights: gamma' = r * gamma, beta' = d * gamma + beta (r = 1, d = 0 without renorm).
-        Span<double> effectiveGamma = context.EffectiveGamma;
-        Span<double> effectiveBeta = context.EffectiveBeta;
-        BatchNormKernels.EffectiveWeights(GammaSpan, BetaSpan, context.R, context.D, effectiveGamma, effectiveBeta);
-
-        BatchNormKernels.Normalize<double, double, T>(
-            x, y, layout, mean, variance, effectiveGamma, effectiveBeta, Epsilon, VectorWidths.Best, _maxDegreeOfParallelism);
         _lastInput = inPlace ? null : savedInput;
         _lastMode = ForwardMode.Batch;
     }

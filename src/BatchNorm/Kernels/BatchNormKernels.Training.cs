@@ -1,4 +1,5 @@
 using System;
+using System.Buffers;
 using System.Numerics;
 using System.Runtime.InteropServices;
 
@@ -64,6 +65,90 @@ internal static partial class BatchNormKernels
         for (; c < moving.Length; c++)
         {
             moving[c] = T.CreateTruncating((double.CreateTruncating(moving[c]) * keep) + (batch[c] * take));
+        }
+    }
+
+    /// <summary>
+    /// The end of a training forward without batch renormalization. Its per-channel steps run in one pass over the
+    /// channels (for wide, short batches they cost as much as the data pass): both moving statistics updated as
+    /// <see cref="UpdateMovingStatistic{T}"/> does, gamma widened into <paramref name="effectiveGamma"/> (the gamma the
+    /// backward pass applies; 1 for scale=false), and the coefficients of
+    /// <see cref="FoldCoefficients{TStat, TWeight, T}"/> from (mean, variance, gamma, beta). Then the data is mapped by
+    /// <see cref="Affine{T}"/>. Each value has the bits those steps give run one after another.
+    /// </summary>
+    public static void TrainingNormalize<T>(
+        ReadOnlySpan<T> x, Span<T> y, ChannelLayout layout, ReadOnlySpan<double> mean, ReadOnlySpan<double> variance,
+        ReadOnlySpan<T> gamma, ReadOnlySpan<T> beta, Span<T> movingMean, Span<T> movingVariance, double momentum, double epsilon,
+        Span<double> effectiveGamma, VectorWidth width, int maxDegree = 1)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        int channels = layout.Channels;
+        T[]? rented = null;
+        Span<T> coefficients = channels <= StackChannels
+            ? stackalloc T[3 * channels]
+            : (rented = ArrayPool<T>.Shared.Rent(3 * channels));
+        try
+        {
+            Span<T> center = coefficients[..channels];
+            Span<T> scale = coefficients.Slice(channels, channels);
+            Span<T> shift = coefficients.Slice(2 * channels, channels);
+            TrainingChannelSteps(mean, variance, gamma, beta, movingMean, movingVariance, momentum, epsilon, effectiveGamma, center, scale, shift);
+            Affine(x, y, layout, center, scale, shift, width, maxDegree);
+        }
+        finally
+        {
+            if (rented is not null)
+            {
+                ArrayPool<T>.Shared.Return(rented);
+            }
+        }
+    }
+
+    /// <summary>The per-channel steps of <see cref="TrainingNormalize{T}"/>.</summary>
+    internal static void TrainingChannelSteps<T>(
+        ReadOnlySpan<double> mean, ReadOnlySpan<double> variance, ReadOnlySpan<T> gamma, ReadOnlySpan<T> beta,
+        Span<T> movingMean, Span<T> movingVariance, double momentum, double epsilon,
+        Span<double> effectiveGamma, Span<T> center, Span<T> scale, Span<T> shift)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        int channels = mean.Length;
+        double keep = momentum;
+        double take = 1.0 - momentum;
+        int c = 0;
+        if (ChannelVector.IsHardwareAccelerated && ChannelVector.Supports<T>())
+        {
+            ref double mu = ref MemoryMarshal.GetReference(mean);
+            ref double var = ref MemoryMarshal.GetReference(variance);
+            ref T g = ref MemoryMarshal.GetReference(gamma);
+            ref T bt = ref MemoryMarshal.GetReference(beta);
+            ref T mm = ref MemoryMarshal.GetReference(movingMean);
+            ref T mv = ref MemoryMarshal.GetReference(movingVariance);
+            ref double eg = ref MemoryMarshal.GetReference(effectiveGamma);
+            ref T ce = ref MemoryMarshal.GetReference(center);
+            ref T sc = ref MemoryMarshal.GetReference(scale);
+            ref T sh = ref MemoryMarshal.GetReference(shift);
+            var keepVector = new Vector<double>(keep);
+            var takeVector = new Vector<double>(take);
+            var eps = new Vector<double>(epsilon);
+            for (; c <= channels - ChannelVector.Count; c += ChannelVector.Count)
+            {
+                Vector<double> m = Vector.LoadUnsafe(ref mu, (nuint)c);
+                Vector<double> v = Vector.LoadUnsafe(ref var, (nuint)c);
+                ChannelVector.Store((ChannelVector.Load(ref mm, c) * keepVector) + (m * takeVector), ref mm, c);
+                ChannelVector.Store((ChannelVector.Load(ref mv, c) * keepVector) + (v * takeVector), ref mv, c);
+                Vector<double> gc = gamma.IsEmpty ? Vector<double>.One : ChannelVector.Load(ref g, c);
+                gc.StoreUnsafe(ref eg, (nuint)c);
+                FoldVector(m, v, gc, beta.IsEmpty ? Vector<double>.Zero : ChannelVector.Load(ref bt, c), eps, ref ce, ref sc, ref sh, c);
+            }
+        }
+
+        for (; c < channels; c++)
+        {
+            movingMean[c] = T.CreateTruncating((double.CreateTruncating(movingMean[c]) * keep) + (mean[c] * take));
+            movingVariance[c] = T.CreateTruncating((double.CreateTruncating(movingVariance[c]) * keep) + (variance[c] * take));
+            double gc = gamma.IsEmpty ? 1.0 : double.CreateTruncating(gamma[c]);
+            effectiveGamma[c] = gc;
+            FoldScalar(mean[c], variance[c], gc, beta.IsEmpty ? 0.0 : double.CreateTruncating(beta[c]), epsilon, out center[c], out scale[c], out shift[c]);
         }
     }
 

@@ -49,6 +49,26 @@ public class PerChannelKernelTests
         }
     }
 
+    /// <summary>
+    /// A training forward without renorm runs its per-channel steps in one pass: the moving-statistics update, gamma in
+    /// double for the backward pass, and the coefficient fold, each the documented formula rounded once.
+    /// </summary>
+    [Fact]
+    public void Fused_training_steps_are_the_documented_formulas_rounded_once()
+    {
+        foreach (int channels in ChannelCounts)
+        {
+            foreach (bool withGamma in new[] { true, false })
+            {
+                foreach (bool withBeta in new[] { true, false })
+                {
+                    TrainingStepsMatch<float>(channels, withGamma, withBeta, momentum: 0.99);
+                    TrainingStepsMatch<double>(channels, withGamma, withBeta, momentum: 0.5);
+                }
+            }
+        }
+    }
+
     [Fact]
     public void Effective_renorm_weights_and_the_moment_division_are_exact()
     {
@@ -123,6 +143,43 @@ public class PerChannelKernelTests
 
         BatchNormKernels.FoldCoefficients<T, T, T>(meanT, varianceT, gammaT, betaT, epsilon, center, scale, shift);
 
+        center.Should().Equal(expectedCenter, what);
+        scale.Should().Equal(expectedScale, what);
+        shift.Should().Equal(expectedShift, what);
+    }
+
+    private static void TrainingStepsMatch<T>(int channels, bool withGamma, bool withBeta, double momentum)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        double[] mean = KernelTestData.Data(channels, 7 * channels, offset: 1e4, spread: 9e3);
+        double[] variance = KernelTestData.Data(channels, (7 * channels) + 1, offset: 2, spread: 1.9);
+        T[] gamma = withGamma ? Tolerance.FromDouble<T>(KernelTestData.Data(channels, (7 * channels) + 2, offset: 0, spread: 3)) : [];
+        T[] beta = withBeta ? Tolerance.FromDouble<T>(KernelTestData.Data(channels, (7 * channels) + 3, offset: 0, spread: 5)) : [];
+        T[] movingMean = Tolerance.FromDouble<T>(KernelTestData.Data(channels, (7 * channels) + 4, offset: 1e3, spread: 900));
+        T[] movingVariance = Tolerance.FromDouble<T>(KernelTestData.Data(channels, (7 * channels) + 5, offset: 5, spread: 4));
+        const double epsilon = 1e-3;
+        var (expectedMean, expectedVariance, expectedGamma) = (new T[channels], new T[channels], new double[channels]);
+        var (expectedCenter, expectedScale, expectedShift) = (new T[channels], new T[channels], new T[channels]);
+        for (int c = 0; c < channels; c++)
+        {
+            expectedMean[c] = T.CreateTruncating((double.CreateTruncating(movingMean[c]) * momentum) + (mean[c] * (1.0 - momentum)));
+            expectedVariance[c] = T.CreateTruncating((double.CreateTruncating(movingVariance[c]) * momentum) + (variance[c] * (1.0 - momentum)));
+            expectedGamma[c] = withGamma ? double.CreateTruncating(gamma[c]) : 1.0;
+            double a = expectedGamma[c] * (1.0 / Math.Sqrt(variance[c] + epsilon));
+            expectedCenter[c] = T.CreateTruncating(mean[c]);
+            expectedScale[c] = T.CreateTruncating(a);
+            expectedShift[c] = T.CreateTruncating((withBeta ? double.CreateTruncating(beta[c]) : 0.0) - ((mean[c] - double.CreateTruncating(expectedCenter[c])) * a));
+        }
+
+        var effectiveGamma = new double[channels];
+        var (center, scale, shift) = (new T[channels], new T[channels], new T[channels]);
+        BatchNormKernels.TrainingChannelSteps<T>(
+            mean, variance, gamma, beta, movingMean, movingVariance, momentum, epsilon, effectiveGamma, center, scale, shift);
+
+        string what = $"{typeof(T).Name}, {channels} channels, gamma {withGamma}, beta {withBeta}";
+        movingMean.Should().Equal(expectedMean, what);
+        movingVariance.Should().Equal(expectedVariance, what);
+        effectiveGamma.Should().Equal(expectedGamma, what);
         center.Should().Equal(expectedCenter, what);
         scale.Should().Equal(expectedScale, what);
         shift.Should().Equal(expectedShift, what);

@@ -669,28 +669,50 @@ internal static partial class BatchNormKernels
             var eps = new Vector<double>(epsilon);
             for (; c <= channels - ChannelVector.Count; c += ChannelVector.Count)
             {
-                Vector<double> inverse = Vector<double>.One / Vector.SquareRoot(ChannelVector.Load(ref var, c) + eps);
-                Vector<double> a = gamma.IsEmpty ? inverse : ChannelVector.Load(ref g, c) * inverse;
-                Vector<double> b = beta.IsEmpty ? Vector<double>.Zero : ChannelVector.Load(ref bt, c);
-                Vector<double> m = ChannelVector.Load(ref mu, c);
-                Vector<double> roundedMean = ChannelVector.RoundTo<T>(m);
-                ChannelVector.Store(roundedMean, ref ce, c);
-                ChannelVector.Store(a, ref sc, c);
-                ChannelVector.Store(b - ((m - roundedMean) * a), ref sh, c);
+                FoldVector(
+                    ChannelVector.Load(ref mu, c), ChannelVector.Load(ref var, c),
+                    gamma.IsEmpty ? Vector<double>.One : ChannelVector.Load(ref g, c),
+                    beta.IsEmpty ? Vector<double>.Zero : ChannelVector.Load(ref bt, c),
+                    eps, ref ce, ref sc, ref sh, c);
             }
         }
 
         for (; c < channels; c++)
         {
-            double inverse = 1.0 / Math.Sqrt(double.CreateTruncating(variance[c]) + epsilon);
-            double g = gamma.IsEmpty ? 1.0 : double.CreateTruncating(gamma[c]);
-            double bt = beta.IsEmpty ? 0.0 : double.CreateTruncating(beta[c]);
-            double a = g * inverse;
-            double m = double.CreateTruncating(mean[c]);
-            T roundedMean = T.CreateTruncating(m);
-            center[c] = roundedMean;
-            scale[c] = T.CreateTruncating(a);
-            shift[c] = T.CreateTruncating(bt - ((m - double.CreateTruncating(roundedMean)) * a));
+            FoldScalar(
+                double.CreateTruncating(mean[c]), double.CreateTruncating(variance[c]),
+                gamma.IsEmpty ? 1.0 : double.CreateTruncating(gamma[c]), beta.IsEmpty ? 0.0 : double.CreateTruncating(beta[c]),
+                epsilon, out center[c], out scale[c], out shift[c]);
         }
+    }
+
+    /// <summary>
+    /// One vector of channels of <see cref="FoldCoefficients{TStat, TWeight, T}"/>: <c>a = g * (1 / sqrt(v + eps))</c>,
+    /// <c>center = (T)m</c>, <c>shift = b - (m - center) * a</c> (a unit gamma multiplies exactly, so scale=false
+    /// passes one).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static void FoldVector<T>(
+        Vector<double> m, Vector<double> variance, Vector<double> g, Vector<double> b, Vector<double> epsilon, ref T center, ref T scale, ref T shift, int c)
+    {
+        Vector<double> inverse = Vector<double>.One / Vector.SquareRoot(variance + epsilon);
+        Vector<double> a = g * inverse;
+        Vector<double> roundedMean = ChannelVector.RoundTo<T>(m);
+        ChannelVector.Store(roundedMean, ref center, c);
+        ChannelVector.Store(a, ref scale, c);
+        ChannelVector.Store(b - ((m - roundedMean) * a), ref shift, c);
+    }
+
+    /// <summary><see cref="FoldVector{T}"/> for one channel, in the same operation order.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static void FoldScalar<T>(double m, double variance, double g, double b, double epsilon, out T center, out T scale, out T shift)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        double inverse = 1.0 / Math.Sqrt(variance + epsilon);
+        double a = g * inverse;
+        T roundedMean = T.CreateTruncating(m);
+        center = roundedMean;
+        scale = T.CreateTruncating(a);
+        shift = T.CreateTruncating(b - ((m - double.CreateTruncating(roundedMean)) * a));
     }
 }
