@@ -42,8 +42,8 @@ internal static partial class BatchNormKernels
     /// <c>k + S1/m</c> and squared deviations <c>S2 - S1^2/m</c>. The first block of a stripe takes as <c>k</c> its own
     /// mean (a short block read twice; rows of at most four vectors) or the mean of its first 16 rows (a full-length
     /// block; wider rows); later blocks take the running mean and are read once. A block whose given shift proves more
-    /// than 1.5 block standard deviations from its mean is read again around its own mean. Blocks are merged in double precision with Chan et al.'s pairwise update. The variance is never
-    /// negative.
+    /// than 1.5 block standard deviations from its mean is read again around its own mean. Blocks are merged in double
+    /// precision with Chan et al.'s pairwise update. The variance is never negative.
     /// </remarks>
     public static void Moments<T>(ReadOnlySpan<T> x, ChannelLayout layout, Span<double> mean, Span<double> variance, VectorWidth width, int maxDegree = 1)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
@@ -345,7 +345,7 @@ internal static partial class BatchNormKernels
                 BlockSums<TVec, TOps, T, TRows>(ref x, rows, r0, blockCount, channels, ref shift, ref sum1, ref sum2, prefetch, givenShift: true);
                 shifted = ShiftWasClose(ref sum1, ref sum2, channels, blockCount);
             }
-            else if (blockCount > firstRows)
+            else if (wide && blockCount > firstRows)
             {
                 WideBlockMean<TVec, TOps, T, TRows>(ref x, rows, 0, firstRows, channels, ref shift, prefetch);
                 BlockSums<TVec, TOps, T, TRows>(ref x, rows, 0, blockCount, channels, ref shift, ref sum1, ref sum2, prefetch, givenShift: true);
