@@ -42,36 +42,10 @@ internal static partial class BatchNormKernels
         return denominator;
     }
 
-    /// <summary><c>moving = moving * momentum + batch * (1 - momentum)</c>, in double precision, rounded once.</summary>
-    public static void UpdateMovingStatistic<T>(Span<T> moving, ReadOnlySpan<double> batch, double momentum)
-        where T : unmanaged, IBinaryFloatingPointIeee754<T>
-    {
-        double keep = momentum;
-        double take = 1.0 - momentum;
-        int c = 0;
-        if (ChannelVector.IsHardwareAccelerated && ChannelVector.Supports<T>())
-        {
-            ref T m = ref MemoryMarshal.GetReference(moving);
-            ref double b = ref MemoryMarshal.GetReference(batch);
-            var keepVector = new Vector<double>(keep);
-            var takeVector = new Vector<double>(take);
-            for (; c <= moving.Length - ChannelVector.Count; c += ChannelVector.Count)
-            {
-                Vector<double> updated = (ChannelVector.Load(ref m, c) * keepVector) + (ChannelVector.Load(ref b, c) * takeVector);
-                ChannelVector.Store(updated, ref m, c);
-            }
-        }
-
-        for (; c < moving.Length; c++)
-        {
-            moving[c] = T.CreateTruncating((double.CreateTruncating(moving[c]) * keep) + (batch[c] * take));
-        }
-    }
-
     /// <summary>
     /// The end of a training forward without batch renormalization. Its per-channel steps run in one pass over the
     /// channels (for wide, short batches they cost as much as the data pass): both moving statistics updated as
-    /// <see cref="UpdateMovingStatistic{T}"/> does, gamma widened into <paramref name="effectiveGamma"/> (the gamma the
+    /// <c>moving = moving * momentum + batch * (1 - momentum)</c> in double precision, rounded once; gamma widened into <paramref name="effectiveGamma"/> (the gamma the
     /// backward pass applies; 1 for scale=false), and the coefficients of
     /// <see cref="FoldCoefficients{TStat, TWeight, T}"/> from (mean, variance, gamma, beta). Then the data is mapped by
     /// <see cref="Affine{T}"/>. Each value has the bits those steps give run one after another.

@@ -96,9 +96,14 @@ public class PerChannelKernelTests
             expected[c] = T.CreateTruncating((double.CreateTruncating(moving[c]) * momentum) + (batch[c] * (1.0 - momentum)));
         }
 
-        BatchNormKernels.UpdateMovingStatistic<T>(moving, batch, momentum);
+        // The update runs inside the fused training steps; here both moving statistics take the same batch values.
+        T[] movingVariance = (T[])moving.Clone();
+        var (center, scale, shift) = (new T[channels], new T[channels], new T[channels]);
+        BatchNormKernels.TrainingChannelSteps<T>(
+            batch, batch, [], [], moving, movingVariance, momentum, epsilon: 1e-3, new double[channels], center, scale, shift);
 
         moving.Should().Equal(expected, $"{typeof(T).Name}, {channels} channels, momentum {momentum}");
+        movingVariance.Should().Equal(expected, $"{typeof(T).Name}, {channels} channels, momentum {momentum} (variance)");
     }
 
     private static void FoldMatches<T>(int channels, bool withGamma, bool withBeta)
