@@ -158,7 +158,9 @@ public partial class BatchNormalization<T>
         double[]? rentedBuffer = null;
         T[]? rentedCoefficients = null;
         Span<double> buffer = channels <= StackChannels ? stackalloc double[7 * channels] : (rentedBuffer = ArrayPool<double>.Shared.Rent(7 * channels));
-        Span<T> coefficients = channels <= StackChannels ? stackalloc T[4 * channels] : (rentedCoefficients = ArrayPool<T>.Shared.Rent(4 * channels));
+        int coefficientLength = (4 * channels) + CacheLine.Slack<T>();
+        Span<T> coefficients = CacheLine.Align(
+            channels <= StackChannels ? stackalloc T[coefficientLength] : (rentedCoefficients = ArrayPool<T>.Shared.Rent(coefficientLength)), 4 * channels);
         try
         {
             Span<double> inverseStddev = buffer.Slice(channels, channels); // 1 / sqrt(var + eps)

@@ -157,9 +157,9 @@ internal static partial class BatchNormKernels
         if (layout.IsChannelsLast)
         {
             T[]? rented = null;
-            Span<T> scratch = layout.Channels <= StackChannels
-                ? stackalloc T[2 * layout.Channels]
-                : (rented = ArrayPool<T>.Shared.Rent(2 * layout.Channels));
+            int length = (2 * layout.Channels) + CacheLine.Slack<T>();
+            Span<T> scratch = CacheLine.Align(
+                layout.Channels <= StackChannels ? stackalloc T[length] : (rented = ArrayPool<T>.Shared.Rent(length)), 2 * layout.Channels);
             try
             {
                 switch (width)

@@ -28,7 +28,7 @@ internal static partial class BatchNormKernels
         if (layout.IsChannelsLast)
         {
             int[] rows = ArrayPool<int>.Shared.Rent(layout.Outer);
-            T[] scratch = ArrayPool<T>.Shared.Rent(3 * layout.Channels);
+            T[] scratch = ArrayPool<T>.Shared.Rent((3 * layout.Channels) + CacheLine.Slack<T>());
             try
             {
                 int included = 0;
@@ -41,19 +41,20 @@ internal static partial class BatchNormKernels
                 }
 
                 ReadOnlySpan<int> selected = rows.AsSpan(0, included);
+                Span<T> accumulators = CacheLine.Align<T>(scratch, 3 * layout.Channels);
                 switch (width)
                 {
                     case VectorWidth.Vector512:
-                        MomentsChannelsLast<Vector512<T>, Vector512Ops<T>, T, SelectedRows>(ref src, new SelectedRows(selected), layout.Channels, mean, m2, scratch, prefetch: false);
+                        MomentsChannelsLast<Vector512<T>, Vector512Ops<T>, T, SelectedRows>(ref src, new SelectedRows(selected), layout.Channels, mean, m2, accumulators, prefetch: false);
                         break;
                     case VectorWidth.Vector256:
-                        MomentsChannelsLast<Vector256<T>, Vector256Ops<T>, T, SelectedRows>(ref src, new SelectedRows(selected), layout.Channels, mean, m2, scratch, prefetch: false);
+                        MomentsChannelsLast<Vector256<T>, Vector256Ops<T>, T, SelectedRows>(ref src, new SelectedRows(selected), layout.Channels, mean, m2, accumulators, prefetch: false);
                         break;
                     case VectorWidth.Vector128:
-                        MomentsChannelsLast<Vector128<T>, Vector128Ops<T>, T, SelectedRows>(ref src, new SelectedRows(selected), layout.Channels, mean, m2, scratch, prefetch: false);
+                        MomentsChannelsLast<Vector128<T>, Vector128Ops<T>, T, SelectedRows>(ref src, new SelectedRows(selected), layout.Channels, mean, m2, accumulators, prefetch: false);
                         break;
                     default:
-                        MomentsChannelsLast<T, ScalarOps<T>, T, SelectedRows>(ref src, new SelectedRows(selected), layout.Channels, mean, m2, scratch, prefetch: false);
+                        MomentsChannelsLast<T, ScalarOps<T>, T, SelectedRows>(ref src, new SelectedRows(selected), layout.Channels, mean, m2, accumulators, prefetch: false);
                         break;
                 }
 

@@ -237,7 +237,8 @@ internal static partial class BatchNormKernels
         m2.Clear();
         ref T src = ref MemoryMarshal.GetReference(x);
         T[]? rented = null;
-        Span<T> scratch = channels <= StackChannels ? stackalloc T[3 * channels] : (rented = ArrayPool<T>.Shared.Rent(3 * channels));
+        int length = (3 * channels) + CacheLine.Slack<T>();
+        Span<T> scratch = CacheLine.Align(channels <= StackChannels ? stackalloc T[length] : (rented = ArrayPool<T>.Shared.Rent(length)), 3 * channels);
         try
         {
             switch (width)

@@ -27,9 +27,8 @@ internal static partial class BatchNormKernels
     {
         int channels = layout.Channels;
         T[]? rented = null;
-        Span<T> coefficients = channels <= StackChannels
-            ? stackalloc T[3 * channels]
-            : (rented = ArrayPool<T>.Shared.Rent(3 * channels));
+        int length = (3 * channels) + CacheLine.Slack<T>();
+        Span<T> coefficients = CacheLine.Align(channels <= StackChannels ? stackalloc T[length] : (rented = ArrayPool<T>.Shared.Rent(length)), 3 * channels);
         try
         {
             Span<T> center = coefficients[..channels];
