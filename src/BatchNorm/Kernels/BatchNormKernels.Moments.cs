@@ -832,7 +832,7 @@ internal static partial class BatchNormKernels
     /// per accumulator update. The second read of a block comes from cache; a block read once from memory
     /// (<typeparamref name="TPrefetch"/> on) prefetches, beside each vector of the four rows, the same vector of the next
     /// four rows: the whole next group is then on its way while this one is summed. A fixed distance along each row
-    /// (2 KiB, as before) left every group's row starts cold: on [3136, 2048] float32 a prototype took 0.54-0.69x a copy
+    /// (it was 2 KiB) left every group's row starts cold: on [3136, 2048] float32 a prototype took 0.54-0.69x a copy
     /// against 0.58-0.76x, and on [6272, 1024] 0.47-0.6x against 0.8-0.9x (a plain read is 0.33x). A type argument, not a
     /// flag: a test in the loop cost 10-20% in cache, where this loop is port-bound.
     /// </summary>
