@@ -12,7 +12,10 @@ namespace BatchNorm.Kernels;
 /// </summary>
 internal static class CacheLine
 {
-    /// <summary>The line size assumed (x64 and ARM64 cores in use have 64-byte lines).</summary>
+    /// <summary>
+    /// The boundary used: the widest vector is 64 bytes, so from a 64-byte boundary no vector access spans two lines, on
+    /// 64-byte-line cores (x64, most ARM64) and 128-byte-line ones (Apple) alike.
+    /// </summary>
     public const int Bytes = 64;
 
     /// <summary>Spare elements a buffer needs so that <see cref="Align{T}"/> can start it on a line.</summary>
