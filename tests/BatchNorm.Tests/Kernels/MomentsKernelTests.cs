@@ -127,6 +127,23 @@ public class MomentsKernelTests
         Check<double>((VectorWidth)width, shape, 1, data);
     }
 
+    /// <summary>
+    /// Rows wider than a tile of <see cref="BatchNormKernels.WideTileBytes"/> per accumulator array are summed a tile of
+    /// channels at a time. Every channel and row must be counted exactly once across the tiles, the vector tail of
+    /// channels and the rows left over from groups of four: in cache ([37, 1100], [3, 2100]) and from memory
+    /// ([1030, 1100]: prefetched stripes, the last one 6 rows long), against the float64 reference.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(KernelTestData.Widths), MemberType = typeof(KernelTestData))]
+    public void Rows_wider_than_a_tile_count_every_element_once(int width)
+    {
+        foreach (int[] shape in new[] { new[] { 37, 1100 }, new[] { 3, 2100 }, new[] { 1030, 1100 } })
+        {
+            Check<float>((VectorWidth)width, shape, 1, KernelTestData.Data(Product(shape), shape[0], offset: 2, spread: 3));
+            Check<double>((VectorWidth)width, shape, 1, KernelTestData.Data(Product(shape), shape[0] + 1, offset: 2, spread: 3));
+        }
+    }
+
     private const int MinBlockRows = 16; // the first channels-last block (narrow rows), or the rows its shift comes from (wide)
 
     [Theory]
