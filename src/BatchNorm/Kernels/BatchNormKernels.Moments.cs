@@ -169,6 +169,14 @@ internal static partial class BatchNormKernels
     /// Large channels-last inputs: fixed stripes of rows (the partition depends on the shape only), each reduced on its
     /// own, then merged in stripe order, so the result is the same bits for any number of threads.
     /// </summary>
+    /// <remarks>
+    /// The stripes are read last to first (on one thread, and in the order the helpers take them), so that the pass
+    /// ends on the first rows, the ones the normalization pass after it reads first: they are still in cache, where a
+    /// pass in the same direction would find its start evicted by the end. Measured in one process, alternating the two
+    /// orders (float32, training forward, medians): on one thread 1-7% faster ([32,56,56,64] 1.93-2.35 ms to
+    /// 1.87-2.24 ms, [256,1024] 1-3%), on two threads 7-14% ([64,7,7,2048] 1.69-1.74 ms to 1.51-1.53 ms). The merge
+    /// order, and so the bits, do not change.
+    /// </remarks>
     private static void StripedMomentsChannelsLast<T>(ReadOnlySpan<T> x, ChannelLayout layout, Span<double> mean, Span<double> m2, VectorWidth width, int maxDegree, bool prefetch)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
@@ -182,7 +190,7 @@ internal static partial class BatchNormKernels
             int degree = Partition.Degree(maxDegree, stripes);
             if (degree == 1)
             {
-                for (int stripe = 0; stripe < stripes; stripe++)
+                for (int stripe = stripes - 1; stripe >= 0; stripe--)
                 {
                     MomentStripe(x, layout, stripe, partMean, partM2, counts, width, prefetch);
                 }
@@ -231,8 +239,8 @@ internal static partial class BatchNormKernels
     private readonly unsafe struct MomentStripes<T>(T* x, ChannelLayout layout, double[] partMean, double[] partM2, double[] counts, VectorWidth width, bool prefetch) : IPartBody
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
-        public void Invoke(int stripe) =>
-            MomentStripe(new ReadOnlySpan<T>(x, layout.Length), layout, stripe, partMean, partM2, counts, width, prefetch);
+        public void Invoke(int part) =>
+            MomentStripe(new ReadOnlySpan<T>(x, layout.Length), layout, Partition.StripeCount(layout) - 1 - part, partMean, partM2, counts, width, prefetch);
     }
 
     /// <summary>Mean and M2 of a channels-last <c>[rows, C]</c> span on the calling thread.</summary>
