@@ -163,7 +163,6 @@ public partial class BatchNormalization<T>
             channels <= StackChannels ? stackalloc T[coefficientLength] : (rentedCoefficients = ArrayPool<T>.Shared.Rent(coefficientLength)), 4 * channels);
         try
         {
-            Span<double> inverseStddev = buffer.Slice(channels, channels); // 1 / sqrt(var + eps)
             Span<double> sumDy = buffer.Slice(3 * channels, channels);
             Span<double> sumDyCentered = buffer.Slice(4 * channels, channels);
             Span<double> gammaGrad = buffer.Slice(5 * channels, channels);
@@ -173,22 +172,23 @@ public partial class BatchNormalization<T>
             Span<T> p = coefficients.Slice(2 * channels, channels);
             Span<T> q = coefficients.Slice(3 * channels, channels);
 
-            // The statistics and the gamma the forward applied: the batch's (kept by the training call), or the moving
-            // statistics and gamma themselves.
-            Span<double> movingMean = buffer.Slice(0, channels);
-            Span<double> gamma = buffer.Slice(2 * channels, channels);
-            ReadOnlySpan<double> mean = movingMean;
-            ReadOnlySpan<double> effectiveGamma = gamma;
+            // The statistics and the gamma the forward applied: the batch's (kept by the training call, with
+            // 1 / sqrt(var + eps) and the rounded mean), or the moving statistics and gamma themselves.
+            scoped ReadOnlySpan<double> mean, effectiveGamma, inverseStddev;
             if (batch)
             {
                 mean = context.Mean;
                 effectiveGamma = context.EffectiveGamma;
-                context.Variance.AsSpan().CopyTo(inverseStddev);
+                inverseStddev = context.InverseStddev;
+                context.Center.AsSpan().CopyTo(center);
             }
             else
             {
+                Span<double> movingMean = buffer.Slice(0, channels);
+                Span<double> inverse = buffer.Slice(channels, channels);
+                Span<double> gamma = buffer.Slice(2 * channels, channels);
                 ChannelVector.Widen<T>(_movingMean!.ReadOnlySpan, movingMean);
-                ChannelVector.Widen<T>(_movingVariance!.ReadOnlySpan, inverseStddev);
+                ChannelVector.Widen<T>(_movingVariance!.ReadOnlySpan, inverse);
                 if (_gamma is null)
                 {
                     gamma.Fill(1.0);
@@ -197,10 +197,13 @@ public partial class BatchNormalization<T>
                 {
                     ChannelVector.Widen<T>(_gamma.ReadOnlySpan, gamma);
                 }
-            }
 
-            ChannelVector.Narrow(mean, center);
-            BatchNormKernels.InverseStddev(inverseStddev, Epsilon);
+                ChannelVector.Narrow<T>(movingMean, center);
+                BatchNormKernels.InverseStddev(inverse, Epsilon);
+                mean = movingMean;
+                effectiveGamma = gamma;
+                inverseStddev = inverse;
+            }
 
             if (layout.Length != 0)
             {
@@ -291,6 +294,8 @@ public partial class BatchNormalization<T>
             D = new double[channels];
             EffectiveGamma = new double[channels];
             EffectiveBeta = new double[channels];
+            InverseStddev = new double[channels];
+            Center = new T[channels];
             Shape = new int[rank];
         }
 
@@ -305,6 +310,12 @@ public partial class BatchNormalization<T>
         public double[] EffectiveGamma { get; }
 
         public double[] EffectiveBeta { get; }
+
+        /// <summary><c>1 / sqrt(variance + epsilon)</c> of the batch variance, as the backward pass needs it.</summary>
+        public double[] InverseStddev { get; }
+
+        /// <summary>The batch mean rounded to T: the point the backward pass centres x on, as the forward did.</summary>
+        public T[] Center { get; }
 
         public int[] Shape { get; }
 

@@ -736,13 +736,16 @@ public partial class BatchNormalization<T>
             BatchNormKernels.EffectiveWeights(GammaSpan, BetaSpan, context.R, context.D, effectiveGamma, effectiveBeta);
             BatchNormKernels.Normalize<double, double, T>(
                 x, y, layout, mean, variance, effectiveGamma, effectiveBeta, Epsilon, VectorWidths.Best, _maxDegreeOfParallelism);
+            variance.CopyTo(context.InverseStddev);
+            BatchNormKernels.InverseStddev(context.InverseStddev, Epsilon);
+            ChannelVector.Narrow<T>(mean, context.Center);
         }
         else
         {
             // gamma and beta as they are (r = 1 and d = 0 for good: the context starts that way and only renorm writes them).
             BatchNormKernels.TrainingNormalize(
                 x, y, layout, mean, variance, GammaSpan, BetaSpan, _movingMean!.Span, _movingVariance!.Span, Momentum, Epsilon,
-                context.EffectiveGamma, VectorWidths.Best, _maxDegreeOfParallelism);
+                context.EffectiveGamma, context.InverseStddev, context.Center, VectorWidths.Best, _maxDegreeOfParallelism);
         }
 
         _lastInput = inPlace ? null : savedInput;

@@ -48,12 +48,14 @@ internal static partial class BatchNormKernels
     /// <c>moving = moving * momentum + batch * (1 - momentum)</c> in double precision, rounded once; gamma widened into <paramref name="effectiveGamma"/> (the gamma the
     /// backward pass applies; 1 for scale=false), and the coefficients of
     /// <see cref="FoldCoefficients{TStat, TWeight, T}"/> from (mean, variance, gamma, beta). Then the data is mapped by
-    /// <see cref="Affine{T}"/>. Each value has the bits those steps give run one after another.
+    /// <see cref="Affine{T}"/>. Each value has the bits those steps give run one after another. For the backward pass,
+    /// <paramref name="inverseStddev"/> receives <c>1 / sqrt(variance + epsilon)</c> and <paramref name="center"/> the
+    /// T-rounded mean, the values <see cref="InverseStddev"/> and <see cref="ChannelVector.Narrow{T}"/> give.
     /// </summary>
     public static void TrainingNormalize<T>(
         ReadOnlySpan<T> x, Span<T> y, ChannelLayout layout, ReadOnlySpan<double> mean, ReadOnlySpan<double> variance,
         ReadOnlySpan<T> gamma, ReadOnlySpan<T> beta, Span<T> movingMean, Span<T> movingVariance, double momentum, double epsilon,
-        Span<double> effectiveGamma, VectorWidth width, int maxDegree = 1)
+        Span<double> effectiveGamma, Span<double> inverseStddev, Span<T> center, VectorWidth width, int maxDegree = 1)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
         int channels = layout.Channels;
@@ -62,11 +64,13 @@ internal static partial class BatchNormKernels
         Span<T> coefficients = CacheLine.Align(channels <= StackChannels ? stackalloc T[length] : (rented = ArrayPool<T>.Shared.Rent(length)), 3 * channels);
         try
         {
-            Span<T> center = coefficients[..channels];
+            Span<T> alignedCenter = coefficients[..channels];
             Span<T> scale = coefficients.Slice(channels, channels);
             Span<T> shift = coefficients.Slice(2 * channels, channels);
-            TrainingChannelSteps(mean, variance, gamma, beta, movingMean, movingVariance, momentum, epsilon, effectiveGamma, center, scale, shift);
-            Affine(x, y, layout, center, scale, shift, width, maxDegree);
+            TrainingChannelSteps(
+                mean, variance, gamma, beta, movingMean, movingVariance, momentum, epsilon, effectiveGamma, inverseStddev, alignedCenter, scale, shift);
+            alignedCenter.CopyTo(center);
+            Affine(x, y, layout, alignedCenter, scale, shift, width, maxDegree);
         }
         finally
         {
@@ -81,7 +85,7 @@ internal static partial class BatchNormKernels
     internal static void TrainingChannelSteps<T>(
         ReadOnlySpan<double> mean, ReadOnlySpan<double> variance, ReadOnlySpan<T> gamma, ReadOnlySpan<T> beta,
         Span<T> movingMean, Span<T> movingVariance, double momentum, double epsilon,
-        Span<double> effectiveGamma, Span<T> center, Span<T> scale, Span<T> shift)
+        Span<double> effectiveGamma, Span<double> inverseStddev, Span<T> center, Span<T> scale, Span<T> shift)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
         int channels = mean.Length;
@@ -97,6 +101,7 @@ internal static partial class BatchNormKernels
             ref T mm = ref MemoryMarshal.GetReference(movingMean);
             ref T mv = ref MemoryMarshal.GetReference(movingVariance);
             ref double eg = ref MemoryMarshal.GetReference(effectiveGamma);
+            ref double inv = ref MemoryMarshal.GetReference(inverseStddev);
             ref T ce = ref MemoryMarshal.GetReference(center);
             ref T sc = ref MemoryMarshal.GetReference(scale);
             ref T sh = ref MemoryMarshal.GetReference(shift);
@@ -111,7 +116,9 @@ internal static partial class BatchNormKernels
                 ChannelVector.Store((ChannelVector.Load(ref mv, c) * keepVector) + (v * takeVector), ref mv, c);
                 Vector<double> gc = gamma.IsEmpty ? Vector<double>.One : ChannelVector.Load(ref g, c);
                 gc.StoreUnsafe(ref eg, (nuint)c);
-                FoldVector(m, v, gc, beta.IsEmpty ? Vector<double>.Zero : ChannelVector.Load(ref bt, c), eps, ref ce, ref sc, ref sh, c);
+                Vector<double> inverse = InverseStddevVector(v, eps);
+                inverse.StoreUnsafe(ref inv, (nuint)c);
+                FoldVector(m, inverse, gc, beta.IsEmpty ? Vector<double>.Zero : ChannelVector.Load(ref bt, c), ref ce, ref sc, ref sh, c);
             }
         }
 
@@ -121,7 +128,8 @@ internal static partial class BatchNormKernels
             movingVariance[c] = T.CreateTruncating((double.CreateTruncating(movingVariance[c]) * keep) + (variance[c] * take));
             double gc = gamma.IsEmpty ? 1.0 : double.CreateTruncating(gamma[c]);
             effectiveGamma[c] = gc;
-            FoldScalar(mean[c], variance[c], gc, beta.IsEmpty ? 0.0 : double.CreateTruncating(beta[c]), epsilon, out center[c], out scale[c], out shift[c]);
+            inverseStddev[c] = 1.0 / Math.Sqrt(variance[c] + epsilon);
+            FoldScalar(mean[c], inverseStddev[c], gc, beta.IsEmpty ? 0.0 : double.CreateTruncating(beta[c]), out center[c], out scale[c], out shift[c]);
         }
     }
 

@@ -100,7 +100,7 @@ public class PerChannelKernelTests
         T[] movingVariance = (T[])moving.Clone();
         var (center, scale, shift) = (new T[channels], new T[channels], new T[channels]);
         BatchNormKernels.TrainingChannelSteps<T>(
-            batch, batch, [], [], moving, movingVariance, momentum, epsilon: 1e-3, new double[channels], center, scale, shift);
+            batch, batch, [], [], moving, movingVariance, momentum, epsilon: 1e-3, new double[channels], new double[channels], center, scale, shift);
 
         moving.Should().Equal(expected, $"{typeof(T).Name}, {channels} channels, momentum {momentum}");
         movingVariance.Should().Equal(expected, $"{typeof(T).Name}, {channels} channels, momentum {momentum} (variance)");
@@ -177,14 +177,16 @@ public class PerChannelKernelTests
         }
 
         var effectiveGamma = new double[channels];
+        var inverseStddev = new double[channels];
         var (center, scale, shift) = (new T[channels], new T[channels], new T[channels]);
         BatchNormKernels.TrainingChannelSteps<T>(
-            mean, variance, gamma, beta, movingMean, movingVariance, momentum, epsilon, effectiveGamma, center, scale, shift);
+            mean, variance, gamma, beta, movingMean, movingVariance, momentum, epsilon, effectiveGamma, inverseStddev, center, scale, shift);
 
         string what = $"{typeof(T).Name}, {channels} channels, gamma {withGamma}, beta {withBeta}";
         movingMean.Should().Equal(expectedMean, what);
         movingVariance.Should().Equal(expectedVariance, what);
         effectiveGamma.Should().Equal(expectedGamma, what);
+        inverseStddev.Should().Equal(variance.Select(v => 1.0 / Math.Sqrt(v + epsilon)), what + " (the inverse stddev kept for the backward pass)");
         center.Should().Equal(expectedCenter, what);
         scale.Should().Equal(expectedScale, what);
         shift.Should().Equal(expectedShift, what);

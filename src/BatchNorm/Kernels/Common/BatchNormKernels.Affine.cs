@@ -669,32 +669,36 @@ internal static partial class BatchNormKernels
             for (; c <= channels - ChannelVector.Count; c += ChannelVector.Count)
             {
                 FoldVector(
-                    ChannelVector.Load(ref mu, c), ChannelVector.Load(ref var, c),
+                    ChannelVector.Load(ref mu, c), InverseStddevVector(ChannelVector.Load(ref var, c), eps),
                     gamma.IsEmpty ? Vector<double>.One : ChannelVector.Load(ref g, c),
                     beta.IsEmpty ? Vector<double>.Zero : ChannelVector.Load(ref bt, c),
-                    eps, ref ce, ref sc, ref sh, c);
+                    ref ce, ref sc, ref sh, c);
             }
         }
 
         for (; c < channels; c++)
         {
             FoldScalar(
-                double.CreateTruncating(mean[c]), double.CreateTruncating(variance[c]),
+                double.CreateTruncating(mean[c]), 1.0 / Math.Sqrt(double.CreateTruncating(variance[c]) + epsilon),
                 gamma.IsEmpty ? 1.0 : double.CreateTruncating(gamma[c]), beta.IsEmpty ? 0.0 : double.CreateTruncating(beta[c]),
-                epsilon, out center[c], out scale[c], out shift[c]);
+                out center[c], out scale[c], out shift[c]);
         }
     }
 
+    /// <summary><c>1 / sqrt(variance + epsilon)</c> for a vector of channels, the operations of <see cref="InverseStddev"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static Vector<double> InverseStddevVector(Vector<double> variance, Vector<double> epsilon) =>
+        Vector<double>.One / Vector.SquareRoot(variance + epsilon);
+
     /// <summary>
-    /// One vector of channels of <see cref="FoldCoefficients{TStat, TWeight, T}"/>: <c>a = g * (1 / sqrt(v + eps))</c>,
-    /// <c>center = (T)m</c>, <c>shift = b - (m - center) * a</c> (a unit gamma multiplies exactly, so scale=false
-    /// passes one).
+    /// One vector of channels of <see cref="FoldCoefficients{TStat, TWeight, T}"/>, given <c>inverse = 1 / sqrt(v + eps)</c>:
+    /// <c>a = g * inverse</c>, <c>center = (T)m</c>, <c>shift = b - (m - center) * a</c> (a unit gamma multiplies
+    /// exactly, so scale=false passes one).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static void FoldVector<T>(
-        Vector<double> m, Vector<double> variance, Vector<double> g, Vector<double> b, Vector<double> epsilon, ref T center, ref T scale, ref T shift, int c)
+        Vector<double> m, Vector<double> inverse, Vector<double> g, Vector<double> b, ref T center, ref T scale, ref T shift, int c)
     {
-        Vector<double> inverse = Vector<double>.One / Vector.SquareRoot(variance + epsilon);
         Vector<double> a = g * inverse;
         Vector<double> roundedMean = ChannelVector.RoundTo<T>(m);
         ChannelVector.Store(roundedMean, ref center, c);
@@ -704,10 +708,9 @@ internal static partial class BatchNormKernels
 
     /// <summary><see cref="FoldVector{T}"/> for one channel, in the same operation order.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static void FoldScalar<T>(double m, double variance, double g, double b, double epsilon, out T center, out T scale, out T shift)
+    internal static void FoldScalar<T>(double m, double inverse, double g, double b, out T center, out T scale, out T shift)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
-        double inverse = 1.0 / Math.Sqrt(variance + epsilon);
         double a = g * inverse;
         T roundedMean = T.CreateTruncating(m);
         center = roundedMean;

@@ -19,7 +19,7 @@ internal static partial class BatchNormKernels
             var eps = new Vector<double>(epsilon);
             for (; c <= values.Length - ChannelVector.Count; c += ChannelVector.Count)
             {
-                (Vector<double>.One / Vector.SquareRoot(Vector.LoadUnsafe(ref v, (nuint)c) + eps)).StoreUnsafe(ref v, (nuint)c);
+                InverseStddevVector(Vector.LoadUnsafe(ref v, (nuint)c), eps).StoreUnsafe(ref v, (nuint)c);
             }
         }
 
