@@ -26,8 +26,9 @@ internal static partial class BatchNormKernels
     internal const int ShiftedBlockRows = 128;
 
     /// <summary>
-    /// Bytes of each per-channel accumulator array that the wide shifted sums keep in L1 at once: wider rows are summed
-    /// a tile of channels at a time over the block's rows (see <see cref="WideShiftedSums"/>).
+    /// Bytes of each per-channel array (accumulators, coefficients) that a pass over wide rows keeps in L1 at once: wider
+    /// rows are walked a tile of channels at a time down the rows (<see cref="WideShiftedSums"/>, and the gradient sums
+    /// and dx from memory).
     /// </summary>
     internal const int WideTileBytes = 4096;
 
@@ -868,7 +869,7 @@ internal static partial class BatchNormKernels
         int width = TOps.Count;
         int vectorEnd = channels - (channels % width);
         int groupEnd = count - (count % 4);
-        int tile = WideTileBytes / Unsafe.SizeOf<T>();
+        int tile = TileChannels<T>();
         for (int t0 = 0; t0 < vectorEnd; t0 += tile)
         {
             WideShiftedTile<TVec, TOps, T, TRows, TPrefetch>(ref x, rows, r0, groupEnd, channels, t0, Math.Min(vectorEnd, t0 + tile), ref shift, ref sum1, ref sum2);

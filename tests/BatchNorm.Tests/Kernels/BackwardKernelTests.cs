@@ -25,6 +25,21 @@ public class BackwardKernelTests
         }
     }
 
+    /// <summary>
+    /// Wide rows from memory (over the 4 MiB prefetch threshold): the sums walk tiles of channels down blocks of 128 rows.
+    /// [1030, 1100] has two tiles, a vector tail and a last block of 6 rows; [1100, 1024] float rows are exactly one tile.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(KernelTestData.Widths), MemberType = typeof(KernelTestData))]
+    public void Gradient_sums_of_wide_rows_from_memory_match_float64_sums(int width)
+    {
+        foreach (int[] shape in new[] { new[] { 1030, 1100 }, new[] { 1100, 1024 } })
+        {
+            Sums<float>((VectorWidth)width, shape);
+            Sums<double>((VectorWidth)width, shape);
+        }
+    }
+
     [Theory]
     [MemberData(nameof(KernelTestData.Widths), MemberType = typeof(KernelTestData))]
     public void Input_gradient_matches_the_float64_map_with_and_without_a_mask_in_place_and_in_guarded_memory(int width)
