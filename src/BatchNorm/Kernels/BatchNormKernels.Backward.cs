@@ -426,11 +426,13 @@ internal static partial class BatchNormKernels
         nuint stride = (nuint)channels;
         MemoryMarshal.CreateSpan(ref s1, 2 * channels).Clear(); // s1 and s2 are consecutive
 
-        // In cache, two rows per accumulator update; from memory, one row at a time with prefetching. Four rows per update
+        // In cache, two rows per accumulator update (rows of at most a tile; wider ones take the tile loop below); from
+        // memory, one row at a time with prefetching. Four rows per update
         // (eight streams) measured 1.3-1.6x a read of both tensors on [256, 1024], two rows 1.0-1.1x: the tensors come
         // from L3 there, and four streams are what the L2 prefetcher keeps up with.
         int r = 0;
-        for (; !prefetch && r <= rows - 2; r += 2)
+        bool tiled = prefetch ? vectorEnd >= TileChannels<T>() : vectorEnd > TileChannels<T>();
+        for (; !tiled && r <= rows - 2; r += 2)
         {
             nuint q0 = (nuint)r * stride;
             nuint q1 = q0 + stride;
@@ -455,13 +457,16 @@ internal static partial class BatchNormKernels
             }
         }
 
-        if (prefetch && vectorEnd >= TileChannels<T>())
+        if (tiled)
         {
-            // From memory with many channels: a tile of channels at a time down the block's rows, each row's tile
-            // prefetched one row ahead, so the tile's accumulators stay in L1 beside the streams. Rows of exactly one
-            // tile take this loop too (one tile, the next row prefetched): on [6272, 1024] float32 it measured 1.13-1.24x
-            // a copy against 1.22-1.42x for the row loop below with its fixed 4 KiB prefetch distance. Shorter rows keep
-            // that loop: one row ahead is then too close (2 KiB rows: 1.32-1.70x against 1.17-1.60x).
+            // Rows wider than a tile: a tile of channels at a time down the block's rows, each row's tile prefetched one
+            // row ahead, so the tile's accumulators stay in L1 beside the streams. In cache that beats two rows per update
+            // over whole rows, whose sums and centre (24 KiB at C = 2048 float) do not stay in L1: [128, 2048] float32
+            // 1.33-1.36x a copy against 1.52-1.63x, [64, 4096] 1.56-1.59x against 1.96-1.97x (dx keeps its two rows:
+            // walked by tiles one row at a time it measured 25-30% slower). From memory, rows of exactly one tile take
+            // this loop too (the next row prefetched): on [6272, 1024] 1.13-1.24x against 1.22-1.42x for the row loop
+            // below with its fixed 4 KiB prefetch distance. Shorter rows keep that loop: one row ahead is then too close
+            // (2 KiB rows: 1.32-1.70x against 1.17-1.60x).
             int tile = TileChannels<T>();
             for (int c0 = 0; c0 < vectorEnd; c0 += tile)
             {

@@ -26,14 +26,15 @@ public class BackwardKernelTests
     }
 
     /// <summary>
-    /// Wide rows from memory (over the 4 MiB prefetch threshold): the sums walk tiles of channels down blocks of 128 rows.
-    /// [1030, 1100] has two tiles, a vector tail and a last block of 6 rows; [1100, 1024] float rows are exactly one tile.
+    /// Rows wider than a tile walk tiles of channels down the rows: in cache ([37, 1100], [3, 2100]: odd row counts, a
+    /// vector tail) and from memory, over the 4 MiB prefetch threshold, in blocks of 128 rows ([1030, 1100]: two tiles,
+    /// a last block of 6 rows; [1100, 1024]: float rows of exactly one tile).
     /// </summary>
     [Theory]
     [MemberData(nameof(KernelTestData.Widths), MemberType = typeof(KernelTestData))]
-    public void Gradient_sums_of_wide_rows_from_memory_match_float64_sums(int width)
+    public void Gradient_sums_of_rows_wider_than_a_tile_match_float64_sums(int width)
     {
-        foreach (int[] shape in new[] { new[] { 1030, 1100 }, new[] { 1100, 1024 } })
+        foreach (int[] shape in new[] { new[] { 37, 1100 }, new[] { 3, 2100 }, new[] { 1030, 1100 }, new[] { 1100, 1024 } })
         {
             Sums<float>((VectorWidth)width, shape);
             Sums<double>((VectorWidth)width, shape);
