@@ -174,8 +174,8 @@ internal static partial class BatchNormKernels
     /// The stripes are read last to first (on one thread, and in the order the helpers take them), so that the pass
     /// ends on the first rows, the ones the normalization pass after it reads first: they are still in cache, where a
     /// pass in the same direction would find its start evicted by the end. Measured in one process, alternating the two
-    /// orders (float32, training forward, medians): on one thread 1-7% faster ([32,56,56,64] 1.93-2.35 ms to
-    /// 1.87-2.24 ms, [256,1024] 1-3%), on two threads 7-14% ([64,7,7,2048] 1.69-1.74 ms to 1.51-1.53 ms). The merge
+    /// orders (float32, training forward, medians): on one thread up to 7% faster ([32,56,56,64] 1.93-2.35 ms to
+    /// 1.87-2.24 ms, [256,1024] 0.6-3%), on two threads 7-14% ([64,7,7,2048] 1.69-1.74 ms to 1.51-1.53 ms). The merge
     /// order, and so the bits, do not change.
     /// </remarks>
     private static void StripedMomentsChannelsLast<T>(ReadOnlySpan<T> x, ChannelLayout layout, Span<double> mean, Span<double> m2, VectorWidth width, int maxDegree, bool prefetch)
@@ -853,8 +853,8 @@ internal static partial class BatchNormKernels
     /// <para>
     /// Rows wider than <see cref="WideTileBytes"/> per accumulator array are summed a tile of channels at a time over all
     /// the block's groups of four rows, so that shift, sum1 and sum2 (12 KiB) stay in L1 beside the data in flight; the
-    /// whole row's 24 KiB of float accumulators at 2048 channels did not. A prototype from memory took 0.46-0.54x a copy
-    /// on [3136, 2048] with tiles of 1024 channels against 0.67-0.71x without, and 0.53-0.57x against 0.74-0.84x on
+    /// whole row's 24 KiB of float accumulators at 2048 channels did not. A prototype from memory took 0.46-0.55x a copy
+    /// on [3136, 2048] with tiles of 1024 channels against 0.67-0.79x without, and 0.53-0.57x against 0.74-0.84x on
     /// [1568, 4096]. Each channel still sees its rows in the same order, so the bits do not change.
     /// </para>
     /// </summary>
