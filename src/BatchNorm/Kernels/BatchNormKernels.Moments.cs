@@ -875,24 +875,6 @@ internal static partial class BatchNormKernels
             WideShiftedTile<TVec, TOps, T, TRows, TPrefetch>(ref x, rows, r0, groupEnd, channels, t0, Math.Min(vectorEnd, t0 + tile), ref shift, ref sum1, ref sum2);
         }
 
-        for (int r = 0; vectorEnd < channels && r < groupEnd; r += 4)
-        {
-            nuint q0 = RowOffset(rows, r0 + r, channels);
-            nuint q1 = RowOffset(rows, r0 + r + 1, channels);
-            nuint q2 = RowOffset(rows, r0 + r + 2, channels);
-            nuint q3 = RowOffset(rows, r0 + r + 3, channels);
-            for (nuint c = (nuint)vectorEnd; c < (nuint)channels; c++)
-            {
-                T kc = Unsafe.Add(ref shift, c);
-                T d0 = Unsafe.Add(ref x, q0 + c) - kc;
-                T d1 = Unsafe.Add(ref x, q1 + c) - kc;
-                T d2 = Unsafe.Add(ref x, q2 + c) - kc;
-                T d3 = Unsafe.Add(ref x, q3 + c) - kc;
-                Unsafe.Add(ref sum1, c) += (d0 + d1) + (d2 + d3);
-                Unsafe.Add(ref sum2, c) += ((d0 * d0) + (d1 * d1)) + ((d2 * d2) + (d3 * d3));
-            }
-        }
-
         for (int r = groupEnd; r < count; r++)
         {
             nuint row = RowOffset(rows, r0 + r, channels);
@@ -919,8 +901,9 @@ internal static partial class BatchNormKernels
     }
 
     /// <summary>
-    /// The four-row groups of <see cref="WideShiftedSums"/> (rows <c>r0 .. r0 + groupEnd - 1</c>) on channels
-    /// <c>[c0, c1)</c>, whole vectors only.
+    /// The four-row groups of <see cref="WideShiftedSums"/> (rows <c>r0 .. r0 + groupEnd - 1</c>) on the whole vectors of
+    /// channels <c>[c0, c1)</c>; the last tile (<paramref name="c1"/> at the end of the whole vectors) also takes the
+    /// last <c>C mod w</c> channels one by one, so that no channel is counted twice.
     /// </summary>
     private static void WideShiftedTile<TVec, TOps, T, TRows, TPrefetch>(
         ref T x, TRows rows, int r0, int groupEnd, int channels, int c0, int c1, ref T shift, ref T sum1, ref T sum2)
@@ -966,6 +949,17 @@ internal static partial class BatchNormKernels
                     TOps.Add(TOps.Multiply(d0, d0), TOps.Multiply(d1, d1)),
                     TOps.Add(TOps.Multiply(d2, d2), TOps.Multiply(d3, d3)));
                 TOps.Store(TOps.Add(TOps.Load(ref sum2, c), squares), ref sum2, c);
+            }
+
+            for (nuint c = (nuint)c1; c1 == channels - (channels % width) && c < (nuint)channels; c++)
+            {
+                T kc = Unsafe.Add(ref shift, c);
+                T d0 = Unsafe.Add(ref x, q0 + c) - kc;
+                T d1 = Unsafe.Add(ref x, q1 + c) - kc;
+                T d2 = Unsafe.Add(ref x, q2 + c) - kc;
+                T d3 = Unsafe.Add(ref x, q3 + c) - kc;
+                Unsafe.Add(ref sum1, c) += (d0 + d1) + (d2 + d3);
+                Unsafe.Add(ref sum2, c) += ((d0 * d0) + (d1 * d1)) + ((d2 * d2) + (d3 * d3));
             }
         }
     }
