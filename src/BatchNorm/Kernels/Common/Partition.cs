@@ -1,5 +1,7 @@
 using System;
 using System.Numerics;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 
 namespace BatchNorm.Kernels;
 
@@ -79,12 +81,13 @@ internal static class Partition
 
     /// <summary>
     /// Merges per-part (mean, M2) pairs over <paramref name="counts"/> elements into the total, in part order
-    /// (Chan et al.); <paramref name="m2"/> receives the total M2.
+    /// (Chan et al.); <paramref name="m2"/> receives the total M2. The first part merges into a mean and M2 of zero
+    /// taken as constants (no clearing; the same operations, so the same bits).
     /// </summary>
     public static void MergeParts(ReadOnlySpan<double> partMean, ReadOnlySpan<double> partM2, ReadOnlySpan<double> counts, int channels, Span<double> mean, Span<double> m2)
     {
-        mean.Clear();
-        m2.Clear();
+        ref double mu = ref MemoryMarshal.GetReference(mean);
+        ref double sq = ref MemoryMarshal.GetReference(m2);
         double n = 0;
         for (int part = 0; part < counts.Length; part++)
         {
@@ -92,31 +95,51 @@ internal static class Partition
             double total = n + nb;
             double weight = nb / total;
             double cross = n * nb / total;
-            ReadOnlySpan<double> pm = partMean.Slice(part * channels, channels);
-            ReadOnlySpan<double> pv = partM2.Slice(part * channels, channels);
-            int c = 0;
-            if (Vector.IsHardwareAccelerated)
+            ref double pm = ref Unsafe.Add(ref MemoryMarshal.GetReference(partMean), part * channels);
+            ref double pv = ref Unsafe.Add(ref MemoryMarshal.GetReference(partM2), part * channels);
+            if (part == 0)
             {
-                // The scalar loop below, a vector of channels at a time (same operations, same bits).
-                var w = new Vector<double>(weight);
-                var x = new Vector<double>(cross);
-                for (; c <= channels - Vector<double>.Count; c += Vector<double>.Count)
-                {
-                    Vector<double> running = new(mean[c..]);
-                    Vector<double> delta = new Vector<double>(pm[c..]) - running;
-                    (running + (delta * w)).CopyTo(mean[c..]);
-                    (new Vector<double>(m2[c..]) + (new Vector<double>(pv[c..]) + (delta * delta * x))).CopyTo(m2[c..]);
-                }
+                MergePart<BatchNormKernels.SwitchOn>(ref mu, ref sq, ref pm, ref pv, channels, weight, cross);
             }
-
-            for (; c < channels; c++)
+            else
             {
-                double delta = pm[c] - mean[c];
-                mean[c] += delta * weight;
-                m2[c] += pv[c] + (delta * delta * cross);
+                MergePart<BatchNormKernels.SwitchOff>(ref mu, ref sq, ref pm, ref pv, channels, weight, cross);
             }
 
             n = total;
+        }
+    }
+
+    /// <summary>
+    /// One part of <see cref="MergeParts"/>: <c>delta = partMean - mean</c>, <c>mean += delta * weight</c>,
+    /// <c>M2 += partM2 + delta^2 * cross</c>, a zero running mean and M2 for the first part (<typeparamref name="TFirst"/>).
+    /// </summary>
+    private static void MergePart<TFirst>(ref double mean, ref double m2, ref double partMean, ref double partM2, int channels, double weight, double cross)
+        where TFirst : struct, BatchNormKernels.ISwitch
+    {
+        int c = 0;
+        if (Vector.IsHardwareAccelerated)
+        {
+            // The scalar loop below, a vector of channels at a time (same operations, same bits).
+            var w = new Vector<double>(weight);
+            var x = new Vector<double>(cross);
+            for (; c <= channels - Vector<double>.Count; c += Vector<double>.Count)
+            {
+                Vector<double> running = TFirst.On ? Vector<double>.Zero : Vector.LoadUnsafe(ref mean, (nuint)c);
+                Vector<double> runningM2 = TFirst.On ? Vector<double>.Zero : Vector.LoadUnsafe(ref m2, (nuint)c);
+                Vector<double> delta = Vector.LoadUnsafe(ref partMean, (nuint)c) - running;
+                (running + (delta * w)).StoreUnsafe(ref mean, (nuint)c);
+                (runningM2 + (Vector.LoadUnsafe(ref partM2, (nuint)c) + (delta * delta * x))).StoreUnsafe(ref m2, (nuint)c);
+            }
+        }
+
+        for (; c < channels; c++)
+        {
+            double running = TFirst.On ? 0.0 : Unsafe.Add(ref mean, c);
+            double runningM2 = TFirst.On ? 0.0 : Unsafe.Add(ref m2, c);
+            double delta = Unsafe.Add(ref partMean, c) - running;
+            Unsafe.Add(ref mean, c) = running + (delta * weight);
+            Unsafe.Add(ref m2, c) = runningM2 + (Unsafe.Add(ref partM2, c) + (delta * delta * cross));
         }
     }
 }
