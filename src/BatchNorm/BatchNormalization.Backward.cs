@@ -199,7 +199,7 @@ public partial class BatchNormalization<T>
                 }
 
                 ChannelVector.Narrow<T>(movingMean, center);
-                BatchNormKernels.InverseStddev(inverse, Epsilon);
+                BatchNormKernels.InverseStddev(inverse, Epsilon, inverse);
                 mean = movingMean;
                 effectiveGamma = gamma;
                 inverseStddev = inverse;

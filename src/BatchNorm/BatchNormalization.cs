@@ -736,8 +736,7 @@ public partial class BatchNormalization<T>
             BatchNormKernels.EffectiveWeights(GammaSpan, BetaSpan, context.R, context.D, effectiveGamma, effectiveBeta);
             BatchNormKernels.Normalize<double, double, T>(
                 x, y, layout, mean, variance, effectiveGamma, effectiveBeta, Epsilon, VectorWidths.Best, _maxDegreeOfParallelism);
-            variance.CopyTo(context.InverseStddev);
-            BatchNormKernels.InverseStddev(context.InverseStddev, Epsilon);
+            BatchNormKernels.InverseStddev(variance, Epsilon, context.InverseStddev);
             ChannelVector.Narrow<T>(mean, context.Center);
         }
         else

@@ -120,20 +120,28 @@ internal static partial class BatchNormKernels
     /// <summary><c>values[c] /= divisor</c>, a vector of channels at a time (a division per channel is a real cost for small batches).</summary>
     internal static void DivideAll(Span<double> values, double divisor)
     {
-        ref double v = ref MemoryMarshal.GetReference(values);
-        int c = 0;
-        if (ChannelVector.IsHardwareAccelerated)
-        {
-            var d = new Vector<double>(divisor);
-            for (; c <= values.Length - ChannelVector.Count; c += ChannelVector.Count)
-            {
-                (Vector.LoadUnsafe(ref v, (nuint)c) / d).StoreUnsafe(ref v, (nuint)c);
-            }
-        }
+        var loop = new DivideLoop(values, divisor);
+        ChannelLoop.Run(ref loop);
+    }
 
-        for (; c < values.Length; c++)
+    /// <summary>The loop of <see cref="DivideAll"/>.</summary>
+    private readonly ref struct DivideLoop(Span<double> values, double divisor) : IChannelLoop
+    {
+        private readonly Span<double> _values = values;
+
+        public int Run<TVec, TOps>(int start)
+            where TVec : struct
+            where TOps : IVectorOps<TVec, double>
         {
-            Unsafe.Add(ref v, c) /= divisor;
+            ref double v = ref MemoryMarshal.GetReference(_values);
+            TVec d = TOps.Broadcast(divisor);
+            int c = start;
+            for (; c <= _values.Length - TOps.Count; c += TOps.Count)
+            {
+                TOps.Store(TOps.Divide(TOps.Load(ref v, (nuint)c), d), ref v, (nuint)c);
+            }
+
+            return c;
         }
     }
 
@@ -432,33 +440,41 @@ internal static partial class BatchNormKernels
     private static bool ShiftWasClose<T>(ref T sum1, ref T sum2, int channels, int count)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
-        double m = count;
-        int c = 0;
-        if (ChannelVector.IsHardwareAccelerated && ChannelVector.Supports<T>())
+        var loop = new ShiftCheckLoop<T>(ref sum1, ref sum2, channels, count);
+        ChannelLoop.Run(ref loop);
+        return loop.Close;
+    }
+
+    /// <summary>The loop of <see cref="ShiftWasClose{T}(ref T, ref T, int, int)"/>: it stops at the first channel that fails.</summary>
+    private ref struct ShiftCheckLoop<T>(ref T sum1, ref T sum2, int channels, int count) : IChannelLoop
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        private readonly ref T _sum1 = ref sum1;
+        private readonly ref T _sum2 = ref sum2;
+
+        public bool Close { get; private set; } = true;
+
+        public int Run<TVec, TOps>(int start)
+            where TVec : struct
+            where TOps : IVectorOps<TVec, double>
         {
-            var mv = new Vector<double>(m);
-            for (; c <= channels - ChannelVector.Count; c += ChannelVector.Count)
+            TVec m = TOps.Broadcast(count);
+            TVec squares = TOps.Broadcast(ShiftCheckSquares);
+            TVec counts = TOps.Broadcast(ShiftCheckCount);
+            int c = start;
+            for (; c <= channels - TOps.Count; c += TOps.Count)
             {
-                Vector<double> s1 = ChannelVector.Load(ref sum1, c);
-                Vector<double> s2 = ChannelVector.Load(ref sum2, c);
-                if (!Vector.LessThanOrEqualAll(s1 * s1 * ShiftCheckSquares, mv * s2 * ShiftCheckCount))
+                TVec s1 = TOps.LoadWidened(ref _sum1, (nuint)c);
+                TVec s2 = TOps.LoadWidened(ref _sum2, (nuint)c);
+                if (!TOps.LessThanOrEqualAll(TOps.Multiply(TOps.Multiply(s1, s1), squares), TOps.Multiply(TOps.Multiply(m, s2), counts)))
                 {
-                    return false;
+                    Close = false;
+                    return channels;
                 }
             }
-        }
 
-        for (; c < channels; c++)
-        {
-            double s1 = double.CreateTruncating(Unsafe.Add(ref sum1, c));
-            double s2 = double.CreateTruncating(Unsafe.Add(ref sum2, c));
-            if (!ShiftWasClose(s1, s2, count))
-            {
-                return false;
-            }
+            return c;
         }
-
-        return true;
     }
 
     /// <summary>
@@ -473,53 +489,45 @@ internal static partial class BatchNormKernels
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
         where TFirst : struct, ISwitch
     {
-        int channels = mean.Length;
-        ref double mu = ref MemoryMarshal.GetReference(mean);
-        ref double sq = ref MemoryMarshal.GetReference(m2);
-        int c = 0;
-        if (ChannelVector.IsHardwareAccelerated && ChannelVector.Supports<T>())
-        {
-            var inverse = new Vector<double>(w.InverseCount);
-            var weight = new Vector<double>(w.Weight);
-            var cross = new Vector<double>(w.CrossWeight);
-            for (; c <= channels - ChannelVector.Count; c += ChannelVector.Count)
-            {
-                MergeVector<TFirst>(
-                    ref mu, ref sq, (nuint)c,
-                    ChannelVector.Load(ref shift, c), ChannelVector.Load(ref sum1, c), ChannelVector.Load(ref sum2, c),
-                    inverse, weight, cross);
-            }
-        }
-
-        for (; c < channels; c++)
-        {
-            if (TFirst.On)
-            {
-                Unsafe.Add(ref mu, c) = 0.0;
-                Unsafe.Add(ref sq, c) = 0.0;
-            }
-
-            MergeBlock(
-                ref Unsafe.Add(ref mu, c), ref Unsafe.Add(ref sq, c), w,
-                double.CreateTruncating(Unsafe.Add(ref shift, c)),
-                double.CreateTruncating(Unsafe.Add(ref sum1, c)),
-                double.CreateTruncating(Unsafe.Add(ref sum2, c)));
-        }
+        var loop = new MergeLoop<T, TFirst>(mean, m2, w, ref shift, ref sum1, ref sum2);
+        ChannelLoop.Run(ref loop);
     }
 
-    /// <summary><see cref="MergeBlock"/> on a vector of channels.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void MergeVector<TFirst>(
-        ref double mean, ref double m2, nuint c, Vector<double> shift, Vector<double> sum1, Vector<double> sum2,
-        Vector<double> inverseCount, Vector<double> weight, Vector<double> crossWeight)
+    /// <summary>The loop of <see cref="MergeBlocks{T, TFirst}"/>: <see cref="MergeBlock"/> on each lane.</summary>
+    private readonly ref struct MergeLoop<T, TFirst>(Span<double> mean, Span<double> m2, BlockWeights w, ref T shift, ref T sum1, ref T sum2) : IChannelLoop
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
         where TFirst : struct, ISwitch
     {
-        Vector<double> running = TFirst.On ? Vector<double>.Zero : Vector.LoadUnsafe(ref mean, c);
-        Vector<double> delta = (shift - running) + (sum1 * inverseCount);
-        Vector<double> blockM2 = Vector.Max(Vector<double>.Zero, sum2 - (sum1 * sum1 * inverseCount));
-        (running + (delta * weight)).StoreUnsafe(ref mean, c);
-        Vector<double> runningM2 = TFirst.On ? Vector<double>.Zero : Vector.LoadUnsafe(ref m2, c);
-        (runningM2 + (blockM2 + (delta * delta * crossWeight))).StoreUnsafe(ref m2, c);
+        private readonly Span<double> _mean = mean;
+        private readonly Span<double> _m2 = m2;
+        private readonly ref T _shift = ref shift;
+        private readonly ref T _sum1 = ref sum1;
+        private readonly ref T _sum2 = ref sum2;
+
+        public int Run<TVec, TOps>(int start)
+            where TVec : struct
+            where TOps : IVectorOps<TVec, double>
+        {
+            ref double mu = ref MemoryMarshal.GetReference(_mean);
+            ref double sq = ref MemoryMarshal.GetReference(_m2);
+            TVec inverse = TOps.Broadcast(w.InverseCount);
+            TVec weight = TOps.Broadcast(w.Weight);
+            TVec cross = TOps.Broadcast(w.CrossWeight);
+            int c = start;
+            for (; c <= _mean.Length - TOps.Count; c += TOps.Count)
+            {
+                nuint i = (nuint)c;
+                TVec s1 = TOps.LoadWidened(ref _sum1, i);
+                TVec running = TFirst.On ? TOps.Zero : TOps.Load(ref mu, i);
+                TVec delta = TOps.Add(TOps.Subtract(TOps.LoadWidened(ref _shift, i), running), TOps.Multiply(s1, inverse));
+                TVec blockM2 = TOps.Max(TOps.Zero, TOps.Subtract(TOps.LoadWidened(ref _sum2, i), TOps.Multiply(TOps.Multiply(s1, s1), inverse)));
+                TOps.Store(TOps.Add(running, TOps.Multiply(delta, weight)), ref mu, i);
+                TVec runningM2 = TFirst.On ? TOps.Zero : TOps.Load(ref sq, i);
+                TOps.Store(TOps.Add(runningM2, TOps.Add(blockM2, TOps.Multiply(TOps.Multiply(delta, delta), cross))), ref sq, i);
+            }
+
+            return c;
+        }
     }
 
     /// <summary>

@@ -91,6 +91,9 @@ internal static partial class BatchNormKernels
         int channels = mean.Length;
         double keep = momentum;
         double take = 1.0 - momentum;
+
+        // First, on its own: 1 / sqrt(v + eps) takes the widest vectors (see ChannelLoop), which Vector<double> is not.
+        InverseStddev(variance, epsilon, inverseStddev);
         int c = 0;
         if (ChannelVector.IsHardwareAccelerated && ChannelVector.Supports<T>())
         {
@@ -107,7 +110,6 @@ internal static partial class BatchNormKernels
             ref T sh = ref MemoryMarshal.GetReference(shift);
             var keepVector = new Vector<double>(keep);
             var takeVector = new Vector<double>(take);
-            var eps = new Vector<double>(epsilon);
             for (; c <= channels - ChannelVector.Count; c += ChannelVector.Count)
             {
                 Vector<double> m = Vector.LoadUnsafe(ref mu, (nuint)c);
@@ -116,9 +118,7 @@ internal static partial class BatchNormKernels
                 ChannelVector.Store((ChannelVector.Load(ref mv, c) * keepVector) + (v * takeVector), ref mv, c);
                 Vector<double> gc = gamma.IsEmpty ? Vector<double>.One : ChannelVector.Load(ref g, c);
                 gc.StoreUnsafe(ref eg, (nuint)c);
-                Vector<double> inverse = InverseStddevVector(v, eps);
-                inverse.StoreUnsafe(ref inv, (nuint)c);
-                FoldVector(m, inverse, gc, beta.IsEmpty ? Vector<double>.Zero : ChannelVector.Load(ref bt, c), ref ce, ref sc, ref sh, c);
+                FoldVector(m, Vector.LoadUnsafe(ref inv, (nuint)c), gc, beta.IsEmpty ? Vector<double>.Zero : ChannelVector.Load(ref bt, c), ref ce, ref sc, ref sh, c);
             }
         }
 
@@ -128,7 +128,6 @@ internal static partial class BatchNormKernels
             movingVariance[c] = T.CreateTruncating((double.CreateTruncating(movingVariance[c]) * keep) + (variance[c] * take));
             double gc = gamma.IsEmpty ? 1.0 : double.CreateTruncating(gamma[c]);
             effectiveGamma[c] = gc;
-            inverseStddev[c] = 1.0 / Math.Sqrt(variance[c] + epsilon);
             FoldScalar(mean[c], inverseStddev[c], gc, beta.IsEmpty ? 0.0 : double.CreateTruncating(beta[c]), out center[c], out scale[c], out shift[c]);
         }
     }

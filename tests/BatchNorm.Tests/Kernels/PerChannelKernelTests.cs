@@ -13,7 +13,9 @@ namespace BatchNorm.Tests.Kernels;
 /// division of the moments) run several channels per instruction when the machine has vectors. Each must give exactly
 /// the bits of its documented formula evaluated one channel at a time in double precision and rounded once, written
 /// out plainly here, for every channel count around the vector lengths (so every tail is exercised) and on every CI
-/// leg (Count 4 with AVX2, 2 without it, scalar without intrinsics).
+/// leg: <see cref="System.Numerics.Vector{T}"/> loops take 4 doubles with AVX2 and 2 without it, the
+/// <see cref="ChannelLoop"/> ones (the inverse standard deviation, the moment division, the merge of stripes) 8 with
+/// AVX-512, and both run one channel at a time without intrinsics.
 /// </summary>
 [Trait("Category", "Kernels")]
 public class PerChannelKernelTests
@@ -82,6 +84,57 @@ public class PerChannelKernelTests
             double[] expected = values.Select(v => v / 7.0).ToArray();
             BatchNormKernels.DivideAll(values, 7.0);
             values.Should().Equal(expected, $"{channels} channels");
+        }
+    }
+
+    /// <summary>
+    /// The merge of the statistics' stripes is Chan et al.'s update applied part after part to a running mean and M2
+    /// that start at zero (the code takes those zeros as constants instead of clearing): the same bits, including for a
+    /// part whose mean is -0 or infinite or NaN.
+    /// </summary>
+    [Fact]
+    public void Merging_parts_is_chans_update_from_zero_one_channel_at_a_time()
+    {
+        foreach (int channels in ChannelCounts)
+        {
+            foreach (int parts in new[] { 1, 2, 5 })
+            {
+                double[] partMean = KernelTestData.Data(parts * channels, 11 * channels, offset: 40, spread: 30);
+                double[] partM2 = KernelTestData.Data(parts * channels, (11 * channels) + 1, offset: 50, spread: 49);
+                double[] counts = [.. Enumerable.Range(0, parts).Select(p => 128.0 + (p * 37))];
+                partMean[0] = -0.0;
+                partMean[channels - 1] = double.PositiveInfinity;
+                partMean[(parts * channels) - 1] = double.NaN;
+                partM2[channels / 2] = -0.0;
+
+                var expectedMean = new double[channels];
+                var expectedM2 = new double[channels];
+                for (int c = 0; c < channels; c++)
+                {
+                    double mean = 0.0, m2 = 0.0, n = 0.0;
+                    for (int p = 0; p < parts; p++)
+                    {
+                        double nb = counts[p];
+                        double total = n + nb;
+                        double delta = partMean[(p * channels) + c] - mean;
+                        mean += delta * (nb / total);
+                        m2 += partM2[(p * channels) + c] + (delta * delta * (n * nb / total));
+                        n = total;
+                    }
+
+                    expectedMean[c] = mean;
+                    expectedM2[c] = m2;
+                }
+
+                // Outputs full of garbage, as rented arrays are: nothing may be read from them before it is written.
+                double[] actualMean = [.. Enumerable.Repeat(double.NaN, channels)];
+                double[] actualM2 = [.. Enumerable.Repeat(-7.0, channels)];
+                Partition.MergeParts(partMean, partM2, counts, channels, actualMean, actualM2);
+
+                string what = $"{channels} channels, {parts} parts";
+                actualMean.Select(BitConverter.DoubleToInt64Bits).Should().Equal(expectedMean.Select(BitConverter.DoubleToInt64Bits), what);
+                actualM2.Select(BitConverter.DoubleToInt64Bits).Should().Equal(expectedM2.Select(BitConverter.DoubleToInt64Bits), what);
+            }
         }
     }
 

@@ -148,3 +148,45 @@ internal static class ChannelVector
         }
     }
 }
+
+/// <summary>
+/// A per-channel loop in double precision written once for every vector width: <see cref="Run{TVec, TOps}"/> takes
+/// channels from <c>start</c> while a whole vector of them is left, and returns where it stopped.
+/// </summary>
+internal interface IChannelLoop
+{
+    int Run<TVec, TOps>(int start)
+        where TVec : struct
+        where TOps : IVectorOps<TVec, double>;
+}
+
+/// <summary>
+/// Runs an <see cref="IChannelLoop"/> on the widest accelerated double vector, then one channel at a time for the rest.
+/// Unlike <see cref="ChannelVector"/> (<see cref="Vector{T}"/>, which .NET keeps at 256 bits on AVX-512 machines), this
+/// takes 512 bits where there are. <c>1 / sqrt(v + eps)</c> on 1024 channels took 0.38 us against 0.77 us; with the
+/// statistics' merges and shift checks also at 512 bits, float32 [256, 1024] (interleaved in one process, fastest of 15
+/// rounds) took 12.0-13.6 us against 13.2-14.4 us for the statistics and 33.6-34.6 us against 34.8-35.9 us for the
+/// training forward. Each lane does the scalar operations in the scalar order, so every width gives the scalar bits.
+/// </summary>
+internal static class ChannelLoop
+{
+    public static void Run<TLoop>(ref TLoop loop)
+        where TLoop : struct, IChannelLoop, allows ref struct
+    {
+        int c = 0;
+        if (Vector512.IsHardwareAccelerated)
+        {
+            c = loop.Run<Vector512<double>, Vector512Ops<double>>(c);
+        }
+        else if (Vector256.IsHardwareAccelerated)
+        {
+            c = loop.Run<Vector256<double>, Vector256Ops<double>>(c);
+        }
+        else if (Vector128.IsHardwareAccelerated)
+        {
+            c = loop.Run<Vector128<double>, Vector128Ops<double>>(c);
+        }
+
+        loop.Run<double, ScalarOps<double>>(c);
+    }
+}

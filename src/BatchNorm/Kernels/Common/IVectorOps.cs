@@ -1,3 +1,5 @@
+using System;
+using System.Diagnostics;
 using System.Numerics;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
@@ -43,6 +45,22 @@ internal interface IVectorOps<TVec, T>
 
     /// <summary>Sums the lanes in double precision, so that large partial sums of float lanes cannot overflow.</summary>
     static abstract double SumToDouble(TVec value);
+
+    static abstract TVec Divide(TVec left, TVec right);
+
+    static abstract TVec SquareRoot(TVec value);
+
+    /// <summary>The IEEE 754 maximum of each pair, as <see cref="Math.Max(double, double)"/>: NaN if either is NaN, +0 above -0.</summary>
+    static abstract TVec Max(TVec left, TVec right);
+
+    static abstract bool LessThanOrEqualAll(TVec left, TVec right);
+
+    /// <summary>
+    /// <see cref="Count"/> values from <c>source[elementOffset..]</c>, stored as float or double, widened exactly to T,
+    /// which is double (the per-channel loops of <see cref="ChannelLoop"/>).
+    /// </summary>
+    static abstract TVec LoadWidened<TSource>(ref TSource source, nuint elementOffset)
+        where TSource : unmanaged;
 }
 
 internal readonly struct Vector512Ops<T> : IVectorOps<Vector512<T>, T>
@@ -87,6 +105,29 @@ internal readonly struct Vector512Ops<T> : IVectorOps<Vector512<T>, T>
 
     public static double SumToDouble(Vector512<T> value) =>
         Vector256Ops<T>.SumToDouble(value.GetLower()) + Vector256Ops<T>.SumToDouble(value.GetUpper());
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<T> Divide(Vector512<T> left, Vector512<T> right) => left / right;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<T> SquareRoot(Vector512<T> value) => Vector512.Sqrt(value);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<T> Max(Vector512<T> left, Vector512<T> right) => Vector512.Max(left, right);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static bool LessThanOrEqualAll(Vector512<T> left, Vector512<T> right) => Vector512.LessThanOrEqualAll(left, right);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<T> LoadWidened<TSource>(ref TSource source, nuint elementOffset)
+        where TSource : unmanaged
+    {
+        Debug.Assert(typeof(T) == typeof(double) && (typeof(TSource) == typeof(float) || typeof(TSource) == typeof(double)));
+        return typeof(TSource) == typeof(double)
+            ? Vector512.LoadUnsafe(ref Unsafe.As<TSource, T>(ref source), elementOffset)
+            : Vector512.WidenLower(Vector256.LoadUnsafe(ref Unsafe.As<TSource, float>(ref source), elementOffset).ToVector512Unsafe()).As<double, T>();
+    }
+
 }
 
 internal readonly struct Vector256Ops<T> : IVectorOps<Vector256<T>, T>
@@ -131,6 +172,29 @@ internal readonly struct Vector256Ops<T> : IVectorOps<Vector256<T>, T>
 
     public static double SumToDouble(Vector256<T> value) =>
         Vector128Ops<T>.SumToDouble(value.GetLower()) + Vector128Ops<T>.SumToDouble(value.GetUpper());
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<T> Divide(Vector256<T> left, Vector256<T> right) => left / right;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<T> SquareRoot(Vector256<T> value) => Vector256.Sqrt(value);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<T> Max(Vector256<T> left, Vector256<T> right) => Vector256.Max(left, right);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static bool LessThanOrEqualAll(Vector256<T> left, Vector256<T> right) => Vector256.LessThanOrEqualAll(left, right);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<T> LoadWidened<TSource>(ref TSource source, nuint elementOffset)
+        where TSource : unmanaged
+    {
+        Debug.Assert(typeof(T) == typeof(double) && (typeof(TSource) == typeof(float) || typeof(TSource) == typeof(double)));
+        return typeof(TSource) == typeof(double)
+            ? Vector256.LoadUnsafe(ref Unsafe.As<TSource, T>(ref source), elementOffset)
+            : Vector256.WidenLower(Vector128.LoadUnsafe(ref Unsafe.As<TSource, float>(ref source), elementOffset).ToVector256Unsafe()).As<double, T>();
+    }
+
 }
 
 internal readonly struct Vector128Ops<T> : IVectorOps<Vector128<T>, T>
@@ -183,6 +247,29 @@ internal readonly struct Vector128Ops<T> : IVectorOps<Vector128<T>, T>
 
         return sum;
     }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<T> Divide(Vector128<T> left, Vector128<T> right) => left / right;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<T> SquareRoot(Vector128<T> value) => Vector128.Sqrt(value);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<T> Max(Vector128<T> left, Vector128<T> right) => Vector128.Max(left, right);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static bool LessThanOrEqualAll(Vector128<T> left, Vector128<T> right) => Vector128.LessThanOrEqualAll(left, right);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<T> LoadWidened<TSource>(ref TSource source, nuint elementOffset)
+        where TSource : unmanaged
+    {
+        Debug.Assert(typeof(T) == typeof(double) && (typeof(TSource) == typeof(float) || typeof(TSource) == typeof(double)));
+        return typeof(TSource) == typeof(double)
+            ? Vector128.LoadUnsafe(ref Unsafe.As<TSource, T>(ref source), elementOffset)
+            : Vector128.WidenLower(Vector128.CreateScalarUnsafe(Unsafe.ReadUnaligned<long>(ref Unsafe.As<TSource, byte>(ref Unsafe.Add(ref source, elementOffset)))).AsSingle()).As<double, T>();
+    }
+
 }
 
 /// <summary>The scalar path: a "vector" of one element, so the same generic drivers serve it.</summary>
@@ -218,4 +305,26 @@ internal readonly struct ScalarOps<T> : IVectorOps<T, T>
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static double SumToDouble(T value) => double.CreateTruncating(value);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static T Divide(T left, T right) => left / right;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static T SquareRoot(T value) => T.Sqrt(value);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static T Max(T left, T right) => T.Max(left, right);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static bool LessThanOrEqualAll(T left, T right) => left <= right;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static T LoadWidened<TSource>(ref TSource source, nuint elementOffset)
+        where TSource : unmanaged
+    {
+        Debug.Assert(typeof(TSource) == typeof(float) || typeof(TSource) == typeof(double));
+        return typeof(TSource) == typeof(float)
+            ? T.CreateTruncating(Unsafe.As<TSource, float>(ref Unsafe.Add(ref source, elementOffset)))
+            : T.CreateTruncating(Unsafe.As<TSource, double>(ref Unsafe.Add(ref source, elementOffset)));
+    }
 }

@@ -99,11 +99,13 @@ internal static class Partition
             ref double pv = ref Unsafe.Add(ref MemoryMarshal.GetReference(partM2), part * channels);
             if (part == 0)
             {
-                MergePart<BatchNormKernels.SwitchOn>(ref mu, ref sq, ref pm, ref pv, channels, weight, cross);
+                var loop = new MergePartLoop<BatchNormKernels.SwitchOn>(ref mu, ref sq, ref pm, ref pv, channels, weight, cross);
+                ChannelLoop.Run(ref loop);
             }
             else
             {
-                MergePart<BatchNormKernels.SwitchOff>(ref mu, ref sq, ref pm, ref pv, channels, weight, cross);
+                var loop = new MergePartLoop<BatchNormKernels.SwitchOff>(ref mu, ref sq, ref pm, ref pv, channels, weight, cross);
+                ChannelLoop.Run(ref loop);
             }
 
             n = total;
@@ -114,32 +116,33 @@ internal static class Partition
     /// One part of <see cref="MergeParts"/>: <c>delta = partMean - mean</c>, <c>mean += delta * weight</c>,
     /// <c>M2 += partM2 + delta^2 * cross</c>, a zero running mean and M2 for the first part (<typeparamref name="TFirst"/>).
     /// </summary>
-    private static void MergePart<TFirst>(ref double mean, ref double m2, ref double partMean, ref double partM2, int channels, double weight, double cross)
+    private readonly ref struct MergePartLoop<TFirst>(
+        ref double mean, ref double m2, ref double partMean, ref double partM2, int channels, double weight, double cross) : IChannelLoop
         where TFirst : struct, BatchNormKernels.ISwitch
     {
-        int c = 0;
-        if (Vector.IsHardwareAccelerated)
-        {
-            // The scalar loop below, a vector of channels at a time (same operations, same bits).
-            var w = new Vector<double>(weight);
-            var x = new Vector<double>(cross);
-            for (; c <= channels - Vector<double>.Count; c += Vector<double>.Count)
-            {
-                Vector<double> running = TFirst.On ? Vector<double>.Zero : Vector.LoadUnsafe(ref mean, (nuint)c);
-                Vector<double> runningM2 = TFirst.On ? Vector<double>.Zero : Vector.LoadUnsafe(ref m2, (nuint)c);
-                Vector<double> delta = Vector.LoadUnsafe(ref partMean, (nuint)c) - running;
-                (running + (delta * w)).StoreUnsafe(ref mean, (nuint)c);
-                (runningM2 + (Vector.LoadUnsafe(ref partM2, (nuint)c) + (delta * delta * x))).StoreUnsafe(ref m2, (nuint)c);
-            }
-        }
+        private readonly ref double _mean = ref mean;
+        private readonly ref double _m2 = ref m2;
+        private readonly ref double _partMean = ref partMean;
+        private readonly ref double _partM2 = ref partM2;
 
-        for (; c < channels; c++)
+        public int Run<TVec, TOps>(int start)
+            where TVec : struct
+            where TOps : IVectorOps<TVec, double>
         {
-            double running = TFirst.On ? 0.0 : Unsafe.Add(ref mean, c);
-            double runningM2 = TFirst.On ? 0.0 : Unsafe.Add(ref m2, c);
-            double delta = Unsafe.Add(ref partMean, c) - running;
-            Unsafe.Add(ref mean, c) = running + (delta * weight);
-            Unsafe.Add(ref m2, c) = runningM2 + (Unsafe.Add(ref partM2, c) + (delta * delta * cross));
+            TVec w = TOps.Broadcast(weight);
+            TVec x = TOps.Broadcast(cross);
+            int c = start;
+            for (; c <= channels - TOps.Count; c += TOps.Count)
+            {
+                nuint i = (nuint)c;
+                TVec running = TFirst.On ? TOps.Zero : TOps.Load(ref _mean, i);
+                TVec runningM2 = TFirst.On ? TOps.Zero : TOps.Load(ref _m2, i);
+                TVec delta = TOps.Subtract(TOps.Load(ref _partMean, i), running);
+                TOps.Store(TOps.Add(running, TOps.Multiply(delta, w)), ref _mean, i);
+                TOps.Store(TOps.Add(runningM2, TOps.Add(TOps.Load(ref _partM2, i), TOps.Multiply(TOps.Multiply(delta, delta), x))), ref _m2, i);
+            }
+
+            return c;
         }
     }
 }
