@@ -88,47 +88,63 @@ internal static partial class BatchNormKernels
         Span<double> effectiveGamma, Span<double> inverseStddev, Span<T> center, Span<T> scale, Span<T> shift)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
-        int channels = mean.Length;
-        double keep = momentum;
-        double take = 1.0 - momentum;
+        var loop = new TrainingStepsLoop<T>(
+            mean, variance, gamma, beta, movingMean, movingVariance, momentum, epsilon, effectiveGamma, inverseStddev, center, scale, shift);
+        ChannelLoop.Run(ref loop);
+    }
 
-        // First, on its own: 1 / sqrt(v + eps) takes the widest vectors (see ChannelLoop), which Vector<double> is not.
-        InverseStddev(variance, epsilon, inverseStddev);
-        int c = 0;
-        if (ChannelVector.IsHardwareAccelerated && ChannelVector.Supports<T>())
+    /// <summary>The loop of <see cref="TrainingChannelSteps{T}"/>.</summary>
+    private readonly ref struct TrainingStepsLoop<T>(
+        ReadOnlySpan<double> mean, ReadOnlySpan<double> variance, ReadOnlySpan<T> gamma, ReadOnlySpan<T> beta,
+        Span<T> movingMean, Span<T> movingVariance, double momentum, double epsilon,
+        Span<double> effectiveGamma, Span<double> inverseStddev, Span<T> center, Span<T> scale, Span<T> shift) : IChannelLoop
+        where T : unmanaged
+    {
+        private readonly ReadOnlySpan<double> _mean = mean;
+        private readonly ReadOnlySpan<double> _variance = variance;
+        private readonly ReadOnlySpan<T> _gamma = gamma;
+        private readonly ReadOnlySpan<T> _beta = beta;
+        private readonly Span<T> _movingMean = movingMean;
+        private readonly Span<T> _movingVariance = movingVariance;
+        private readonly Span<double> _effectiveGamma = effectiveGamma;
+        private readonly Span<double> _inverseStddev = inverseStddev;
+        private readonly Span<T> _center = center;
+        private readonly Span<T> _scale = scale;
+        private readonly Span<T> _shift = shift;
+
+        public int Run<TVec, TOps>(int start)
+            where TVec : struct
+            where TOps : IVectorOps<TVec, double>
         {
-            ref double mu = ref MemoryMarshal.GetReference(mean);
-            ref double var = ref MemoryMarshal.GetReference(variance);
-            ref T g = ref MemoryMarshal.GetReference(gamma);
-            ref T bt = ref MemoryMarshal.GetReference(beta);
-            ref T mm = ref MemoryMarshal.GetReference(movingMean);
-            ref T mv = ref MemoryMarshal.GetReference(movingVariance);
-            ref double eg = ref MemoryMarshal.GetReference(effectiveGamma);
-            ref double inv = ref MemoryMarshal.GetReference(inverseStddev);
-            ref T ce = ref MemoryMarshal.GetReference(center);
-            ref T sc = ref MemoryMarshal.GetReference(scale);
-            ref T sh = ref MemoryMarshal.GetReference(shift);
-            var keepVector = new Vector<double>(keep);
-            var takeVector = new Vector<double>(take);
-            for (; c <= channels - ChannelVector.Count; c += ChannelVector.Count)
+            ref double mu = ref MemoryMarshal.GetReference(_mean);
+            ref double var = ref MemoryMarshal.GetReference(_variance);
+            ref T g = ref MemoryMarshal.GetReference(_gamma);
+            ref T bt = ref MemoryMarshal.GetReference(_beta);
+            ref T mm = ref MemoryMarshal.GetReference(_movingMean);
+            ref T mv = ref MemoryMarshal.GetReference(_movingVariance);
+            ref double inv = ref MemoryMarshal.GetReference(_inverseStddev);
+            TVec keep = TOps.Broadcast(momentum);
+            TVec take = TOps.Broadcast(1.0 - momentum);
+            TVec one = TOps.Broadcast(1.0);
+            TVec eps = TOps.Broadcast(epsilon);
+            int c = start;
+            for (; c <= _mean.Length - TOps.Count; c += TOps.Count)
             {
-                Vector<double> m = Vector.LoadUnsafe(ref mu, (nuint)c);
-                Vector<double> v = Vector.LoadUnsafe(ref var, (nuint)c);
-                ChannelVector.Store((ChannelVector.Load(ref mm, c) * keepVector) + (m * takeVector), ref mm, c);
-                ChannelVector.Store((ChannelVector.Load(ref mv, c) * keepVector) + (v * takeVector), ref mv, c);
-                Vector<double> gc = gamma.IsEmpty ? Vector<double>.One : ChannelVector.Load(ref g, c);
-                gc.StoreUnsafe(ref eg, (nuint)c);
-                FoldVector(m, Vector.LoadUnsafe(ref inv, (nuint)c), gc, beta.IsEmpty ? Vector<double>.Zero : ChannelVector.Load(ref bt, c), ref ce, ref sc, ref sh, c);
+                nuint i = (nuint)c;
+                TVec m = TOps.Load(ref mu, i);
+                TVec v = TOps.Load(ref var, i);
+                TOps.StoreNarrowed(TOps.Add(TOps.Multiply(TOps.LoadWidened(ref mm, i), keep), TOps.Multiply(m, take)), ref mm, i);
+                TOps.StoreNarrowed(TOps.Add(TOps.Multiply(TOps.LoadWidened(ref mv, i), keep), TOps.Multiply(v, take)), ref mv, i);
+                TVec gc = _gamma.IsEmpty ? one : TOps.LoadWidened(ref g, i);
+                TOps.Store(gc, ref MemoryMarshal.GetReference(_effectiveGamma), i);
+                TVec inverse = TOps.Divide(one, TOps.SquareRoot(TOps.Add(v, eps)));
+                TOps.Store(inverse, ref inv, i);
+                Fold<TVec, TOps, T>(
+                    m, inverse, gc, _beta.IsEmpty ? TOps.Zero : TOps.LoadWidened(ref bt, i),
+                    ref MemoryMarshal.GetReference(_center), ref MemoryMarshal.GetReference(_scale), ref MemoryMarshal.GetReference(_shift), i);
             }
-        }
 
-        for (; c < channels; c++)
-        {
-            movingMean[c] = T.CreateTruncating((double.CreateTruncating(movingMean[c]) * keep) + (mean[c] * take));
-            movingVariance[c] = T.CreateTruncating((double.CreateTruncating(movingVariance[c]) * keep) + (variance[c] * take));
-            double gc = gamma.IsEmpty ? 1.0 : double.CreateTruncating(gamma[c]);
-            effectiveGamma[c] = gc;
-            FoldScalar(mean[c], inverseStddev[c], gc, beta.IsEmpty ? 0.0 : double.CreateTruncating(beta[c]), out center[c], out scale[c], out shift[c]);
+            return c;
         }
     }
 

@@ -653,68 +653,67 @@ internal static partial class BatchNormKernels
         where TWeight : unmanaged, INumberBase<TWeight>
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
-        int channels = scale.Length;
-        int c = 0;
-        if (ChannelVector.IsHardwareAccelerated && ChannelVector.Supports<TStat>() && ChannelVector.Supports<TWeight>() && ChannelVector.Supports<T>())
-        {
-            // The scalar loop below, a vector of channels at a time, in the same operation order (same bits).
-            ref TStat mu = ref MemoryMarshal.GetReference(mean);
-            ref TStat var = ref MemoryMarshal.GetReference(variance);
-            ref TWeight g = ref MemoryMarshal.GetReference(gamma);
-            ref TWeight bt = ref MemoryMarshal.GetReference(beta);
-            ref T ce = ref MemoryMarshal.GetReference(center);
-            ref T sc = ref MemoryMarshal.GetReference(scale);
-            ref T sh = ref MemoryMarshal.GetReference(shift);
-            var eps = new Vector<double>(epsilon);
-            for (; c <= channels - ChannelVector.Count; c += ChannelVector.Count)
-            {
-                FoldVector(
-                    ChannelVector.Load(ref mu, c), InverseStddevVector(ChannelVector.Load(ref var, c), eps),
-                    gamma.IsEmpty ? Vector<double>.One : ChannelVector.Load(ref g, c),
-                    beta.IsEmpty ? Vector<double>.Zero : ChannelVector.Load(ref bt, c),
-                    ref ce, ref sc, ref sh, c);
-            }
-        }
-
-        for (; c < channels; c++)
-        {
-            FoldScalar(
-                double.CreateTruncating(mean[c]), 1.0 / Math.Sqrt(double.CreateTruncating(variance[c]) + epsilon),
-                gamma.IsEmpty ? 1.0 : double.CreateTruncating(gamma[c]), beta.IsEmpty ? 0.0 : double.CreateTruncating(beta[c]),
-                out center[c], out scale[c], out shift[c]);
-        }
+        var loop = new FoldLoop<TStat, TWeight, T>(mean, variance, gamma, beta, epsilon, center, scale, shift);
+        ChannelLoop.Run(ref loop);
     }
 
-    /// <summary><c>1 / sqrt(variance + epsilon)</c> for a vector of channels, the operations of <see cref="InverseStddev"/>.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static Vector<double> InverseStddevVector(Vector<double> variance, Vector<double> epsilon) =>
-        Vector<double>.One / Vector.SquareRoot(variance + epsilon);
+    /// <summary>The loop of <see cref="FoldCoefficients{TStat, TWeight, T}"/>.</summary>
+    private readonly ref struct FoldLoop<TStat, TWeight, T>(
+        ReadOnlySpan<TStat> mean, ReadOnlySpan<TStat> variance, ReadOnlySpan<TWeight> gamma, ReadOnlySpan<TWeight> beta, double epsilon,
+        Span<T> center, Span<T> scale, Span<T> shift) : IChannelLoop
+        where TStat : unmanaged
+        where TWeight : unmanaged
+        where T : unmanaged
+    {
+        private readonly ReadOnlySpan<TStat> _mean = mean;
+        private readonly ReadOnlySpan<TStat> _variance = variance;
+        private readonly ReadOnlySpan<TWeight> _gamma = gamma;
+        private readonly ReadOnlySpan<TWeight> _beta = beta;
+        private readonly Span<T> _center = center;
+        private readonly Span<T> _scale = scale;
+        private readonly Span<T> _shift = shift;
+
+        public int Run<TVec, TOps>(int start)
+            where TVec : struct
+            where TOps : IVectorOps<TVec, double>
+        {
+            ref TStat mu = ref MemoryMarshal.GetReference(_mean);
+            ref TStat var = ref MemoryMarshal.GetReference(_variance);
+            ref TWeight g = ref MemoryMarshal.GetReference(_gamma);
+            ref TWeight bt = ref MemoryMarshal.GetReference(_beta);
+            TVec one = TOps.Broadcast(1.0);
+            TVec eps = TOps.Broadcast(epsilon);
+            int c = start;
+            for (; c <= _scale.Length - TOps.Count; c += TOps.Count)
+            {
+                nuint i = (nuint)c;
+                TVec inverse = TOps.Divide(one, TOps.SquareRoot(TOps.Add(TOps.LoadWidened(ref var, i), eps)));
+                Fold<TVec, TOps, T>(
+                    TOps.LoadWidened(ref mu, i), inverse,
+                    _gamma.IsEmpty ? one : TOps.LoadWidened(ref g, i),
+                    _beta.IsEmpty ? TOps.Zero : TOps.LoadWidened(ref bt, i),
+                    ref MemoryMarshal.GetReference(_center), ref MemoryMarshal.GetReference(_scale), ref MemoryMarshal.GetReference(_shift), i);
+            }
+
+            return c;
+        }
+    }
 
     /// <summary>
-    /// One vector of channels of <see cref="FoldCoefficients{TStat, TWeight, T}"/>, given <c>inverse = 1 / sqrt(v + eps)</c>:
-    /// <c>a = g * inverse</c>, <c>center = (T)m</c>, <c>shift = b - (m - center) * a</c> (a unit gamma multiplies
-    /// exactly, so scale=false passes one).
+    /// A vector of channels of <see cref="FoldCoefficients{TStat, TWeight, T}"/>, given <c>inverse = 1 / sqrt(v + eps)</c>:
+    /// <c>a = g * inverse</c>, <c>center = (T)m</c>, <c>shift = b - (m - center) * a</c>, each stored rounded to T (a
+    /// unit gamma multiplies exactly, so scale=false passes one).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static void FoldVector<T>(
-        Vector<double> m, Vector<double> inverse, Vector<double> g, Vector<double> b, ref T center, ref T scale, ref T shift, int c)
+    internal static void Fold<TVec, TOps, T>(TVec m, TVec inverse, TVec g, TVec b, ref T center, ref T scale, ref T shift, nuint c)
+        where TVec : struct
+        where TOps : IVectorOps<TVec, double>
+        where T : unmanaged
     {
-        Vector<double> a = g * inverse;
-        Vector<double> roundedMean = ChannelVector.RoundTo<T>(m);
-        ChannelVector.Store(roundedMean, ref center, c);
-        ChannelVector.Store(a, ref scale, c);
-        ChannelVector.Store(b - ((m - roundedMean) * a), ref shift, c);
-    }
-
-    /// <summary><see cref="FoldVector{T}"/> for one channel, in the same operation order.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static void FoldScalar<T>(double m, double inverse, double g, double b, out T center, out T scale, out T shift)
-        where T : unmanaged, IBinaryFloatingPointIeee754<T>
-    {
-        double a = g * inverse;
-        T roundedMean = T.CreateTruncating(m);
-        center = roundedMean;
-        scale = T.CreateTruncating(a);
-        shift = T.CreateTruncating(b - ((m - double.CreateTruncating(roundedMean)) * a));
+        TVec a = TOps.Multiply(g, inverse);
+        TVec roundedMean = TOps.RoundTo<T>(m);
+        TOps.StoreNarrowed(roundedMean, ref center, c);
+        TOps.StoreNarrowed(a, ref scale, c);
+        TOps.StoreNarrowed(TOps.Subtract(b, TOps.Multiply(TOps.Subtract(m, roundedMean), a)), ref shift, c);
     }
 }

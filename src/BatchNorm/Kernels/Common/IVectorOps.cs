@@ -61,6 +61,17 @@ internal interface IVectorOps<TVec, T>
     /// </summary>
     static abstract TVec LoadWidened<TSource>(ref TSource source, nuint elementOffset)
         where TSource : unmanaged;
+
+    /// <summary>
+    /// Stores the lanes (T is double) into <c>destination[elementOffset..]</c>, stored as float or double, each rounded
+    /// to the nearest <typeparamref name="TDestination"/> (the scalar cast).
+    /// </summary>
+    static abstract void StoreNarrowed<TDestination>(TVec value, ref TDestination destination, nuint elementOffset)
+        where TDestination : unmanaged;
+
+    /// <summary>Each lane (T is double) rounded to the nearest <typeparamref name="TTarget"/> and widened back: identity for double.</summary>
+    static abstract TVec RoundTo<TTarget>(TVec value)
+        where TTarget : unmanaged;
 }
 
 internal readonly struct Vector512Ops<T> : IVectorOps<Vector512<T>, T>
@@ -128,6 +139,36 @@ internal readonly struct Vector512Ops<T> : IVectorOps<Vector512<T>, T>
             : Vector512.WidenLower(Vector256.LoadUnsafe(ref Unsafe.As<TSource, float>(ref source), elementOffset).ToVector512Unsafe()).As<double, T>();
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void StoreNarrowed<TDestination>(Vector512<T> value, ref TDestination destination, nuint elementOffset)
+        where TDestination : unmanaged
+    {
+        Debug.Assert(typeof(T) == typeof(double) && (typeof(TDestination) == typeof(float) || typeof(TDestination) == typeof(double)));
+        Vector512<double> d = value.As<T, double>();
+        if (typeof(TDestination) == typeof(double))
+        {
+            d.StoreUnsafe(ref Unsafe.As<TDestination, double>(ref destination), elementOffset);
+        }
+        else
+        {
+            Vector512.Narrow(d, d).GetLower().StoreUnsafe(ref Unsafe.As<TDestination, float>(ref destination), elementOffset);
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<T> RoundTo<TTarget>(Vector512<T> value)
+        where TTarget : unmanaged
+    {
+        Debug.Assert(typeof(T) == typeof(double) && (typeof(TTarget) == typeof(float) || typeof(TTarget) == typeof(double)));
+        if (typeof(TTarget) == typeof(double))
+        {
+            return value;
+        }
+
+        Vector512<double> d = value.As<T, double>();
+        return Vector512.WidenLower(Vector512.Narrow(d, d)).As<double, T>();
+    }
+
 }
 
 internal readonly struct Vector256Ops<T> : IVectorOps<Vector256<T>, T>
@@ -193,6 +234,36 @@ internal readonly struct Vector256Ops<T> : IVectorOps<Vector256<T>, T>
         return typeof(TSource) == typeof(double)
             ? Vector256.LoadUnsafe(ref Unsafe.As<TSource, T>(ref source), elementOffset)
             : Vector256.WidenLower(Vector128.LoadUnsafe(ref Unsafe.As<TSource, float>(ref source), elementOffset).ToVector256Unsafe()).As<double, T>();
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void StoreNarrowed<TDestination>(Vector256<T> value, ref TDestination destination, nuint elementOffset)
+        where TDestination : unmanaged
+    {
+        Debug.Assert(typeof(T) == typeof(double) && (typeof(TDestination) == typeof(float) || typeof(TDestination) == typeof(double)));
+        Vector256<double> d = value.As<T, double>();
+        if (typeof(TDestination) == typeof(double))
+        {
+            d.StoreUnsafe(ref Unsafe.As<TDestination, double>(ref destination), elementOffset);
+        }
+        else
+        {
+            Vector256.Narrow(d, d).GetLower().StoreUnsafe(ref Unsafe.As<TDestination, float>(ref destination), elementOffset);
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<T> RoundTo<TTarget>(Vector256<T> value)
+        where TTarget : unmanaged
+    {
+        Debug.Assert(typeof(T) == typeof(double) && (typeof(TTarget) == typeof(float) || typeof(TTarget) == typeof(double)));
+        if (typeof(TTarget) == typeof(double))
+        {
+            return value;
+        }
+
+        Vector256<double> d = value.As<T, double>();
+        return Vector256.WidenLower(Vector256.Narrow(d, d)).As<double, T>();
     }
 
 }
@@ -270,6 +341,36 @@ internal readonly struct Vector128Ops<T> : IVectorOps<Vector128<T>, T>
             : Vector128.WidenLower(Vector128.CreateScalarUnsafe(Unsafe.ReadUnaligned<long>(ref Unsafe.As<TSource, byte>(ref Unsafe.Add(ref source, elementOffset)))).AsSingle()).As<double, T>();
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void StoreNarrowed<TDestination>(Vector128<T> value, ref TDestination destination, nuint elementOffset)
+        where TDestination : unmanaged
+    {
+        Debug.Assert(typeof(T) == typeof(double) && (typeof(TDestination) == typeof(float) || typeof(TDestination) == typeof(double)));
+        Vector128<double> d = value.As<T, double>();
+        if (typeof(TDestination) == typeof(double))
+        {
+            d.StoreUnsafe(ref Unsafe.As<TDestination, double>(ref destination), elementOffset);
+        }
+        else
+        {
+            Unsafe.WriteUnaligned(ref Unsafe.As<TDestination, byte>(ref Unsafe.Add(ref destination, elementOffset)), Vector128.Narrow(d, d).AsInt64().ToScalar());
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<T> RoundTo<TTarget>(Vector128<T> value)
+        where TTarget : unmanaged
+    {
+        Debug.Assert(typeof(T) == typeof(double) && (typeof(TTarget) == typeof(float) || typeof(TTarget) == typeof(double)));
+        if (typeof(TTarget) == typeof(double))
+        {
+            return value;
+        }
+
+        Vector128<double> d = value.As<T, double>();
+        return Vector128.WidenLower(Vector128.Narrow(d, d)).As<double, T>();
+    }
+
 }
 
 /// <summary>The scalar path: a "vector" of one element, so the same generic drivers serve it.</summary>
@@ -326,5 +427,28 @@ internal readonly struct ScalarOps<T> : IVectorOps<T, T>
         return typeof(TSource) == typeof(float)
             ? T.CreateTruncating(Unsafe.As<TSource, float>(ref Unsafe.Add(ref source, elementOffset)))
             : T.CreateTruncating(Unsafe.As<TSource, double>(ref Unsafe.Add(ref source, elementOffset)));
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void StoreNarrowed<TDestination>(T value, ref TDestination destination, nuint elementOffset)
+        where TDestination : unmanaged
+    {
+        Debug.Assert(typeof(TDestination) == typeof(float) || typeof(TDestination) == typeof(double));
+        if (typeof(TDestination) == typeof(float))
+        {
+            Unsafe.As<TDestination, float>(ref Unsafe.Add(ref destination, elementOffset)) = float.CreateTruncating(value);
+        }
+        else
+        {
+            Unsafe.As<TDestination, double>(ref Unsafe.Add(ref destination, elementOffset)) = double.CreateTruncating(value);
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static T RoundTo<TTarget>(T value)
+        where TTarget : unmanaged
+    {
+        Debug.Assert(typeof(TTarget) == typeof(float) || typeof(TTarget) == typeof(double));
+        return typeof(TTarget) == typeof(float) ? T.CreateTruncating(float.CreateTruncating(value)) : value;
     }
 }
