@@ -282,20 +282,30 @@ internal static partial class BatchNormKernels
     private static void AccumulateWidened<T>(Span<double> total, ref T block)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
-        ref double sum = ref MemoryMarshal.GetReference(total);
-        int channels = total.Length;
-        int c = 0;
-        if (ChannelVector.IsHardwareAccelerated && ChannelVector.Supports<T>())
-        {
-            for (; c <= channels - ChannelVector.Count; c += ChannelVector.Count)
-            {
-                (Vector.LoadUnsafe(ref sum, (nuint)c) + ChannelVector.Load(ref block, c)).StoreUnsafe(ref sum, (nuint)c);
-            }
-        }
+        var loop = new AccumulateLoop<T>(total, ref block);
+        ChannelLoop.Run(ref loop);
+    }
 
-        for (; c < channels; c++)
+    /// <summary>The loop of <see cref="AccumulateWidened{T}"/>.</summary>
+    private readonly ref struct AccumulateLoop<T>(Span<double> total, ref T block) : IChannelLoop
+        where T : unmanaged
+    {
+        private readonly Span<double> _total = total;
+        private readonly ref T _block = ref block;
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public int Run<TVec, TOps>(int start)
+            where TVec : struct
+            where TOps : IVectorOps<TVec, double>
         {
-            Unsafe.Add(ref sum, c) += double.CreateTruncating(Unsafe.Add(ref block, c));
+            ref double sum = ref MemoryMarshal.GetReference(_total);
+            int c = start;
+            for (; c <= _total.Length - TOps.Count; c += TOps.Count)
+            {
+                TOps.Store(TOps.Add(TOps.Load(ref sum, (nuint)c), TOps.LoadWidened(ref _block, (nuint)c)), ref sum, (nuint)c);
+            }
+
+            return c;
         }
     }
 
@@ -1233,79 +1243,85 @@ internal static partial class BatchNormKernels
         Span<double> gammaGradient, Span<double> betaGradient, Span<T> a, Span<T> p, Span<T> q)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
-        bool batch = !r.IsEmpty;
-        int channels = mean.Length;
         sumDy.CopyTo(betaGradient);
-        if (!batch)
+        if (r.IsEmpty)
         {
             p.Clear();
             q.Clear();
         }
 
-        int c = 0;
-        if (ChannelVector.IsHardwareAccelerated && ChannelVector.Supports<T>())
+        var loop = new GradientCoefficientsLoop<T>(
+            mean, inverseStddev, effectiveGamma, center, sumDy, sumDyCentered, r, d, inverseDenominator, maskShift, gammaGradient, a, p, q);
+        ChannelLoop.Run(ref loop);
+    }
+
+    /// <summary>The loop of <see cref="ChannelGradientCoefficients{T}"/>.</summary>
+    private readonly ref struct GradientCoefficientsLoop<T>(
+        ReadOnlySpan<double> mean, ReadOnlySpan<double> inverseStddev, ReadOnlySpan<double> effectiveGamma, ReadOnlySpan<T> center,
+        ReadOnlySpan<double> sumDy, ReadOnlySpan<double> sumDyCentered, ReadOnlySpan<double> r, ReadOnlySpan<double> d,
+        double inverseDenominator, double maskShift, Span<double> gammaGradient, Span<T> a, Span<T> p, Span<T> q) : IChannelLoop
+        where T : unmanaged
+    {
+        private readonly ReadOnlySpan<double> _mean = mean;
+        private readonly ReadOnlySpan<double> _inverseStddev = inverseStddev;
+        private readonly ReadOnlySpan<double> _effectiveGamma = effectiveGamma;
+        private readonly ReadOnlySpan<T> _center = center;
+        private readonly ReadOnlySpan<double> _sumDy = sumDy;
+        private readonly ReadOnlySpan<double> _sumDyCentered = sumDyCentered;
+        private readonly ReadOnlySpan<double> _r = r;
+        private readonly ReadOnlySpan<double> _d = d;
+        private readonly Span<double> _gammaGradient = gammaGradient;
+        private readonly Span<T> _a = a;
+        private readonly Span<T> _p = p;
+        private readonly Span<T> _q = q;
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public int Run<TVec, TOps>(int start)
+            where TVec : struct
+            where TOps : IVectorOps<TVec, double>
         {
-            // The scalar loop below, a vector of channels at a time, in the same operation order (same bits).
-            ref double mu = ref MemoryMarshal.GetReference(mean);
-            ref double inv = ref MemoryMarshal.GetReference(inverseStddev);
-            ref double eg = ref MemoryMarshal.GetReference(effectiveGamma);
-            ref T ce = ref MemoryMarshal.GetReference(center);
-            ref double s1 = ref MemoryMarshal.GetReference(sumDy);
-            ref double s2 = ref MemoryMarshal.GetReference(sumDyCentered);
-            ref double rs = ref MemoryMarshal.GetReference(r);
-            ref double ds = ref MemoryMarshal.GetReference(d);
-            ref double gg = ref MemoryMarshal.GetReference(gammaGradient);
-            ref T av = ref MemoryMarshal.GetReference(a);
-            ref T pv = ref MemoryMarshal.GetReference(p);
-            ref T qv = ref MemoryMarshal.GetReference(q);
-            var invD = new Vector<double>(inverseDenominator);
-            var shiftScale = new Vector<double>(maskShift);
-            for (; c <= channels - ChannelVector.Count; c += ChannelVector.Count)
+            bool batch = !_r.IsEmpty;
+            ref double mu = ref MemoryMarshal.GetReference(_mean);
+            ref double inv = ref MemoryMarshal.GetReference(_inverseStddev);
+            ref double eg = ref MemoryMarshal.GetReference(_effectiveGamma);
+            ref T ce = ref MemoryMarshal.GetReference(_center);
+            ref double s1 = ref MemoryMarshal.GetReference(_sumDy);
+            ref double s2 = ref MemoryMarshal.GetReference(_sumDyCentered);
+            ref double rs = ref MemoryMarshal.GetReference(_r);
+            ref double ds = ref MemoryMarshal.GetReference(_d);
+            ref double gg = ref MemoryMarshal.GetReference(_gammaGradient);
+            TVec invD = TOps.Broadcast(inverseDenominator);
+            TVec shiftScale = TOps.Broadcast(maskShift);
+            int c = start;
+            for (; c <= _mean.Length - TOps.Count; c += TOps.Count)
             {
                 nuint i = (nuint)c;
-                Vector<double> invS = Vector.LoadUnsafe(ref inv, i);
-                Vector<double> m = Vector.LoadUnsafe(ref mu, i);
-                Vector<double> sum = Vector.LoadUnsafe(ref s1, i);
-                Vector<double> rounding = m - ChannelVector.Load(ref ce, c);
-                Vector<double> sumDyXhat = (Vector.LoadUnsafe(ref s2, i) - (rounding * sum)) * invS;
-                Vector<double> ac = Vector.LoadUnsafe(ref eg, i) * invS;
-                ChannelVector.Store(ac, ref av, c);
+                TVec invS = TOps.Load(ref inv, i);
+                TVec m = TOps.Load(ref mu, i);
+                TVec sum = TOps.Load(ref s1, i);
+                TVec rounding = TOps.Subtract(m, TOps.LoadWidened(ref ce, i));
+                TVec sumDyXhat = TOps.Multiply(TOps.Subtract(TOps.Load(ref s2, i), TOps.Multiply(rounding, sum)), invS);
+                TVec ac = TOps.Multiply(TOps.Load(ref eg, i), invS);
+                TOps.StoreNarrowed(ac, ref MemoryMarshal.GetReference(_a), i);
                 if (batch)
                 {
-                    ((Vector.LoadUnsafe(ref rs, i) * sumDyXhat) + (Vector.LoadUnsafe(ref ds, i) * sum)).StoreUnsafe(ref gg, i);
-                    Vector<double> pc = -ac * sumDyXhat * invD * invS;
-                    Vector<double> qc = (-ac * sum * invD) - (pc * (rounding + (m * shiftScale)));
-                    ChannelVector.Store(pc, ref pv, c);
-                    ChannelVector.Store(qc, ref qv, c);
+                    TOps.Store(TOps.Add(TOps.Multiply(TOps.Load(ref rs, i), sumDyXhat), TOps.Multiply(TOps.Load(ref ds, i), sum)), ref gg, i);
+
+                    // dx = a dy + w (p (x - center) + q): see the derivation in the remarks of Backward.
+                    TVec pc = TOps.Multiply(TOps.Multiply(TOps.Multiply(TOps.Negate(ac), sumDyXhat), invD), invS);
+                    TVec qc = TOps.Subtract(
+                        TOps.Multiply(TOps.Multiply(TOps.Negate(ac), sum), invD),
+                        TOps.Multiply(pc, TOps.Add(rounding, TOps.Multiply(m, shiftScale))));
+                    TOps.StoreNarrowed(pc, ref MemoryMarshal.GetReference(_p), i);
+                    TOps.StoreNarrowed(qc, ref MemoryMarshal.GetReference(_q), i);
                 }
                 else
                 {
-                    sumDyXhat.StoreUnsafe(ref gg, i);
+                    TOps.Store(sumDyXhat, ref gg, i);
                 }
             }
-        }
 
-        for (; c < channels; c++)
-        {
-            double invS = inverseStddev[c];
-            double rounding = mean[c] - double.CreateTruncating(center[c]);
-            double sumDyXhat = (sumDyCentered[c] - (rounding * sumDy[c])) * invS;
-            double ac = effectiveGamma[c] * invS;
-            a[c] = T.CreateTruncating(ac);
-            if (batch)
-            {
-                gammaGradient[c] = (r[c] * sumDyXhat) + (d[c] * sumDy[c]);
-
-                // dx = a dy + w (p (x - center) + q): see the derivation in the remarks of Backward.
-                double pc = -ac * sumDyXhat * inverseDenominator * invS;
-                double qc = (-ac * sumDy[c] * inverseDenominator) - (pc * (rounding + (mean[c] * maskShift)));
-                p[c] = T.CreateTruncating(pc);
-                q[c] = T.CreateTruncating(qc);
-            }
-            else
-            {
-                gammaGradient[c] = sumDyXhat;
-            }
+            return c;
         }
     }
 

@@ -129,6 +129,7 @@ internal static partial class BatchNormKernels
     {
         private readonly Span<double> _values = values;
 
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public int Run<TVec, TOps>(int start)
             where TVec : struct
             where TOps : IVectorOps<TVec, double>
@@ -454,6 +455,7 @@ internal static partial class BatchNormKernels
 
         public bool Close { get; private set; } = true;
 
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public int Run<TVec, TOps>(int start)
             where TVec : struct
             where TOps : IVectorOps<TVec, double>
@@ -504,6 +506,7 @@ internal static partial class BatchNormKernels
         private readonly ref T _sum1 = ref sum1;
         private readonly ref T _sum2 = ref sum2;
 
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public int Run<TVec, TOps>(int start)
             where TVec : struct
             where TOps : IVectorOps<TVec, double>

@@ -1,6 +1,7 @@
 using System;
 using System.Buffers;
 using System.Numerics;
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 
 namespace BatchNorm.Kernels;
@@ -112,6 +113,7 @@ internal static partial class BatchNormKernels
         private readonly Span<T> _scale = scale;
         private readonly Span<T> _shift = shift;
 
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public int Run<TVec, TOps>(int start)
             where TVec : struct
             where TOps : IVectorOps<TVec, double>
@@ -157,31 +159,45 @@ internal static partial class BatchNormKernels
         ReadOnlySpan<T> gamma, ReadOnlySpan<T> beta, ReadOnlySpan<double> r, ReadOnlySpan<double> d, Span<double> effectiveGamma, Span<double> effectiveBeta)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
-        int channels = effectiveGamma.Length;
-        int c = 0;
-        if (ChannelVector.IsHardwareAccelerated && ChannelVector.Supports<T>())
-        {
-            ref T gs = ref MemoryMarshal.GetReference(gamma);
-            ref T bs = ref MemoryMarshal.GetReference(beta);
-            ref double rs = ref MemoryMarshal.GetReference(r);
-            ref double ds = ref MemoryMarshal.GetReference(d);
-            ref double eg = ref MemoryMarshal.GetReference(effectiveGamma);
-            ref double eb = ref MemoryMarshal.GetReference(effectiveBeta);
-            for (; c <= channels - ChannelVector.Count; c += ChannelVector.Count)
-            {
-                Vector<double> g = gamma.IsEmpty ? Vector<double>.One : ChannelVector.Load(ref gs, c);
-                Vector<double> b = beta.IsEmpty ? Vector<double>.Zero : ChannelVector.Load(ref bs, c);
-                (ChannelVector.Load(ref rs, c) * g).StoreUnsafe(ref eg, (nuint)c);
-                ((ChannelVector.Load(ref ds, c) * g) + b).StoreUnsafe(ref eb, (nuint)c);
-            }
-        }
+        var loop = new EffectiveWeightsLoop<T>(gamma, beta, r, d, effectiveGamma, effectiveBeta);
+        ChannelLoop.Run(ref loop);
+    }
 
-        for (; c < channels; c++)
+    /// <summary>The loop of <see cref="EffectiveWeights{T}"/>.</summary>
+    private readonly ref struct EffectiveWeightsLoop<T>(
+        ReadOnlySpan<T> gamma, ReadOnlySpan<T> beta, ReadOnlySpan<double> r, ReadOnlySpan<double> d, Span<double> effectiveGamma, Span<double> effectiveBeta) : IChannelLoop
+        where T : unmanaged
+    {
+        private readonly ReadOnlySpan<T> _gamma = gamma;
+        private readonly ReadOnlySpan<T> _beta = beta;
+        private readonly ReadOnlySpan<double> _r = r;
+        private readonly ReadOnlySpan<double> _d = d;
+        private readonly Span<double> _effectiveGamma = effectiveGamma;
+        private readonly Span<double> _effectiveBeta = effectiveBeta;
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public int Run<TVec, TOps>(int start)
+            where TVec : struct
+            where TOps : IVectorOps<TVec, double>
         {
-            double g = gamma.IsEmpty ? 1.0 : double.CreateTruncating(gamma[c]);
-            double b = beta.IsEmpty ? 0.0 : double.CreateTruncating(beta[c]);
-            effectiveGamma[c] = r[c] * g;
-            effectiveBeta[c] = (d[c] * g) + b;
+            ref T gs = ref MemoryMarshal.GetReference(_gamma);
+            ref T bs = ref MemoryMarshal.GetReference(_beta);
+            ref double rs = ref MemoryMarshal.GetReference(_r);
+            ref double ds = ref MemoryMarshal.GetReference(_d);
+            ref double eg = ref MemoryMarshal.GetReference(_effectiveGamma);
+            ref double eb = ref MemoryMarshal.GetReference(_effectiveBeta);
+            TVec one = TOps.Broadcast(1.0);
+            int c = start;
+            for (; c <= _effectiveGamma.Length - TOps.Count; c += TOps.Count)
+            {
+                nuint i = (nuint)c;
+                TVec g = _gamma.IsEmpty ? one : TOps.LoadWidened(ref gs, i);
+                TVec b = _beta.IsEmpty ? TOps.Zero : TOps.LoadWidened(ref bs, i);
+                TOps.Store(TOps.Multiply(TOps.Load(ref rs, i), g), ref eg, i);
+                TOps.Store(TOps.Add(TOps.Multiply(TOps.Load(ref ds, i), g), b), ref eb, i);
+            }
+
+            return c;
         }
     }
 }

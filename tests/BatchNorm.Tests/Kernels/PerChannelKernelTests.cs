@@ -13,9 +13,8 @@ namespace BatchNorm.Tests.Kernels;
 /// division of the moments) run several channels per instruction when the machine has vectors. Each must give exactly
 /// the bits of its documented formula evaluated one channel at a time in double precision and rounded once, written
 /// out plainly here, for every channel count around the vector lengths (so every tail is exercised) and on every CI
-/// leg: <see cref="System.Numerics.Vector{T}"/> loops take 4 doubles with AVX2 and 2 without it, the
-/// <see cref="ChannelLoop"/> ones (the inverse standard deviation, the moment division, the merge of stripes) 8 with
-/// AVX-512, and both run one channel at a time without intrinsics.
+/// leg: <see cref="ChannelLoop"/> takes 8 doubles at a time with AVX-512, 4 with AVX2, 2 without it, and one channel
+/// at a time without intrinsics.
 /// </summary>
 [Trait("Category", "Kernels")]
 public class PerChannelKernelTests
@@ -137,6 +136,78 @@ public class PerChannelKernelTests
             }
         }
     }
+
+    /// <summary>
+    /// The backward pass's per-channel coefficients, each the documented formula in double precision (products taken
+    /// left to right) and rounded once to T where T is stored: after a training call and after an inference call.
+    /// </summary>
+    [Fact]
+    public void Gradient_coefficients_are_the_documented_formulas_rounded_once()
+    {
+        foreach (int channels in ChannelCounts)
+        {
+            foreach (bool training in new[] { true, false })
+            {
+                GradientCoefficientsMatch<float>(channels, training);
+                GradientCoefficientsMatch<double>(channels, training);
+            }
+        }
+    }
+
+    private static void GradientCoefficientsMatch<T>(int channels, bool training)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        double[] mean = KernelTestData.Data(channels, 13 * channels, offset: 1e3, spread: 900);
+        double[] inverse = KernelTestData.Data(channels, (13 * channels) + 1, offset: 2, spread: 1.5);
+        double[] gamma = KernelTestData.Data(channels, (13 * channels) + 2, offset: 0, spread: 3);
+        T[] center = Tolerance.FromDouble<T>(mean);
+        double[] sumDy = KernelTestData.Data(channels, (13 * channels) + 3, offset: 0, spread: 50);
+        double[] sumDyCentered = KernelTestData.Data(channels, (13 * channels) + 4, offset: 0, spread: 70);
+        double[] r = training ? KernelTestData.Data(channels, (13 * channels) + 5, offset: 1, spread: 0.5) : [];
+        double[] d = training ? KernelTestData.Data(channels, (13 * channels) + 6, offset: 0, spread: 2) : [];
+        const double inverseDenominator = 1.0 / 300, maskShift = 0.25;
+        gamma[0] = 0.0; // a = +0, so -a is -0: the sign must come out as the formula's.
+
+        var expectedGammaGradient = new double[channels];
+        var (expectedA, expectedP, expectedQ) = (new T[channels], new T[channels], new T[channels]);
+        for (int c = 0; c < channels; c++)
+        {
+            double rounding = mean[c] - double.CreateTruncating(center[c]);
+            double sumDyXhat = (sumDyCentered[c] - (rounding * sumDy[c])) * inverse[c];
+            double a = gamma[c] * inverse[c];
+            expectedA[c] = T.CreateTruncating(a);
+            if (training)
+            {
+                expectedGammaGradient[c] = (r[c] * sumDyXhat) + (d[c] * sumDy[c]);
+                double p = -a * sumDyXhat * inverseDenominator * inverse[c];
+                expectedP[c] = T.CreateTruncating(p);
+                expectedQ[c] = T.CreateTruncating((-a * sumDy[c] * inverseDenominator) - (p * (rounding + (mean[c] * maskShift))));
+            }
+            else
+            {
+                expectedGammaGradient[c] = sumDyXhat;
+            }
+        }
+
+        var gammaGradient = new double[channels];
+        var betaGradient = new double[channels];
+        T[] actualA = new T[channels], actualP = new T[channels], actualQ = new T[channels];
+        actualP.AsSpan().Fill(T.One);
+        actualQ.AsSpan().Fill(T.One);
+        BatchNormKernels.ChannelGradientCoefficients<T>(
+            mean, inverse, gamma, center, sumDy, sumDyCentered, r, d, inverseDenominator, maskShift, gammaGradient, betaGradient, actualA, actualP, actualQ);
+
+        string what = $"{typeof(T).Name}, {channels} channels, training {training}";
+        gammaGradient.Select(BitConverter.DoubleToInt64Bits).Should().Equal(expectedGammaGradient.Select(BitConverter.DoubleToInt64Bits), what);
+        betaGradient.Should().Equal(sumDy, what);
+        Bits(actualA).Should().Equal(Bits(expectedA), what);
+        Bits(actualP).Should().Equal(Bits(expectedP), what);
+        Bits(actualQ).Should().Equal(Bits(expectedQ), what);
+    }
+
+    private static long[] Bits<T>(T[] values)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T> =>
+        [.. values.Select(v => BitConverter.DoubleToInt64Bits(double.CreateTruncating(v)))];
 
     private static void UpdateMatches<T>(int channels, double momentum)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>

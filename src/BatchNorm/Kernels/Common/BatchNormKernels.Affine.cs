@@ -673,6 +673,7 @@ internal static partial class BatchNormKernels
         private readonly Span<T> _scale = scale;
         private readonly Span<T> _shift = shift;
 
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public int Run<TVec, TOps>(int start)
             where TVec : struct
             where TOps : IVectorOps<TVec, double>

@@ -1,5 +1,6 @@
 using System;
 using System.Numerics;
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 
 namespace BatchNorm.Kernels;
@@ -22,6 +23,7 @@ internal static partial class BatchNormKernels
         private readonly ReadOnlySpan<double> _variance = variance;
         private readonly Span<double> _inverse = inverse;
 
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public int Run<TVec, TOps>(int start)
             where TVec : struct
             where TOps : IVectorOps<TVec, double>

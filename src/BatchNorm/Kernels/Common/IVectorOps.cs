@@ -48,6 +48,9 @@ internal interface IVectorOps<TVec, T>
 
     static abstract TVec Divide(TVec left, TVec right);
 
+    /// <summary>The sign flipped (<c>-x</c>, not <c>0 - x</c>: -0 for +0).</summary>
+    static abstract TVec Negate(TVec value);
+
     static abstract TVec SquareRoot(TVec value);
 
     /// <summary>The IEEE 754 maximum of each pair, as <see cref="Math.Max(double, double)"/>: NaN if either is NaN, +0 above -0.</summary>
@@ -119,6 +122,9 @@ internal readonly struct Vector512Ops<T> : IVectorOps<Vector512<T>, T>
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<T> Divide(Vector512<T> left, Vector512<T> right) => left / right;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<T> Negate(Vector512<T> value) => -value;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<T> SquareRoot(Vector512<T> value) => Vector512.Sqrt(value);
@@ -216,6 +222,9 @@ internal readonly struct Vector256Ops<T> : IVectorOps<Vector256<T>, T>
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<T> Divide(Vector256<T> left, Vector256<T> right) => left / right;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<T> Negate(Vector256<T> value) => -value;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<T> SquareRoot(Vector256<T> value) => Vector256.Sqrt(value);
@@ -323,6 +332,9 @@ internal readonly struct Vector128Ops<T> : IVectorOps<Vector128<T>, T>
     public static Vector128<T> Divide(Vector128<T> left, Vector128<T> right) => left / right;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<T> Negate(Vector128<T> value) => -value;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector128<T> SquareRoot(Vector128<T> value) => Vector128.Sqrt(value);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -409,6 +421,9 @@ internal readonly struct ScalarOps<T> : IVectorOps<T, T>
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static T Divide(T left, T right) => left / right;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static T Negate(T value) => -value;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static T SquareRoot(T value) => T.Sqrt(value);

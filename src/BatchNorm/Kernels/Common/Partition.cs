@@ -125,6 +125,7 @@ internal static class Partition
         private readonly ref double _partMean = ref partMean;
         private readonly ref double _partM2 = ref partM2;
 
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public int Run<TVec, TOps>(int start)
             where TVec : struct
             where TOps : IVectorOps<TVec, double>
