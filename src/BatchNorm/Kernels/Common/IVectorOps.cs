@@ -174,7 +174,6 @@ internal readonly struct Vector512Ops<T> : IVectorOps<Vector512<T>, T>
         Vector512<double> d = value.As<T, double>();
         return Vector512.WidenLower(Vector512.Narrow(d, d)).As<double, T>();
     }
-
 }
 
 internal readonly struct Vector256Ops<T> : IVectorOps<Vector256<T>, T>
@@ -274,7 +273,6 @@ internal readonly struct Vector256Ops<T> : IVectorOps<Vector256<T>, T>
         Vector256<double> d = value.As<T, double>();
         return Vector256.WidenLower(Vector256.Narrow(d, d)).As<double, T>();
     }
-
 }
 
 internal readonly struct Vector128Ops<T> : IVectorOps<Vector128<T>, T>
@@ -382,7 +380,6 @@ internal readonly struct Vector128Ops<T> : IVectorOps<Vector128<T>, T>
         Vector128<double> d = value.As<T, double>();
         return Vector128.WidenLower(Vector128.Narrow(d, d)).As<double, T>();
     }
-
 }
 
 /// <summary>The scalar path: a "vector" of one element, so the same generic drivers serve it.</summary>
