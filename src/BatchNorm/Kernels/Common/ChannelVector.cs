@@ -15,7 +15,7 @@ internal static class ChannelVector
     public static void Widen<T>(ReadOnlySpan<T> source, Span<double> destination)
         where T : unmanaged
     {
-        var loop = new WidenLoop<T>(source, destination);
+        var loop = new ConvertLoop<T, double>(source, destination);
         ChannelLoop.Run(ref loop);
     }
 
@@ -23,50 +23,29 @@ internal static class ChannelVector
     public static void Narrow<T>(ReadOnlySpan<double> source, Span<T> destination)
         where T : unmanaged
     {
-        var loop = new NarrowLoop<T>(source, destination);
+        var loop = new ConvertLoop<double, T>(source, destination);
         ChannelLoop.Run(ref loop);
     }
 
-    private readonly ref struct WidenLoop<T>(ReadOnlySpan<T> source, Span<double> destination) : IChannelLoop
-        where T : unmanaged
+    /// <summary>Both directions: each value widened exactly to double, then stored rounded to <typeparamref name="TDestination"/>.</summary>
+    private readonly ref struct ConvertLoop<TSource, TDestination>(ReadOnlySpan<TSource> source, Span<TDestination> destination) : IChannelLoop
+        where TSource : unmanaged
+        where TDestination : unmanaged
     {
-        private readonly ReadOnlySpan<T> _source = source;
-        private readonly Span<double> _destination = destination;
+        private readonly ReadOnlySpan<TSource> _source = source;
+        private readonly Span<TDestination> _destination = destination;
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public int Run<TVec, TOps>(int start)
             where TVec : struct
             where TOps : IVectorOps<TVec, double>
         {
-            ref T s = ref MemoryMarshal.GetReference(_source);
-            ref double d = ref MemoryMarshal.GetReference(_destination);
+            ref TSource s = ref MemoryMarshal.GetReference(_source);
+            ref TDestination d = ref MemoryMarshal.GetReference(_destination);
             int c = start;
             for (; c <= _source.Length - TOps.Count; c += TOps.Count)
             {
-                TOps.Store(TOps.LoadWidened(ref s, (nuint)c), ref d, (nuint)c);
-            }
-
-            return c;
-        }
-    }
-
-    private readonly ref struct NarrowLoop<T>(ReadOnlySpan<double> source, Span<T> destination) : IChannelLoop
-        where T : unmanaged
-    {
-        private readonly ReadOnlySpan<double> _source = source;
-        private readonly Span<T> _destination = destination;
-
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public int Run<TVec, TOps>(int start)
-            where TVec : struct
-            where TOps : IVectorOps<TVec, double>
-        {
-            ref double s = ref MemoryMarshal.GetReference(_source);
-            ref T d = ref MemoryMarshal.GetReference(_destination);
-            int c = start;
-            for (; c <= _source.Length - TOps.Count; c += TOps.Count)
-            {
-                TOps.StoreNarrowed(TOps.Load(ref s, (nuint)c), ref d, (nuint)c);
+                TOps.StoreNarrowed(TOps.LoadWidened(ref s, (nuint)c), ref d, (nuint)c);
             }
 
             return c;
