@@ -1027,10 +1027,9 @@ internal static partial class BatchNormKernels
     }
 
     /// <summary>
-    /// Wide channels-last rows, two at a time per coefficient load. The two rows' overlapping last vectors (x and dy)
-    /// are loaded before anything of the pair is stored, so dx may be dy. Two rows, not four: on [256,1024] (in L2/L3)
-    /// four rows (twelve streams) took 2.3-2.4x a memcpy, two rows 1.85-1.95x, one row 1.9-2.2x (coefficient loads).
-    /// From memory (<paramref name="prefetch"/>) rows go one at a time, prefetched.
+    /// Wide channels-last rows: in cache two at a time per coefficient load
+    /// (<see cref="InputGradientWideRowPairsDownward{TVec, TOps, T, TStream}"/>); from memory
+    /// (<paramref name="prefetch"/>) one at a time, prefetched.
     /// </summary>
     private static void InputGradientWideRows<TVec, TOps, T, TStream>(
         ref T x, ref T dy, ref T dx, int rows, int channels, ReadOnlySpan<T> weights, GradientCoefficients<T> k, bool prefetch)
@@ -1041,40 +1040,13 @@ internal static partial class BatchNormKernels
     {
         int width = TOps.Count;
         nuint stride = (nuint)channels;
-        nuint last = (nuint)(channels - width);
-        bool tail = channels % width != 0;
-        int r = 0;
-        for (; !prefetch && r <= rows - 2; r += 2)
+        int vectorEnd = channels - (channels % width);
+        if (!prefetch && rows >= 2)
         {
-            nuint o0 = (nuint)r * stride;
-            nuint o1 = o0 + stride;
-            TVec w0 = TOps.Broadcast(weights.IsEmpty ? T.One : weights[r]);
-            TVec w1 = TOps.Broadcast(weights.IsEmpty ? T.One : weights[r + 1]);
-            TVec tx0 = default, tx1 = default, tg0 = default, tg1 = default;
-            if (tail)
-            {
-                tx0 = TOps.Load(ref x, o0 + last);
-                tx1 = TOps.Load(ref x, o1 + last);
-                tg0 = TOps.Load(ref dy, o0 + last);
-                tg1 = TOps.Load(ref dy, o1 + last);
-            }
-
-            for (nuint c = 0; c <= last; c += (nuint)width)
-            {
-                TVec m = TOps.Load(ref k.Center, c), a = TOps.Load(ref k.A, c), p = TOps.Load(ref k.P, c), q = TOps.Load(ref k.Q, c);
-                StoreTo<TVec, TOps, T, TStream>(Gradient(TOps.Load(ref x, o0 + c), TOps.Load(ref dy, o0 + c), m, a, p, q, w0), ref dx, o0 + c);
-                StoreTo<TVec, TOps, T, TStream>(Gradient(TOps.Load(ref x, o1 + c), TOps.Load(ref dy, o1 + c), m, a, p, q, w1), ref dx, o1 + c);
-            }
-
-            if (tail)
-            {
-                TVec m = TOps.Load(ref k.Center, last), a = TOps.Load(ref k.A, last), p = TOps.Load(ref k.P, last), q = TOps.Load(ref k.Q, last);
-                StoreTo<TVec, TOps, T, TStream>(Gradient(tx0, tg0, m, a, p, q, w0), ref dx, o0 + last);
-                StoreTo<TVec, TOps, T, TStream>(Gradient(tx1, tg1, m, a, p, q, w1), ref dx, o1 + last);
-            }
+            InputGradientWideRowPairsDownward<TVec, TOps, T, TStream>(ref x, ref dy, ref dx, rows, channels, weights, k);
+            return;
         }
 
-        int vectorEnd = channels - (channels % width);
         if (prefetch && vectorEnd > TileChannels<T>())
         {
             // From memory with many channels: a tile of channels at a time down the rows, each row's tile prefetched one
@@ -1118,12 +1090,71 @@ internal static partial class BatchNormKernels
             return;
         }
 
-        for (; r < rows; r++)
+        for (int r = 0; r < rows; r++)
         {
             nuint start = (nuint)r * stride;
             bool statisticsTerm = weights.IsEmpty || weights[r] != T.Zero;
             InputGradientRow<TVec, TOps, T, TStream>(ref Unsafe.Add(ref x, start), ref Unsafe.Add(ref dy, start), ref Unsafe.Add(ref dx, start), channels, k, statisticsTerm, prefetch);
         }
+    }
+
+    /// <summary>
+    /// Wide channels-last rows in cache, two at a time per load of the four coefficient vectors, from the last pair to the
+    /// first and each pair from its last vector (an odd last row goes first, on its own), so the pass starts on the rows
+    /// the gradient sums read last. The two rows' overlapping last vectors (x and dy) are loaded before anything of the
+    /// pair is stored, so dx may be dy. Two rows, not four: on [256,1024] (in L2/L3) four rows (twelve streams) took
+    /// 2.3-2.4x a memcpy, two rows 1.85-1.95x, one row 1.9-2.2x (coefficient loads).
+    /// </summary>
+    private static void InputGradientWideRowPairsDownward<TVec, TOps, T, TStream>(
+        ref T x, ref T dy, ref T dx, int rows, int channels, ReadOnlySpan<T> weights, GradientCoefficients<T> k)
+        where TVec : struct
+        where TOps : IVectorOps<TVec, T>
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+        where TStream : ISwitch
+    {
+        int width = TOps.Count;
+        nuint stride = (nuint)channels;
+        nuint last = (nuint)(channels - width);
+        bool tail = channels % width != 0;
+        int vectorEnd = channels - (channels % width);
+        if (rows % 2 != 0)
+        {
+            nuint start = (nuint)(rows - 1) * stride;
+            bool statisticsTerm = weights.IsEmpty || weights[rows - 1] != T.Zero;
+            InputGradientRow<TVec, TOps, T, TStream>(ref Unsafe.Add(ref x, start), ref Unsafe.Add(ref dy, start), ref Unsafe.Add(ref dx, start), channels, k, statisticsTerm, prefetch: false);
+        }
+
+        for (int r = (rows & ~1) - 2; r >= 0; r -= 2)
+        {
+            nuint o0 = (nuint)r * stride;
+            nuint o1 = o0 + stride;
+            TVec w0 = TOps.Broadcast(weights.IsEmpty ? T.One : weights[r]);
+            TVec w1 = TOps.Broadcast(weights.IsEmpty ? T.One : weights[r + 1]);
+            TVec tx0 = default, tx1 = default, tg0 = default, tg1 = default;
+            if (tail)
+            {
+                tx0 = TOps.Load(ref x, o0 + last);
+                tx1 = TOps.Load(ref x, o1 + last);
+                tg0 = TOps.Load(ref dy, o0 + last);
+                tg1 = TOps.Load(ref dy, o1 + last);
+            }
+
+            for (nuint c = (nuint)vectorEnd; c != 0;)
+            {
+                c -= (nuint)width;
+                TVec m = TOps.Load(ref k.Center, c), a = TOps.Load(ref k.A, c), p = TOps.Load(ref k.P, c), q = TOps.Load(ref k.Q, c);
+                StoreTo<TVec, TOps, T, TStream>(Gradient(TOps.Load(ref x, o0 + c), TOps.Load(ref dy, o0 + c), m, a, p, q, w0), ref dx, o0 + c);
+                StoreTo<TVec, TOps, T, TStream>(Gradient(TOps.Load(ref x, o1 + c), TOps.Load(ref dy, o1 + c), m, a, p, q, w1), ref dx, o1 + c);
+            }
+
+            if (tail)
+            {
+                TVec m = TOps.Load(ref k.Center, last), a = TOps.Load(ref k.A, last), p = TOps.Load(ref k.P, last), q = TOps.Load(ref k.Q, last);
+                StoreTo<TVec, TOps, T, TStream>(Gradient(tx0, tg0, m, a, p, q, w0), ref dx, o0 + last);
+                StoreTo<TVec, TOps, T, TStream>(Gradient(tx1, tg1, m, a, p, q, w1), ref dx, o1 + last);
+            }
+        }
+
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         static TVec Gradient(TVec x, TVec g, TVec m, TVec a, TVec p, TVec q, TVec w) =>

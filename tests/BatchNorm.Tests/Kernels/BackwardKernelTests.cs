@@ -62,6 +62,28 @@ public class BackwardKernelTests
     }
 
     /// <summary>
+    /// Wide channels-last rows in cache go two at a time from the last pair to the first, an odd last row on its own
+    /// first, each pair from its last vector with the overlapping tail loaded before any store: one, two, odd and even
+    /// row counts, channel counts a multiple of every width and not, against the float64 map, and in place on dy.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(KernelTestData.Widths), MemberType = typeof(KernelTestData))]
+    public void Input_gradient_of_wide_rows_in_cache_matches_the_float64_map_in_place_and_at_every_row_count(int width)
+    {
+        foreach (int channels in new[] { 160, 203 })
+        {
+            foreach (int rows in new[] { 1, 2, 3, 6, 7 })
+            {
+                foreach (bool masked in new[] { false, true })
+                {
+                    InputGradient<float>((VectorWidth)width, [rows, channels], masked, guardAfter: true);
+                    InputGradient<double>((VectorWidth)width, [rows, channels], masked, guardAfter: false);
+                }
+            }
+        }
+    }
+
+    /// <summary>
     /// Channels last with fewer channels than a vector (<see cref="ChannelFold"/>): the sums add up the k super-channels
     /// of each channel and the remaining rows; dx is the scalar map's bits (the masked cases keep the original layout).
     /// Row counts below, at and above multiples of k, against float64 sums and the float64 map.
