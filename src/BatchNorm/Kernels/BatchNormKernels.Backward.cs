@@ -1155,7 +1155,6 @@ internal static partial class BatchNormKernels
             }
         }
 
-
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         static TVec Gradient(TVec x, TVec g, TVec m, TVec a, TVec p, TVec q, TVec w) =>
             TOps.Add(TOps.Multiply(g, a), TOps.Multiply(TOps.Add(TOps.Multiply(TOps.Subtract(x, m), p), q), w));
