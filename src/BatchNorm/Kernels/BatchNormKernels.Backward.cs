@@ -156,25 +156,30 @@ internal static partial class BatchNormKernels
         ref T m = ref MemoryMarshal.GetReference(center);
         if (layout.IsChannelsLast)
         {
+            // The sums (two arrays of C), and from memory also the interleaved copy of WideInterleavedGradientSums.
             T[]? rented = null;
             int length = (2 * layout.Channels) + CacheLine.Slack<T>();
-            Span<T> scratch = CacheLine.Align(
-                layout.Channels <= StackChannels ? stackalloc T[length] : (rented = ArrayPool<T>.Shared.Rent(length)), 2 * layout.Channels);
+            int interleavedLength = prefetch ? (3 * layout.Channels) + CacheLine.Slack<T>() : 0;
+            Span<T> buffer = layout.Channels <= StackChannels
+                ? stackalloc T[length + interleavedLength]
+                : (rented = ArrayPool<T>.Shared.Rent(length + interleavedLength));
+            Span<T> scratch = CacheLine.Align(buffer[..length], 2 * layout.Channels);
+            Span<T> interleaved = prefetch ? CacheLine.Align(buffer.Slice(length, interleavedLength), 3 * layout.Channels) : default;
             try
             {
                 switch (width)
                 {
                     case VectorWidth.Vector512:
-                        GradientSumsChannelsLast<Vector512<T>, Vector512Ops<T>, T>(ref xs, ref gs, layout, ref m, sumDy, sumDyCentered, scratch, prefetch);
+                        GradientSumsChannelsLast<Vector512<T>, Vector512Ops<T>, T>(ref xs, ref gs, layout, ref m, sumDy, sumDyCentered, scratch, interleaved, prefetch);
                         break;
                     case VectorWidth.Vector256:
-                        GradientSumsChannelsLast<Vector256<T>, Vector256Ops<T>, T>(ref xs, ref gs, layout, ref m, sumDy, sumDyCentered, scratch, prefetch);
+                        GradientSumsChannelsLast<Vector256<T>, Vector256Ops<T>, T>(ref xs, ref gs, layout, ref m, sumDy, sumDyCentered, scratch, interleaved, prefetch);
                         break;
                     case VectorWidth.Vector128:
-                        GradientSumsChannelsLast<Vector128<T>, Vector128Ops<T>, T>(ref xs, ref gs, layout, ref m, sumDy, sumDyCentered, scratch, prefetch);
+                        GradientSumsChannelsLast<Vector128<T>, Vector128Ops<T>, T>(ref xs, ref gs, layout, ref m, sumDy, sumDyCentered, scratch, interleaved, prefetch);
                         break;
                     default:
-                        GradientSumsChannelsLast<T, ScalarOps<T>, T>(ref xs, ref gs, layout, ref m, sumDy, sumDyCentered, scratch, prefetch);
+                        GradientSumsChannelsLast<T, ScalarOps<T>, T>(ref xs, ref gs, layout, ref m, sumDy, sumDyCentered, scratch, interleaved, prefetch);
                         break;
                 }
             }
@@ -219,7 +224,7 @@ internal static partial class BatchNormKernels
     }
 
     private static void GradientSumsChannelsLast<TVec, TOps, T>(
-        ref T x, ref T dy, ChannelLayout layout, ref T center, Span<double> sumDy, Span<double> sumDyCentered, Span<T> scratch, bool prefetch)
+        ref T x, ref T dy, ChannelLayout layout, ref T center, Span<double> sumDy, Span<double> sumDyCentered, Span<T> scratch, Span<T> interleaved, bool prefetch)
         where TVec : struct
         where TOps : IVectorOps<TVec, T>
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
@@ -228,7 +233,7 @@ internal static partial class BatchNormKernels
         int width = TOps.Count;
         if (channels < width)
         {
-            GradientSumsChannelsLast<T, ScalarOps<T>, T>(ref x, ref dy, layout, ref center, sumDy, sumDyCentered, scratch, prefetch);
+            GradientSumsChannelsLast<T, ScalarOps<T>, T>(ref x, ref dy, layout, ref center, sumDy, sumDyCentered, scratch, interleaved, prefetch);
             return;
         }
 
@@ -267,6 +272,11 @@ internal static partial class BatchNormKernels
                         NarrowGradientSums<TVec, TOps, T, FourChunks>(ref xb, ref gb, rows, channels, ref center, ref s1, ref s2, prefetch);
                         break;
                 }
+            }
+            else if (prefetch && 3 * (channels - (channels % width)) <= InterleavedChannels<T>(InterleavedSumBytes))
+            {
+                WideInterleavedGradientSums<TVec, TOps, T>(
+                    ref Unsafe.Add(ref x, start), ref Unsafe.Add(ref dy, start), rows, channels, ref center, ref s1, ref s2, ref MemoryMarshal.GetReference(interleaved));
             }
             else
             {
@@ -425,7 +435,10 @@ internal static partial class BatchNormKernels
         TOps.Store(h0, ref s2, 0);
     }
 
-    /// <summary>A block of wide rows: sums in L1 arrays, two rows combined in registers per accumulator update (in cache).</summary>
+    /// <summary>
+    /// A block of wide rows in cache (sums in L1 arrays, two rows combined in registers per accumulator update), or from
+    /// memory with more channels than <see cref="WideInterleavedGradientSums{TVec, TOps, T}"/> takes (a tile at a time).
+    /// </summary>
     private static void WideGradientSums<TVec, TOps, T>(ref T x, ref T dy, int rows, int channels, ref T center, ref T s1, ref T s2, bool prefetch)
         where TVec : struct
         where TOps : IVectorOps<TVec, T>
@@ -435,13 +448,13 @@ internal static partial class BatchNormKernels
         int vectorEnd = channels - (channels % width);
         nuint stride = (nuint)channels;
         MemoryMarshal.CreateSpan(ref s1, 2 * channels).Clear(); // s1 and s2 are consecutive
+        Debug.Assert(!prefetch || vectorEnd >= TileChannels<T>(), "Narrower rows from memory take WideInterleavedGradientSums.");
 
-        // In cache, two rows per accumulator update (rows of at most a tile; wider ones take the tile loop below); from
-        // memory, one row at a time with prefetching. Four rows per update
-        // (eight streams) measured 1.3-1.6x a read of both tensors on [256, 1024], two rows 1.0-1.1x: the tensors come
-        // from L3 there, and four streams are what the L2 prefetcher keeps up with.
+        // In cache, two rows per accumulator update (rows of at most a tile; wider ones take the tile loop below). Four
+        // rows per update (eight streams) measured 1.3-1.6x a read of both tensors on [256, 1024], two rows 1.0-1.1x: the
+        // tensors come from L3 there, and four streams are what the L2 prefetcher keeps up with.
         int r = 0;
-        bool tiled = prefetch ? vectorEnd >= TileChannels<T>() : vectorEnd > TileChannels<T>();
+        bool tiled = prefetch || vectorEnd > TileChannels<T>();
         for (; !tiled && r <= rows - 2; r += 2)
         {
             nuint q0 = (nuint)r * stride;
@@ -473,10 +486,9 @@ internal static partial class BatchNormKernels
             // row ahead, so the tile's accumulators stay in L1 beside the streams. In cache that beats two rows per update
             // over whole rows, whose sums and centre (24 KiB at C = 2048 float) do not stay in L1: [128, 2048] float32
             // 1.33-1.36x a copy against 1.52-1.63x, [64, 4096] 1.56-1.59x against 1.96-1.97x (dx keeps its two rows:
-            // walked by tiles one row at a time it measured 25-30% slower). From memory, rows of exactly one tile take
-            // this loop too (the next row prefetched): on [6272, 1024] 1.13-1.24x against 1.22-1.42x for the row loop
-            // below with its fixed 4 KiB prefetch distance. Shorter rows keep that loop: one row ahead is then too close
-            // (2 KiB rows: 1.32-1.70x against 1.17-1.60x).
+            // walked by tiles one row at a time it measured 25-30% slower). From memory only rows too wide for the
+            // interleaved loop come here: at [1568, 4096] float32 that loop was no faster (1.14-1.38x a copy against
+            // 1.12-1.48x, medians, three processes).
             int tile = TileChannels<T>();
             for (int c0 = 0; c0 < vectorEnd; c0 += tile)
             {
@@ -515,12 +527,6 @@ internal static partial class BatchNormKernels
             nuint c = 0;
             for (; c < (nuint)vectorEnd; c += (nuint)width)
             {
-                if (prefetch)
-                {
-                    Prefetch.Ahead(ref dy, q + c);
-                    Prefetch.Ahead(ref x, q + c);
-                }
-
                 TVec d = TOps.Load(ref dy, q + c);
                 TOps.Store(TOps.Add(TOps.Load(ref s1, c), d), ref s1, c);
                 TOps.Store(TOps.Add(TOps.Load(ref s2, c), TOps.Multiply(d, TOps.Subtract(TOps.Load(ref x, q + c), TOps.Load(ref center, c)))), ref s2, c);
@@ -532,6 +538,75 @@ internal static partial class BatchNormKernels
                 Unsafe.Add(ref s1, c) += d;
                 Unsafe.Add(ref s2, c) += d * (Unsafe.Add(ref x, q + c) - Unsafe.Add(ref center, c));
             }
+        }
+    }
+
+    /// <summary>
+    /// A block of wide rows from memory whose centre and two sums fit in <see cref="InterleavedSumBytes"/>: they are kept
+    /// interleaved vector by vector in <paramref name="interleaved"/> (3 C elements: centre, sum of dy and sum of
+    /// dy (x - centre) for the first vector of channels, then for the second, ...), so a row reads and writes them as one
+    /// sequential stream beside x and dy; the rows are walked whole, x and dy prefetched
+    /// <see cref="Prefetch.DistanceBytes"/> ahead. Each channel's sums get the same additions in the same row order as in
+    /// <see cref="WideGradientSums{TVec, TOps, T}"/>, so the bits are the same; the block's vector sums are copied back to
+    /// <paramref name="s1"/> and <paramref name="s2"/> at the end (the last C mod width channels are summed there directly).
+    /// </summary>
+    /// <remarks>
+    /// The library's sums with this loop and with the one it replaced (the tile loop, or one row at a time over separate
+    /// arrays below a tile), alternating in one process, float32, fastest of 15 rounds against a copy, six processes:
+    /// [64, 7, 7, 2048] 1.04-1.40x against 1.16-1.57x (the layer's backward 2.48-3.14x against 2.55-3.28x); three
+    /// processes: [12544, 512] 0.91-1.11x against 1.52-2.02x (backward 2.28-2.75x against 3.07-3.96x), [6272, 160]
+    /// 1.05-1.09x against 1.34-1.44x. A plain read of x and dy measures 0.9-1.1x. At [1568, 4096] (48 KiB interleaved) it
+    /// was no faster, so rows that wide keep the tile loop.
+    /// </remarks>
+    private static void WideInterleavedGradientSums<TVec, TOps, T>(ref T x, ref T dy, int rows, int channels, ref T center, ref T s1, ref T s2, ref T interleaved)
+        where TVec : struct
+        where TOps : IVectorOps<TVec, T>
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        int width = TOps.Count;
+        int vectorEnd = channels - (channels % width);
+        nuint w = (nuint)width;
+        for (nuint c = 0, j = 0; c < (nuint)vectorEnd; c += w, j += 3 * w)
+        {
+            TOps.Store(TOps.Load(ref center, c), ref interleaved, j);
+            TOps.Store(TOps.Zero, ref interleaved, j + w);
+            TOps.Store(TOps.Zero, ref interleaved, j + (2 * w));
+        }
+
+        for (int c = vectorEnd; c < channels; c++)
+        {
+            Unsafe.Add(ref s1, c) = T.Zero;
+            Unsafe.Add(ref s2, c) = T.Zero;
+        }
+
+        nuint stride = (nuint)channels;
+        for (int r = 0; r < rows; r++)
+        {
+            ref T xr = ref Unsafe.Add(ref x, (nuint)r * stride);
+            ref T gr = ref Unsafe.Add(ref dy, (nuint)r * stride);
+            nuint c = 0;
+            for (nuint j = 0; c < (nuint)vectorEnd; c += w, j += 3 * w)
+            {
+                Prefetch.Ahead(ref gr, c);
+                Prefetch.Ahead(ref xr, c);
+                TVec d = TOps.Load(ref gr, c);
+                TOps.Store(TOps.Add(TOps.Load(ref interleaved, j + w), d), ref interleaved, j + w);
+                TVec centered = TOps.Subtract(TOps.Load(ref xr, c), TOps.Load(ref interleaved, j));
+                TOps.Store(TOps.Add(TOps.Load(ref interleaved, j + (2 * w)), TOps.Multiply(d, centered)), ref interleaved, j + (2 * w));
+            }
+
+            for (; c < (nuint)channels; c++)
+            {
+                T d = Unsafe.Add(ref gr, c);
+                Unsafe.Add(ref s1, c) += d;
+                Unsafe.Add(ref s2, c) += d * (Unsafe.Add(ref xr, c) - Unsafe.Add(ref center, c));
+            }
+        }
+
+        for (nuint c = 0, j = 0; c < (nuint)vectorEnd; c += w, j += 3 * w)
+        {
+            TOps.Store(TOps.Load(ref interleaved, j + w), ref s1, c);
+            TOps.Store(TOps.Load(ref interleaved, j + (2 * w)), ref s2, c);
         }
     }
 
@@ -1354,6 +1429,16 @@ internal static partial class BatchNormKernels
             return c;
         }
     }
+
+    /// <summary>
+    /// Bytes of the interleaved centre and sums up to which <see cref="WideInterleavedGradientSums{TVec, TOps, T}"/> takes
+    /// wide rows from memory: three arrays of 2048 float channels (1024 double). Wider rows keep the tile loop.
+    /// </summary>
+    private const int InterleavedSumBytes = 24576;
+
+    /// <summary>How many elements of <typeparamref name="T"/> fit in <paramref name="bytes"/>.</summary>
+    private static unsafe int InterleavedChannels<T>(int bytes)
+        where T : unmanaged => bytes / sizeof(T);
 
     /// <summary>Channels per tile when wide rows are walked a tile at a time: <see cref="WideTileBytes"/> of each stream per row.</summary>
     private static unsafe int TileChannels<T>()

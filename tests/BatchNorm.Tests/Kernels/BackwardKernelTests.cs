@@ -26,15 +26,18 @@ public class BackwardKernelTests
     }
 
     /// <summary>
-    /// Rows wider than a tile walk tiles of channels down the rows: in cache ([37, 1100], [3, 2100]: odd row counts, a
-    /// vector tail) and from memory, over the 4 MiB prefetch threshold, in blocks of 128 rows ([1030, 1100]: two tiles,
-    /// a last block of 6 rows; [1100, 1024]: float rows of exactly one tile).
+    /// Wide rows in cache and from memory (over the 4 MiB prefetch threshold, in blocks of 128 rows). Rows wider than a
+    /// tile walk tiles of channels down the rows in cache ([37, 1100], [3, 2100]: odd row counts, a vector tail) and, when
+    /// wider than the interleaved loop takes, from memory ([260, 4100]: float and double, four tiles and a tail; [1030,
+    /// 1100] double). Narrower rows from memory keep their centre and sums interleaved ([1030, 1100] float: a last block
+    /// of 6 rows; [1100, 1024]: float and double rows at the interleaved limit for double; [6000, 175]: a tail of 15,
+    /// 7 or 3 channels, depending on the width).
     /// </summary>
     [Theory]
     [MemberData(nameof(KernelTestData.Widths), MemberType = typeof(KernelTestData))]
-    public void Gradient_sums_of_rows_wider_than_a_tile_match_float64_sums(int width)
+    public void Gradient_sums_of_wide_rows_in_cache_and_from_memory_match_float64_sums(int width)
     {
-        foreach (int[] shape in new[] { new[] { 37, 1100 }, new[] { 3, 2100 }, new[] { 1030, 1100 }, new[] { 1100, 1024 } })
+        foreach (int[] shape in new[] { new[] { 37, 1100 }, new[] { 3, 2100 }, new[] { 1030, 1100 }, new[] { 1100, 1024 }, new[] { 260, 4100 }, new[] { 6000, 175 } })
         {
             Sums<float>((VectorWidth)width, shape);
             Sums<double>((VectorWidth)width, shape);
