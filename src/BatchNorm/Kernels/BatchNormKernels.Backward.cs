@@ -553,7 +553,7 @@ internal static partial class BatchNormKernels
     /// <remarks>
     /// The library's sums with this loop and with the one it replaced (the tile loop, or one row at a time over separate
     /// arrays below a tile), alternating in one process, float32, fastest of 15 rounds against a copy, six processes:
-    /// [64, 7, 7, 2048] 1.04-1.40x against 1.16-1.57x (the layer's backward 2.48-3.14x against 2.55-3.28x); three
+    /// [64, 7, 7, 2048] 1.14-1.40x against 1.28-1.57x (the layer's backward 2.48-3.14x against 2.55-3.28x); three
     /// processes: [12544, 512] 0.91-1.11x against 1.52-2.02x (backward 2.28-2.75x against 3.07-3.96x), [6272, 160]
     /// 1.05-1.09x against 1.34-1.44x. A plain read of x and dy measures 0.9-1.1x. At [1568, 4096] (48 KiB interleaved) it
     /// was no faster, so rows that wide keep the tile loop.
