@@ -28,10 +28,10 @@ public class BackwardKernelTests
     /// <summary>
     /// Wide rows in cache and from memory (over the 4 MiB prefetch threshold, in blocks of 128 rows). Rows wider than a
     /// tile walk tiles of channels down the rows in cache ([37, 1100], [3, 2100]: odd row counts, a vector tail) and, when
-    /// wider than the interleaved loop takes, from memory ([260, 4100]: float and double, four tiles and a tail; [1030,
-    /// 1100] double). Narrower rows from memory keep their centre and sums interleaved ([1030, 1100] float: a last block
-    /// of 6 rows; [1100, 1024]: float and double rows at the interleaved limit for double; [6000, 175]: a tail of 15,
-    /// 7 or 3 channels, depending on the width).
+    /// wider than the interleaved loop takes, from memory ([260, 4100]: four float or eight double tiles and a tail;
+    /// [1030, 1100] double). Narrower rows from memory keep their centre and sums interleaved ([1030, 1100] float: a last
+    /// block of 6 rows; [1100, 1024]: float and double rows at the interleaved limit for double; [6000, 175]: a tail of
+    /// 1 to 15 channels, depending on the width and type).
     /// </summary>
     [Theory]
     [MemberData(nameof(KernelTestData.Widths), MemberType = typeof(KernelTestData))]
