@@ -90,11 +90,11 @@ public class AffineKernelTests
     }
 
     /// <summary>
-    /// Wide channels-last rows whose length is a whole number of vectors all start at the same phase; when that is not
-    /// zero the pass copies the coefficients to it and walks every row in aligned vectors, covering each row's ends
-    /// with one overlapping vector (<see cref="RowPhase"/>). For every input phase (0 to 16 elements past a 64-byte
-    /// boundary), outputs at another phase and in place, even and odd row counts: the scalar path's bits, and nothing
-    /// written outside the output.
+    /// Wide channels-last rows whose length is a whole number of vectors all start at the same phase: the pass walks every
+    /// row in aligned vectors from it, reading their coefficients from an interleaved copy, and when the phase is not
+    /// zero covers each row's ends with one overlapping vector (<see cref="RowPhase"/>). For every input phase (0 to 16
+    /// elements past a 64-byte boundary), outputs at another phase and in place, even and odd row counts: the scalar
+    /// path's bits, and nothing written outside the output.
     /// </summary>
     [Theory]
     [MemberData(nameof(KernelTestData.Widths), MemberType = typeof(KernelTestData))]

@@ -1,5 +1,4 @@
 using System;
-using System.Buffers;
 using System.Runtime.CompilerServices;
 
 namespace BatchNorm.Kernels;
@@ -10,8 +9,9 @@ namespace BatchNorm.Kernels;
 /// start spans two cache lines. When the row length is a whole number of vectors, every row starts at the same
 /// <em>phase</em> p (elements to the next vector boundary): the pass then walks each row from p in aligned vectors,
 /// covers <c>[0, p)</c> and the last <c>W - p</c> elements with one overlapping vector each, and reads the per-channel
-/// coefficients from a copy placed at the same phase, so that they are aligned too. Every element gets the same
-/// operations as before, so the results are the same bits at any phase.
+/// coefficients of the aligned vectors from an interleaved copy made for the call (since the fourteenth session; before,
+/// three copies placed at the same phase). Every element gets the same operations as before, so the results are the
+/// same bits at any phase.
 /// </summary>
 /// <remarks>
 /// Measured on the benchmark machine (AVX-512, [256,1024], data in cache, rows 24 bytes off): the affine map took
@@ -19,41 +19,23 @@ namespace BatchNorm.Kernels;
 /// </remarks>
 internal static class RowPhase
 {
-    /// <summary>Fewest rows for which copying the coefficients to the data's phase pays.</summary>
+    /// <summary>Fewest rows for which copying the coefficients for the data's phase pays.</summary>
     public const int MinRows = 8;
 
     /// <summary>
     /// The phase of rows of <paramref name="channels"/> elements starting at <paramref name="x"/>: elements to the next
-    /// <paramref name="lanes"/>-element boundary, when every row shares it (channels a multiple of the lanes) and it is
-    /// not zero; otherwise 0, and the caller reads from the row starts as usual.
+    /// <paramref name="lanes"/>-element boundary (0 when aligned), when every row shares it (channels a multiple of the
+    /// lanes) and there are enough rows; otherwise -1, and the caller reads from the row starts as usual.
     /// </summary>
     public static unsafe int Of<T>(ReadOnlySpan<T> x, int rows, int channels, int lanes)
         where T : unmanaged
     {
         if (lanes == 1 || rows < MinRows || channels % lanes != 0 || x.IsEmpty)
         {
-            return 0;
+            return -1;
         }
 
         // Only a hint: if the GC moves the array before the pass, the loads are merely unaligned again.
-        int p = NonTemporal.ElementsToAlignment<T>(Unsafe.AsPointer(ref Unsafe.AsRef(in x[0])), lanes * sizeof(T));
-        return p > 0 ? p : 0;
-    }
-
-    /// <summary>
-    /// Rents room for <paramref name="count"/> coefficient arrays of <paramref name="channels"/> elements and the slack
-    /// to start them at any phase (<see cref="Offset{T}"/>, once the buffer is pinned).
-    /// </summary>
-    public static T[] Rent<T>(int count, int channels, int lanes) => ArrayPool<T>.Shared.Rent((count * channels) + lanes);
-
-    /// <summary>
-    /// The start, within the pinned <paramref name="buffer"/>, of arrays at the same phase as <paramref name="x"/>
-    /// (both element-aligned, so the offset is a whole number of elements).
-    /// </summary>
-    public static unsafe int Offset<T>(T* buffer, T* x, int lanes)
-        where T : unmanaged
-    {
-        nuint vectorBytes = (nuint)(lanes * sizeof(T));
-        return (int)(((nuint)x - (nuint)buffer) % vectorBytes) / sizeof(T);
+        return NonTemporal.ElementsToAlignment<T>(Unsafe.AsPointer(ref Unsafe.AsRef(in x[0])), lanes * sizeof(T));
     }
 }
