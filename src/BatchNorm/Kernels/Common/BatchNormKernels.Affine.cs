@@ -118,17 +118,11 @@ internal static partial class BatchNormKernels
         ReadOnlySpan<T> x, Span<T> y, ChannelLayout layout, ReadOnlySpan<T> center, ReadOnlySpan<T> scale, ReadOnlySpan<T> shift, VectorWidth width, bool prefetch, bool stream)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
-        if (layout.IsChannelsLast && !prefetch && !stream)
-        {
-            int lanes = VectorWidths.Lanes<T>(width);
-            int phase = layout.Channels > 4 * lanes ? RowPhase.Of(x, layout.Outer, layout.Channels, lanes) : -1;
-            if (phase >= 0)
-            {
-                AffineInterleaved(x, y, layout, center, scale, shift, width, phase);
-                return;
-            }
-        }
-
+        // Wide channels-last rows in cache that share a phase take AffineInterleavedRows (-1: they do not).
+        int lanes = VectorWidths.Lanes<T>(width);
+        int phase = layout.IsChannelsLast && !prefetch && !stream && layout.Channels > 4 * lanes
+            ? RowPhase.Of(x, layout.Outer, layout.Channels, lanes)
+            : -1;
         ref T src = ref MemoryMarshal.GetReference(x);
         ref T dst = ref MemoryMarshal.GetReference(y);
         ref T m = ref MemoryMarshal.GetReference(center);
@@ -137,16 +131,16 @@ internal static partial class BatchNormKernels
         switch (width)
         {
             case VectorWidth.Vector512:
-                Affine<Vector512<T>, Vector512Ops<T>, T>(ref src, ref dst, layout, ref m, ref a, ref b, prefetch, stream);
+                Affine<Vector512<T>, Vector512Ops<T>, T>(ref src, ref dst, layout, ref m, ref a, ref b, prefetch, stream, phase);
                 break;
             case VectorWidth.Vector256:
-                Affine<Vector256<T>, Vector256Ops<T>, T>(ref src, ref dst, layout, ref m, ref a, ref b, prefetch, stream);
+                Affine<Vector256<T>, Vector256Ops<T>, T>(ref src, ref dst, layout, ref m, ref a, ref b, prefetch, stream, phase);
                 break;
             case VectorWidth.Vector128:
-                Affine<Vector128<T>, Vector128Ops<T>, T>(ref src, ref dst, layout, ref m, ref a, ref b, prefetch, stream);
+                Affine<Vector128<T>, Vector128Ops<T>, T>(ref src, ref dst, layout, ref m, ref a, ref b, prefetch, stream, phase);
                 break;
             default:
-                Affine<T, ScalarOps<T>, T>(ref src, ref dst, layout, ref m, ref a, ref b, prefetch, stream);
+                Affine<T, ScalarOps<T>, T>(ref src, ref dst, layout, ref m, ref a, ref b, prefetch, stream, phase);
                 break;
         }
     }
@@ -155,7 +149,11 @@ internal static partial class BatchNormKernels
     /// Wide channels-last rows in cache that all start at the same phase (<see cref="RowPhase"/>, zero included): each
     /// row is walked in aligned vectors from its phase, and the coefficients of those vectors are first copied into one
     /// interleaved array, vector by vector (centre, scale, shift of the first vector, then of the second, ...), so the
-    /// loop reads them as one sequential stream beside the two rows it maps per load.
+    /// loop reads them as one sequential stream beside the two rows it maps per load. Requires channels a multiple of the
+    /// width and 0 &lt;= phase &lt; width. The aligned vectors run from <c>phase</c> while a whole one fits; when the phase
+    /// is not zero, the first and last vectors of each row overlap them and are computed before any store (so in place
+    /// stays exact, and an element written twice gets the same value twice). <paramref name="k"/> takes
+    /// <c>3 * channels</c> elements.
     /// </summary>
     /// <remarks>
     /// Against the three phase-shifted copies this replaced, alternating in one process (float32 [256,1024], the layer's
@@ -164,48 +162,6 @@ internal static partial class BatchNormKernels
     /// 1.24-1.71x); other shapes measured ([64,1024], [1024,256], [128,512], [2048,96], [64,80], double [1024,160])
     /// moved within it too.
     /// </remarks>
-    private static void AffineInterleaved<T>(
-        ReadOnlySpan<T> x, Span<T> y, ChannelLayout layout, ReadOnlySpan<T> center, ReadOnlySpan<T> scale, ReadOnlySpan<T> shift,
-        VectorWidth width, int phase)
-        where T : unmanaged, IBinaryFloatingPointIeee754<T>
-    {
-        int channels = layout.Channels;
-        int length = (3 * channels) + CacheLine.Slack<T>();
-        T[] rented = ArrayPool<T>.Shared.Rent(length);
-        try
-        {
-            ref T k = ref MemoryMarshal.GetReference(CacheLine.Align(rented.AsSpan(0, length), 3 * channels));
-            ref T src = ref MemoryMarshal.GetReference(x);
-            ref T dst = ref MemoryMarshal.GetReference(y);
-            ref T m = ref MemoryMarshal.GetReference(center);
-            ref T a = ref MemoryMarshal.GetReference(scale);
-            ref T b = ref MemoryMarshal.GetReference(shift);
-            switch (width)
-            {
-                case VectorWidth.Vector512:
-                    AffineInterleavedRows<Vector512<T>, Vector512Ops<T>, T>(ref src, ref dst, layout.Outer, channels, phase, ref m, ref a, ref b, ref k);
-                    break;
-                case VectorWidth.Vector256:
-                    AffineInterleavedRows<Vector256<T>, Vector256Ops<T>, T>(ref src, ref dst, layout.Outer, channels, phase, ref m, ref a, ref b, ref k);
-                    break;
-                default:
-                    AffineInterleavedRows<Vector128<T>, Vector128Ops<T>, T>(ref src, ref dst, layout.Outer, channels, phase, ref m, ref a, ref b, ref k);
-                    break;
-            }
-        }
-        finally
-        {
-            ArrayPool<T>.Shared.Return(rented);
-        }
-    }
-
-    /// <summary>
-    /// The rows of <see cref="AffineInterleaved{T}"/> (channels a multiple of the width, 0 &lt;= phase &lt; width), two at a
-    /// time per load of the coefficients: aligned vectors from <c>phase</c> while a whole one fits, then, when the phase is
-    /// not zero, the first and last vectors of each row, which overlap them and were computed before any store (so in
-    /// place stays exact, and an element written twice gets the same value twice). <paramref name="k"/> takes
-    /// <c>3 * channels</c> elements.
-    /// </summary>
     private static void AffineInterleavedRows<TVec, TOps, T>(ref T x, ref T y, int rows, int channels, int phase, ref T center, ref T scale, ref T shift, ref T k)
         where TVec : struct
         where TOps : IVectorOps<TVec, T>
@@ -286,7 +242,7 @@ internal static partial class BatchNormKernels
         }
     }
 
-    private static void Affine<TVec, TOps, T>(ref T x, ref T y, ChannelLayout layout, ref T center, ref T scale, ref T shift, bool prefetch, bool stream)
+    private static void Affine<TVec, TOps, T>(ref T x, ref T y, ChannelLayout layout, ref T center, ref T scale, ref T shift, bool prefetch, bool stream, int phase = -1)
         where TVec : struct
         where TOps : IVectorOps<TVec, T>
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
@@ -309,6 +265,21 @@ internal static partial class BatchNormKernels
             if (channels <= 4 * width)
             {
                 AffineNarrowRows<TVec, TOps, T>(ref x, ref y, layout.Outer, channels, ref center, ref scale, ref shift);
+            }
+            else if (phase >= 0)
+            {
+                int length = (3 * channels) + CacheLine.Slack<T>();
+                T[] rented = ArrayPool<T>.Shared.Rent(length);
+                try
+                {
+                    AffineInterleavedRows<TVec, TOps, T>(
+                        ref x, ref y, layout.Outer, channels, phase, ref center, ref scale, ref shift,
+                        ref MemoryMarshal.GetReference(CacheLine.Align(rented.AsSpan(0, length), 3 * channels)));
+                }
+                finally
+                {
+                    ArrayPool<T>.Shared.Return(rented);
+                }
             }
             else
             {
