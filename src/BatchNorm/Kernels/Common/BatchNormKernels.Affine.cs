@@ -13,6 +13,9 @@ internal static partial class BatchNormKernels
     /// <summary>Channel counts up to this fold their coefficients on the stack; larger ones rent from the pool.</summary>
     private const int StackChannels = 256;
 
+    /// <summary>Rows per block when <see cref="AffineInterleavedRows{TVec, TOps, T}"/> walks wide rows a tile at a time.</summary>
+    private const int AffineBlockRows = 32;
+
     /// <summary>
     /// <c>y = gamma * (x - mean) / sqrt(variance + epsilon) + beta</c>: the statistics and weights are folded once
     /// (<see cref="FoldCoefficients{TStat, TWeight, T}"/>) and the data is mapped by <see cref="Affine{T}"/>.
@@ -149,18 +152,19 @@ internal static partial class BatchNormKernels
     /// Wide channels-last rows in cache that all start at the same phase (<see cref="RowPhase"/>, zero included): each
     /// row is walked in aligned vectors from its phase, and the coefficients of those vectors are first copied into one
     /// interleaved array, vector by vector (centre, scale, shift of the first vector, then of the second, ...), so the
-    /// loop reads them as one sequential stream beside the two rows it maps per load. Requires channels a multiple of the
-    /// width and 0 &lt;= phase &lt; width. The aligned vectors run from <c>phase</c> while a whole one fits; when the phase
-    /// is not zero, the first and last vectors of each row overlap them and are computed before any store (so in place
-    /// stays exact, and an element written twice gets the same value twice). <paramref name="k"/> takes
+    /// loop reads them as one sequential stream beside the two rows it maps per load. Rows wider than
+    /// <see cref="WideTileBytes"/> take <see cref="AffineInterleavedTiles{TVec, TOps, T}"/>. Requires channels a multiple
+    /// of the width and 0 &lt;= phase &lt; width. The aligned vectors run from <c>phase</c> while a whole one fits; when the
+    /// phase is not zero, the first and last vectors of each row overlap them and are computed before any store of the
+    /// row (so in place stays exact, and an element written twice gets the same value twice). <paramref name="k"/> takes
     /// <c>3 * channels</c> elements.
     /// </summary>
     /// <remarks>
     /// Against the three phase-shifted copies this replaced, alternating in one process (float32 [256,1024], the layer's
-    /// inference, 18 rounds in six processes, medians): 1.15-1.39x a copy against 1.16-1.48x, a lower median in all 18. Double
-    /// [256,1024] moved within the noise (12 rounds: medians 1.44-1.75x against 1.36-1.92x, minima 1.48-1.65x against
-    /// 1.24-1.71x); other shapes measured ([64,1024], [1024,256], [128,512], [2048,96], [64,80], double [1024,160])
-    /// moved within it too.
+    /// inference, 18 rounds in six processes, medians): 1.15-1.39x a copy against 1.16-1.48x, a lower median in all 18.
+    /// Double [256,1024] moved within the noise then; the tiles took its inference from 1.43-1.69x to 1.19-1.41x (fifteenth
+    /// session, fastest of 15 rounds, four runs). Other shapes measured ([64,1024], [1024,256], [128,512], [2048,96],
+    /// [64,80], double [1024,160]) moved within the noise.
     /// </remarks>
     private static void AffineInterleavedRows<TVec, TOps, T>(ref T x, ref T y, int rows, int channels, int phase, ref T center, ref T scale, ref T shift, ref T k)
         where TVec : struct
@@ -177,6 +181,12 @@ internal static partial class BatchNormKernels
             TOps.Store(TOps.Load(ref center, c), ref k, end);
             TOps.Store(TOps.Load(ref scale, c), ref k, end + w);
             TOps.Store(TOps.Load(ref shift, c), ref k, end + (2 * w));
+        }
+
+        if (end > 3 * (nuint)TileChannels<T>())
+        {
+            AffineInterleavedTiles<TVec, TOps, T>(ref x, ref y, rows, channels, phase, end, ref center, ref scale, ref shift, ref k);
+            return;
         }
 
         bool ends = phase != 0;
@@ -196,18 +206,7 @@ internal static partial class BatchNormKernels
                 t1 = TOps.Add(TOps.Multiply(TOps.Subtract(TOps.Load(ref x, o1 + last), mt), at), bt);
             }
 
-            nuint j = 0;
-            for (nuint c = (nuint)phase; j < end; c += w, j += 3 * w)
-            {
-                TVec m = TOps.Load(ref k, j);
-                TVec a = TOps.Load(ref k, j + w);
-                TVec b = TOps.Load(ref k, j + (2 * w));
-                TVec v0 = TOps.Load(ref x, o0 + c);
-                TVec v1 = TOps.Load(ref x, o1 + c);
-                TOps.Store(TOps.Add(TOps.Multiply(TOps.Subtract(v0, m), a), b), ref y, o0 + c);
-                TOps.Store(TOps.Add(TOps.Multiply(TOps.Subtract(v1, m), a), b), ref y, o1 + c);
-            }
-
+            AffineInterleavedPair<TVec, TOps, T>(ref x, ref y, o0, o1, (nuint)phase, 0, end, ref k);
             if (ends)
             {
                 TOps.Store(h0, ref y, o0);
@@ -227,18 +226,119 @@ internal static partial class BatchNormKernels
                 t0 = TOps.Add(TOps.Multiply(TOps.Subtract(TOps.Load(ref x, o0 + last), mt), at), bt);
             }
 
-            nuint j = 0;
-            for (nuint c = (nuint)phase; j < end; c += w, j += 3 * w)
-            {
-                TVec d = TOps.Subtract(TOps.Load(ref x, o0 + c), TOps.Load(ref k, j));
-                TOps.Store(TOps.Add(TOps.Multiply(d, TOps.Load(ref k, j + w)), TOps.Load(ref k, j + (2 * w))), ref y, o0 + c);
-            }
-
+            AffineInterleavedRow<TVec, TOps, T>(ref x, ref y, o0, (nuint)phase, 0, end, ref k);
             if (ends)
             {
                 TOps.Store(h0, ref y, o0);
                 TOps.Store(t0, ref y, o0 + last);
             }
+        }
+    }
+
+    /// <summary>
+    /// <see cref="AffineInterleavedRows{TVec, TOps, T}"/> for rows wider than <see cref="WideTileBytes"/>: a tile of
+    /// that many bytes of channels at a time through blocks of <see cref="AffineBlockRows"/> rows, two rows per load of
+    /// the coefficients, so that the tile's coefficients stay in L1 beside the rows' streams. The first and last vectors
+    /// of a block's rows (when the phase is not zero) are computed into a stack buffer before the block's first store and
+    /// stored after its last. <paramref name="end"/> is the length of the interleaved coefficients in <paramref name="k"/>.
+    /// </summary>
+    /// <remarks>
+    /// Whole rows of 8 KiB (24 KiB of coefficients and 32 KiB of data per pair of rows) do not leave the coefficients in
+    /// the 48 KiB L1 until the next pair. Plain loops (fifteenth session, fastest of 15 rounds against a copy): double
+    /// [256,1024] 1.15-1.21x with 4 KiB tiles through 32 rows against 1.33-1.39x whole rows, float32 [128,4096]
+    /// 1.19-1.31x against 1.55-1.73x; 2 KiB tiles or blocks of 16 to 128 rows measured the same or slower. Rows of one
+    /// tile keep the untiled loop: blocks of two rows through this one measured 1.29-1.41x against 1.13-1.17x on
+    /// [1024,256].
+    /// </remarks>
+    private static void AffineInterleavedTiles<TVec, TOps, T>(
+        ref T x, ref T y, int rows, int channels, int phase, nuint end, ref T center, ref T scale, ref T shift, ref T k)
+        where TVec : struct
+        where TOps : IVectorOps<TVec, T>
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        nuint w = (nuint)TOps.Count;
+        nuint stride = (nuint)channels;
+        nuint last = (nuint)channels - w;
+        nuint tile = 3 * (nuint)TileChannels<T>();
+        bool ends = phase != 0;
+        Span<T> endValues = stackalloc T[ends ? 2 * AffineBlockRows * TOps.Count : 0];
+        ref T e = ref MemoryMarshal.GetReference(endValues);
+        TVec mh = TOps.Load(ref center, 0), ah = TOps.Load(ref scale, 0), bh = TOps.Load(ref shift, 0);
+        TVec mt = TOps.Load(ref center, last), at = TOps.Load(ref scale, last), bt = TOps.Load(ref shift, last);
+        for (int r0 = 0; r0 < rows; r0 += AffineBlockRows)
+        {
+            int r1 = Math.Min(rows, r0 + AffineBlockRows);
+            for (int r = r0; ends && r < r1; r++)
+            {
+                nuint o = (nuint)r * stride;
+                nuint slot = (nuint)(2 * (r - r0)) * w;
+                TOps.Store(TOps.Add(TOps.Multiply(TOps.Subtract(TOps.Load(ref x, o), mh), ah), bh), ref e, slot);
+                TOps.Store(TOps.Add(TOps.Multiply(TOps.Subtract(TOps.Load(ref x, o + last), mt), at), bt), ref e, slot + w);
+            }
+
+            for (nuint j0 = 0; j0 < end; j0 += tile)
+            {
+                nuint j1 = Math.Min(end, j0 + tile);
+                nuint c0 = (nuint)phase + (j0 / 3);
+                int r = r0;
+                for (; r <= r1 - 2; r += 2)
+                {
+                    nuint o0 = (nuint)r * stride;
+                    AffineInterleavedPair<TVec, TOps, T>(ref x, ref y, o0, o0 + stride, c0, j0, j1, ref k);
+                }
+
+                if (r < r1)
+                {
+                    AffineInterleavedRow<TVec, TOps, T>(ref x, ref y, (nuint)r * stride, c0, j0, j1, ref k);
+                }
+            }
+
+            for (int r = r0; ends && r < r1; r++)
+            {
+                nuint o = (nuint)r * stride;
+                nuint slot = (nuint)(2 * (r - r0)) * w;
+                TOps.Store(TOps.Load(ref e, slot), ref y, o);
+                TOps.Store(TOps.Load(ref e, slot + w), ref y, o + last);
+            }
+        }
+    }
+
+    /// <summary>
+    /// Two rows (at <paramref name="o0"/> and <paramref name="o1"/>) over the interleaved coefficients
+    /// <c>[j0, j1)</c> of <paramref name="k"/>, whose first vector maps channel <paramref name="c0"/>: one load of each
+    /// coefficient vector for both rows.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void AffineInterleavedPair<TVec, TOps, T>(ref T x, ref T y, nuint o0, nuint o1, nuint c0, nuint j0, nuint j1, ref T k)
+        where TVec : struct
+        where TOps : IVectorOps<TVec, T>
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        nuint w = (nuint)TOps.Count;
+        for (nuint c = c0, j = j0; j < j1; c += w, j += 3 * w)
+        {
+            TVec m = TOps.Load(ref k, j);
+            TVec a = TOps.Load(ref k, j + w);
+            TVec b = TOps.Load(ref k, j + (2 * w));
+            TVec v0 = TOps.Load(ref x, o0 + c);
+            TVec v1 = TOps.Load(ref x, o1 + c);
+            TOps.Store(TOps.Add(TOps.Multiply(TOps.Subtract(v0, m), a), b), ref y, o0 + c);
+            TOps.Store(TOps.Add(TOps.Multiply(TOps.Subtract(v1, m), a), b), ref y, o1 + c);
+        }
+    }
+
+    /// <summary>One row of <see cref="AffineInterleavedPair{TVec, TOps, T}"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void AffineInterleavedRow<TVec, TOps, T>(ref T x, ref T y, nuint o0, nuint c0, nuint j0, nuint j1, ref T k)
+        where TVec : struct
+        where TOps : IVectorOps<TVec, T>
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        nuint w = (nuint)TOps.Count;
+        for (nuint c = c0, j = j0; j < j1; c += w, j += 3 * w)
+        {
+            TVec d = TOps.Subtract(TOps.Load(ref x, o0 + c), TOps.Load(ref k, j));
+            TOps.Store(TOps.Add(TOps.Multiply(d, TOps.Load(ref k, j + w)), TOps.Load(ref k, j + (2 * w))), ref y, o0 + c);
         }
     }
 
