@@ -66,16 +66,18 @@ public class BackwardKernelTests
 
     /// <summary>
     /// Wide channels-last rows in cache go two at a time from the last pair to the first, an odd last row on its own
-    /// first, each pair from its last vector with the overlapping tail loaded before any store: one, two, odd and even
-    /// row counts, channel counts a multiple of every width and not, against the float64 map, and in place on dy.
+    /// first, each pair from its last vector with the overlapping tail loaded before any store; rows wider than 4 KiB
+    /// go a tile of channels at a time through blocks of 32 rows (2100 channels: two whole tiles of floats and a partial
+    /// one, four of doubles and a partial one; 33 and 67 rows end in a partial block of odd length). One, two, odd and
+    /// even row counts, channel counts a multiple of every width and not, against the float64 map, and in place on dy.
     /// </summary>
     [Theory]
     [MemberData(nameof(KernelTestData.Widths), MemberType = typeof(KernelTestData))]
     public void Input_gradient_of_wide_rows_in_cache_matches_the_float64_map_in_place_and_at_every_row_count(int width)
     {
-        foreach (int channels in new[] { 160, 203 })
+        foreach (int channels in new[] { 160, 203, 2048, 2100 })
         {
-            foreach (int rows in new[] { 1, 2, 3, 6, 7 })
+            foreach (int rows in new[] { 1, 2, 3, 6, 7, 33, 67 })
             {
                 foreach (bool masked in new[] { false, true })
                 {

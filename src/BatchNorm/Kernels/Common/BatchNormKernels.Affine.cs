@@ -13,8 +13,11 @@ internal static partial class BatchNormKernels
     /// <summary>Channel counts up to this fold their coefficients on the stack; larger ones rent from the pool.</summary>
     private const int StackChannels = 256;
 
-    /// <summary>Rows per block when <see cref="AffineInterleavedRows{TVec, TOps, T}"/> walks wide rows a tile at a time.</summary>
-    private const int AffineBlockRows = 32;
+    /// <summary>
+    /// Rows per block when wide rows in cache are walked a tile of channels at a time
+    /// (<see cref="AffineInterleavedTiles{TVec, TOps, T}"/>, <see cref="InputGradientWideTilesDownward{TVec, TOps, T, TStream}"/>).
+    /// </summary>
+    private const int TiledBlockRows = 32;
 
     /// <summary>
     /// <c>y = gamma * (x - mean) / sqrt(variance + epsilon) + beta</c>: the statistics and weights are folded once
@@ -237,7 +240,7 @@ internal static partial class BatchNormKernels
 
     /// <summary>
     /// <see cref="AffineInterleavedRows{TVec, TOps, T}"/> for rows wider than <see cref="WideTileBytes"/>: a tile of
-    /// that many bytes of channels at a time through blocks of <see cref="AffineBlockRows"/> rows, two rows per load of
+    /// that many bytes of channels at a time through blocks of <see cref="TiledBlockRows"/> rows, two rows per load of
     /// the coefficients, so that the tile's coefficients stay in L1 beside the rows' streams. The first and last vectors
     /// of a block's rows (when the phase is not zero) are computed into a stack buffer before the block's first store and
     /// stored after its last. <paramref name="end"/> is the length of the interleaved coefficients in <paramref name="k"/>.
@@ -261,13 +264,13 @@ internal static partial class BatchNormKernels
         nuint last = (nuint)channels - w;
         nuint tile = 3 * (nuint)TileChannels<T>();
         bool ends = phase != 0;
-        Span<T> endValues = stackalloc T[ends ? 2 * AffineBlockRows * TOps.Count : 0];
+        Span<T> endValues = stackalloc T[ends ? 2 * TiledBlockRows * TOps.Count : 0];
         ref T e = ref MemoryMarshal.GetReference(endValues);
         TVec mh = TOps.Load(ref center, 0), ah = TOps.Load(ref scale, 0), bh = TOps.Load(ref shift, 0);
         TVec mt = TOps.Load(ref center, last), at = TOps.Load(ref scale, last), bt = TOps.Load(ref shift, last);
-        for (int r0 = 0; r0 < rows; r0 += AffineBlockRows)
+        for (int r0 = 0; r0 < rows; r0 += TiledBlockRows)
         {
-            int r1 = Math.Min(rows, r0 + AffineBlockRows);
+            int r1 = Math.Min(rows, r0 + TiledBlockRows);
             for (int r = r0; ends && r < r1; r++)
             {
                 nuint o = (nuint)r * stride;
