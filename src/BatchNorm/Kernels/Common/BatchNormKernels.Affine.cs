@@ -14,6 +14,14 @@ internal static partial class BatchNormKernels
     private const int StackChannels = 256;
 
     /// <summary>
+    /// Widest aligned part of a row, in bytes, that <see cref="AffineInterleavedRows{TVec, TOps, T}"/> walks whole: its
+    /// coefficients (three times the row) and a pair of rows in and out (four times) then fit the 48 KiB L1 (7 x 6 KiB).
+    /// Wider rows go a tile at a time. Measured (fifteenth session, the layer's inference, untiled against tiled): 6 KiB
+    /// rows 1.27-1.28x a copy against 1.32-1.34x, 8 KiB rows 1.43-1.69x against 1.19-1.41x.
+    /// </summary>
+    private const int AffineUntiledRowBytes = 6144;
+
+    /// <summary>
     /// Rows per block when wide rows in cache are walked a tile of channels at a time
     /// (<see cref="AffineInterleavedTiles{TVec, TOps, T}"/>, <see cref="InputGradientWideTilesDownward{TVec, TOps, T, TStream}"/>).
     /// </summary>
@@ -155,8 +163,8 @@ internal static partial class BatchNormKernels
     /// Wide channels-last rows in cache that all start at the same phase (<see cref="RowPhase"/>, zero included): each
     /// row is walked in aligned vectors from its phase, and the coefficients of those vectors are first copied into one
     /// interleaved array, vector by vector (centre, scale, shift of the first vector, then of the second, ...), so the
-    /// loop reads them as one sequential stream beside the two rows it maps per load. Rows wider than
-    /// <see cref="WideTileBytes"/> take <see cref="AffineInterleavedTiles{TVec, TOps, T}"/>. Requires channels a multiple
+    /// loop reads them as one sequential stream beside the two rows it maps per load. Rows whose aligned part is wider than
+    /// <see cref="AffineUntiledRowBytes"/> take <see cref="AffineInterleavedTiles{TVec, TOps, T}"/>. Requires channels a multiple
     /// of the width and 0 &lt;= phase &lt; width. The aligned vectors run from <c>phase</c> while a whole one fits; when the
     /// phase is not zero, the first and last vectors of each row overlap them and are computed before any store of the
     /// row (so in place stays exact, and an element written twice gets the same value twice). <paramref name="k"/> takes
@@ -186,7 +194,7 @@ internal static partial class BatchNormKernels
             TOps.Store(TOps.Load(ref shift, c), ref k, end + (2 * w));
         }
 
-        if (end > 3 * (nuint)TileChannels<T>())
+        if (end > 3 * (nuint)InterleavedChannels<T>(AffineUntiledRowBytes))
         {
             AffineInterleavedTiles<TVec, TOps, T>(ref x, ref y, rows, channels, phase, end, ref center, ref scale, ref shift, ref k);
             return;
@@ -239,8 +247,8 @@ internal static partial class BatchNormKernels
     }
 
     /// <summary>
-    /// <see cref="AffineInterleavedRows{TVec, TOps, T}"/> for rows wider than <see cref="WideTileBytes"/>: a tile of
-    /// that many bytes of channels at a time through blocks of <see cref="TiledBlockRows"/> rows, two rows per load of
+    /// <see cref="AffineInterleavedRows{TVec, TOps, T}"/> for rows wider than <see cref="AffineUntiledRowBytes"/>: a tile
+    /// of <see cref="WideTileBytes"/> of channels at a time through blocks of <see cref="TiledBlockRows"/> rows, two rows per load of
     /// the coefficients, so that the tile's coefficients stay in L1 beside the rows' streams. The first and last vectors
     /// of a block's rows (when the phase is not zero) are computed into a stack buffer before the block's first store and
     /// stored after its last. <paramref name="end"/> is the length of the interleaved coefficients in <paramref name="k"/>.
@@ -249,9 +257,9 @@ internal static partial class BatchNormKernels
     /// Whole rows of 8 KiB (24 KiB of coefficients and 32 KiB of data per pair of rows) do not leave the coefficients in
     /// the 48 KiB L1 until the next pair. Plain loops (fifteenth session, fastest of 15 rounds against a copy): double
     /// [256,1024] 1.15-1.21x with 4 KiB tiles through 32 rows against 1.33-1.39x whole rows, float32 [128,4096]
-    /// 1.19-1.31x against 1.55-1.73x; 2 KiB tiles or blocks of 16 to 128 rows measured the same or slower. Rows of one
-    /// tile keep the untiled loop: blocks of two rows through this one measured 1.29-1.41x against 1.13-1.17x on
-    /// [1024,256].
+    /// 1.19-1.31x against 1.55-1.73x; 2 KiB tiles or blocks of 16 to 128 rows measured the same or slower. Narrower rows
+    /// keep the untiled loop: blocks of two rows through this one measured 1.29-1.41x against 1.13-1.17x on [1024,256],
+    /// and 4 KiB tiles of 6 KiB rows ([256,1536]) 1.32-1.34x against 1.27-1.28x.
     /// </remarks>
     private static void AffineInterleavedTiles<TVec, TOps, T>(
         ref T x, ref T y, int rows, int channels, int phase, nuint end, ref T center, ref T scale, ref T shift, ref T k)
