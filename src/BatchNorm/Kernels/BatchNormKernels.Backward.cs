@@ -1244,7 +1244,7 @@ internal static partial class BatchNormKernels
     /// <remarks>
     /// Whole rows of 8 KiB (32 KiB of coefficients and 48 KiB of data per pair of rows) do not leave the coefficients
     /// in the 48 KiB L1 until the next pair. Plain loops (fifteenth session, fastest of 15 rounds against a copy): double
-    /// [256,1024] 1.89-1.91x with 4 KiB tiles through 32 rows against 2.44-2.47x whole rows, float32 [256,2048]
+    /// [256,1024] 1.90-1.91x with 4 KiB tiles through 32 rows against 2.44-2.47x whole rows, float32 [256,2048]
     /// 1.89-2.51x against 2.53-2.86x; float32 [256,1024], whose rows are one tile, 1.88-1.94x against 1.95-2.04x. The
     /// layer's backward with the untiled and tiled loops alternating in one process (fastest of 15 rounds, four rounds in
     /// two processes): double [256,1024] 3.38-3.98x against 3.57-4.20x, float32 [256,2048] 3.30-3.97x against

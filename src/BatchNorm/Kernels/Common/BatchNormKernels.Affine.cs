@@ -256,8 +256,8 @@ internal static partial class BatchNormKernels
     /// <remarks>
     /// Whole rows of 8 KiB (24 KiB of coefficients and 32 KiB of data per pair of rows) do not leave the coefficients in
     /// the 48 KiB L1 until the next pair. Plain loops (fifteenth session, fastest of 15 rounds against a copy): double
-    /// [256,1024] 1.15-1.21x with 4 KiB tiles through 32 rows against 1.33-1.39x whole rows, float32 [128,4096]
-    /// 1.19-1.31x against 1.55-1.73x; 2 KiB tiles or blocks of 16 to 128 rows measured the same or slower. Narrower rows
+    /// [256,1024] 1.15-1.18x with 4 KiB tiles through 32 rows against 1.33-1.37x whole rows, float32 [128,4096]
+    /// 1.27-1.37x against 1.67-1.84x; 2 KiB tiles or blocks of 16 to 128 rows measured the same or slower. Narrower rows
     /// keep the untiled loop: blocks of two rows through this one measured 1.29-1.41x against 1.13-1.17x on [1024,256],
     /// and 4 KiB tiles of 6 KiB rows ([256,1536]) 1.32-1.34x against 1.27-1.28x.
     /// </remarks>
