@@ -10,7 +10,6 @@ namespace BatchNorm.Kernels;
 
 internal static partial class BatchNormKernels
 {
-
     /// <summary>
     /// The two per-channel sums every backward pass needs, over ALL positions (masked outputs depend on the
     /// statistics too): <c>sumDy = sum(dy)</c> and <c>sumDyCentered = sum(dy * (x - center))</c>, accumulated in T within
@@ -1237,7 +1236,7 @@ internal static partial class BatchNormKernels
     /// <see cref="InputGradientWideRowPairsDownward{TVec, TOps, T, TStream}"/> for rows wider than
     /// <see cref="WideTileBytes"/>: blocks of <see cref="TiledBlockRows"/> rows from the last to the first, each a tile of
     /// that many bytes of channels at a time from the last tile to the first, its pairs of rows from the last to the first
-    /// (an odd last row of the tensor goes first, on its own), so that the tile's four coefficient arrays stay in L1
+    /// (an odd last row of the tensor goes first in each tile of its block, on its own), so that the tile's four coefficient arrays stay in L1
     /// beside the three streams. When C is not a multiple of the width, the overlapping last vector of each row of a
     /// block is computed into a stack buffer before the block's first store and stored after its last, so dx may be dy.
     /// </summary>

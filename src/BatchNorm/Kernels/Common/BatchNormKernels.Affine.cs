@@ -174,7 +174,7 @@ internal static partial class BatchNormKernels
     /// Against the three phase-shifted copies this replaced, alternating in one process (float32 [256,1024], the layer's
     /// inference, 18 rounds in six processes, medians): 1.15-1.39x a copy against 1.16-1.48x, a lower median in all 18.
     /// Double [256,1024] moved within the noise then; the tiles took its inference from 1.43-1.69x to 1.19-1.41x (fifteenth
-    /// session, fastest of 15 rounds, four runs). Other shapes measured ([64,1024], [1024,256], [128,512], [2048,96],
+    /// session, fastest of 15 rounds, eight rounds in four processes). Other shapes measured ([64,1024], [1024,256], [128,512], [2048,96],
     /// [64,80], double [1024,160]) moved within the noise.
     /// </remarks>
     private static void AffineInterleavedRows<TVec, TOps, T>(ref T x, ref T y, int rows, int channels, int phase, ref T center, ref T scale, ref T shift, ref T k)
