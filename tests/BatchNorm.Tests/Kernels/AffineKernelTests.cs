@@ -65,6 +65,26 @@ public class AffineKernelTests
     }
 
     /// <summary>
+    /// Wide channels-last rows in cache that do not share a phase (C not a multiple of the width, or fewer than eight
+    /// rows) go 4 KiB tiles of channels at a time through blocks of 32 rows once they are wider than 6 KiB, with each
+    /// row's overlapping last vector computed before the block's first store. Channel counts that are a multiple of no
+    /// width (1571, 3001) or of the narrower ones only (2050), partial tiles, partial blocks of odd length (37 and 67
+    /// rows), two and three rows: the float64 map, and the scalar path's bits in place and in guarded memory.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(KernelTestData.Widths), MemberType = typeof(KernelTestData))]
+    public void Wide_rows_without_a_shared_phase_go_a_tile_at_a_time_with_the_scalar_bits(int width)
+    {
+        foreach (int[] shape in new[] { new[] { 37, 1571 }, new[] { 2, 3001 }, new[] { 3, 3001 }, new[] { 67, 2050 } })
+        {
+            Check<float>((VectorWidth)width, shape, 1);
+            Check<double>((VectorWidth)width, shape, 1);
+            Guarded<float>((VectorWidth)width, shape, guardAfter: shape[0] % 2 == 0);
+            Guarded<double>((VectorWidth)width, shape, guardAfter: shape[0] % 2 == 1);
+        }
+    }
+
+    /// <summary>
     /// Outputs too large for the caches are written with streaming stores, which need aligned addresses: the pass then
     /// starts at the first aligned element and maps the unaligned ends one element at a time. Forced on small inputs,
     /// it must give the scalar path's bits for every start alignment of the output (0 to 16 elements past a 64-byte
