@@ -927,7 +927,10 @@ internal static partial class BatchNormKernels
 
     /// <summary>
     /// Unmasked channels-last rows whose output starts <paramref name="head"/> elements before alignment: see
-    /// <see cref="InputGradientStreaming{TVec, TOps, T}"/>.
+    /// <see cref="InputGradientStreaming{TVec, TOps, T}"/>. The rotated copies are placed so that their element
+    /// <paramref name="head"/>, where the shifted rows' coefficients start, begins a 64-byte line: every coefficient load
+    /// is then one line (the layer's backward on float32 [25088,256] 1.92-2.28x a copy against 2.06-2.40x, double
+    /// [3136,1024] 2.32-2.54x against 2.37-2.67x; float32 [3136,2048] unchanged).
     /// </summary>
     private static void InputGradientShiftedRowsStreaming<TVec, TOps, T>(
         ref T x, ref T dy, ref T dx, int rows, int channels, int head, GradientCoefficients<T> k, bool prefetch)
@@ -936,16 +939,19 @@ internal static partial class BatchNormKernels
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
         int extended = channels + TOps.Count;
+        int stride = CacheLine.RoundUp<T>(extended);
+        int bufferLength = (4 * stride) + CacheLine.Slack<T>();
         T[]? rented = null;
-        Span<T> rotated = channels <= StackChannels
-            ? stackalloc T[4 * extended]
-            : (rented = ArrayPool<T>.Shared.Rent(4 * extended));
+        Span<T> buffer = channels <= StackChannels
+            ? stackalloc T[bufferLength]
+            : (rented = ArrayPool<T>.Shared.Rent(bufferLength));
+        Span<T> rotated = CacheLine.AlignAt(buffer, head, 4 * stride);
         try
         {
             ref T m = ref MemoryMarshal.GetReference(rotated);
-            ref T a = ref Unsafe.Add(ref m, extended);
-            ref T p = ref Unsafe.Add(ref a, extended);
-            ref T q = ref Unsafe.Add(ref p, extended);
+            ref T a = ref Unsafe.Add(ref m, stride);
+            ref T p = ref Unsafe.Add(ref a, stride);
+            ref T q = ref Unsafe.Add(ref p, stride);
             ExtendPastLastChannel(ref k.Center, channels, ref m, extended);
             ExtendPastLastChannel(ref k.A, channels, ref a, extended);
             ExtendPastLastChannel(ref k.P, channels, ref p, extended);

@@ -27,10 +27,29 @@ internal static class CacheLine
     /// (<paramref name="buffer"/> must hold <c>length + Slack&lt;T&gt;()</c>). Only a hint: if the GC moves a rented
     /// array during the call, its accesses are merely unaligned again.
     /// </summary>
-    public static unsafe Span<T> Align<T>(Span<T> buffer, int length)
+    public static Span<T> Align<T>(Span<T> buffer, int length)
+        where T : unmanaged => AlignAt(buffer, 0, length);
+
+    /// <summary>
+    /// <paramref name="length"/> elements of <paramref name="buffer"/> placed so that element <paramref name="index"/>
+    /// of the result starts a line (<paramref name="buffer"/> must hold <c>length + Slack&lt;T&gt;()</c>): for arrays
+    /// read in vectors from <paramref name="index"/> on. The same hint as <see cref="Align{T}"/>.
+    /// </summary>
+    public static Span<T> AlignAt<T>(Span<T> buffer, int index, int length)
+        where T : unmanaged => buffer.Slice(Skip<T>(buffer[index..]), length);
+
+    /// <summary>
+    /// Elements from the start of <paramref name="buffer"/> to its first 64-byte boundary (0 when the buffer is not
+    /// even aligned to its element size, which managed arrays always are).
+    /// </summary>
+    public static unsafe int Skip<T>(ReadOnlySpan<T> buffer)
         where T : unmanaged
     {
         int skip = NonTemporal.ElementsToAlignment<T>(Unsafe.AsPointer(ref MemoryMarshal.GetReference(buffer)), Bytes);
-        return buffer.Slice(skip < 0 ? 0 : skip, length);
+        return skip < 0 ? 0 : skip;
     }
+
+    /// <summary><paramref name="elements"/> rounded up to whole lines, so that arrays laid end to end keep one alignment.</summary>
+    public static int RoundUp<T>(int elements)
+        where T : unmanaged => (elements + Slack<T>() - 1) / Slack<T>() * Slack<T>();
 }
