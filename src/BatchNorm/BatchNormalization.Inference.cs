@@ -39,6 +39,10 @@ public partial class BatchNormalization<T>
         private readonly T[] _beta;
         private readonly T[] _movingMean;
         private readonly T[] _movingVariance;
+        private readonly T[] _coefficients;
+        private readonly int _start;
+        private readonly int _stride;
+        private readonly int _channels;
 
         public InferenceFold(ReadOnlySpan<T> gamma, ReadOnlySpan<T> beta, ReadOnlySpan<T> movingMean, ReadOnlySpan<T> movingVariance, double epsilon)
         {
@@ -59,11 +63,6 @@ public partial class BatchNormalization<T>
                 gamma, beta, movingMean, movingVariance, epsilon,
                 _coefficients.AsSpan(_start, _channels), _coefficients.AsSpan(_start + _stride, _channels), _coefficients.AsSpan(_start + (2 * _stride), _channels));
         }
-
-        private readonly T[] _coefficients;
-        private readonly int _start;
-        private readonly int _stride;
-        private readonly int _channels;
 
         public ReadOnlySpan<T> Center => _coefficients.AsSpan(_start, _channels);
 
