@@ -158,9 +158,11 @@ public partial class BatchNormalization<T>
         double[]? rentedBuffer = null;
         T[]? rentedCoefficients = null;
         Span<double> buffer = channels <= StackChannels ? stackalloc double[7 * channels] : (rentedBuffer = ArrayPool<double>.Shared.Rent(7 * channels));
-        int coefficientLength = (4 * channels) + CacheLine.Slack<T>();
+        // Each of the four arrays starts on a line, as the inference fold's do, whatever C is.
+        int coefficientStride = CacheLine.RoundUp<T>(channels);
+        int coefficientLength = (4 * coefficientStride) + CacheLine.Slack<T>();
         Span<T> coefficients = CacheLine.Align(
-            channels <= StackChannels ? stackalloc T[coefficientLength] : (rentedCoefficients = ArrayPool<T>.Shared.Rent(coefficientLength)), 4 * channels);
+            channels <= StackChannels ? stackalloc T[coefficientLength] : (rentedCoefficients = ArrayPool<T>.Shared.Rent(coefficientLength)), 4 * coefficientStride);
         try
         {
             Span<double> sumDy = buffer.Slice(3 * channels, channels);
@@ -168,9 +170,9 @@ public partial class BatchNormalization<T>
             Span<double> gammaGrad = buffer.Slice(5 * channels, channels);
             Span<double> betaGrad = buffer.Slice(6 * channels, channels);
             Span<T> center = coefficients.Slice(0, channels);
-            Span<T> a = coefficients.Slice(channels, channels);
-            Span<T> p = coefficients.Slice(2 * channels, channels);
-            Span<T> q = coefficients.Slice(3 * channels, channels);
+            Span<T> a = coefficients.Slice(coefficientStride, channels);
+            Span<T> p = coefficients.Slice(2 * coefficientStride, channels);
+            Span<T> q = coefficients.Slice(3 * coefficientStride, channels);
 
             // The statistics and the gamma the forward applied: the batch's (kept by the training call, with
             // 1 / sqrt(var + eps) and the rounded mean), or the moving statistics and gamma themselves.

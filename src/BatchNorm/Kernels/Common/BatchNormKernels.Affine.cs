@@ -40,14 +40,15 @@ internal static partial class BatchNormKernels
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
         int channels = layout.Channels;
+        int stride = CacheLine.RoundUp<T>(channels);
         T[]? rented = null;
-        int length = (3 * channels) + CacheLine.Slack<T>();
-        Span<T> coefficients = CacheLine.Align(channels <= StackChannels ? stackalloc T[length] : (rented = ArrayPool<T>.Shared.Rent(length)), 3 * channels);
+        int length = (3 * stride) + CacheLine.Slack<T>();
+        Span<T> coefficients = CacheLine.Align(channels <= StackChannels ? stackalloc T[length] : (rented = ArrayPool<T>.Shared.Rent(length)), 3 * stride);
         try
         {
             Span<T> center = coefficients[..channels];
-            Span<T> scale = coefficients.Slice(channels, channels);
-            Span<T> shift = coefficients.Slice(2 * channels, channels);
+            Span<T> scale = coefficients.Slice(stride, channels);
+            Span<T> shift = coefficients.Slice(2 * stride, channels);
             FoldCoefficients(mean, variance, gamma, beta, epsilon, center, scale, shift);
             Affine(x, y, layout, center, scale, shift, width, maxDegree);
         }
