@@ -478,9 +478,9 @@ internal static partial class BatchNormKernels
     /// <paramref name="head"/> on: a vector may straddle two rows, so its coefficients come from copies extended past the
     /// last channel (<c>ext[j] = coefficient[j mod C]</c>). Requires channels &gt;= width. The three copies are placed so
     /// that their element <paramref name="head"/> starts a 64-byte line (<see cref="CacheLine.AlignAt{T}"/>), so with C a
-    /// multiple of the width no coefficient load spans two lines: the layer's float32 [3136,2048] inference took
-    /// 0.81-0.92x a copy against 0.96-1.23x with the copies where the pool put them, double [3136,1024] 0.85-0.90x against
-    /// 1.16-1.19x (alternating in one process, fastest of 15 rounds; fifteenth session).
+    /// multiple of the width no coefficient load spans two lines. The layer's float32 [3136,2048] inference took 0.77-0.79
+    /// of its time with the copies where the pool put them (builds alternating in ABBA order in one process, fastest of
+    /// 16 rounds; sixteenth session); double [3136,1024] did not change (1.02-1.07).
     /// </summary>
     private static void AffineRowsStreaming<TVec, TOps, T>(
         ref T x, ref T y, nint length, int channels, int head, ref T center, ref T scale, ref T shift, bool prefetch)
