@@ -33,6 +33,15 @@ internal static partial class BatchNormKernels
     internal const int WideTileBytes = 4096;
 
     /// <summary>
+    /// The least distance, in bytes, at which the wide-row statistics loops prefetch rows ahead of the ones they sum
+    /// (<see cref="RowsAhead{T}"/>). Four rows, the next group, was too close on short rows: a copy of the four-row
+    /// shifted sums on double [100352, 64] (rows of 512 bytes), from memory, fastest of 16 rounds against a copy in ABBA
+    /// order (seventeenth session), took 0.80x prefetching 2 KiB ahead, 0.65x at 4 KiB, 0.48-0.55x at 8 KiB and
+    /// 0.49-0.64x at 16 and 32 KiB (a plain read: 0.44-0.48x); on [25088, 256] 0.86-1.19x at 2 KiB, 0.49-0.52x at 8 KiB.
+    /// </summary>
+    internal const int RowsAheadBytes = 8192;
+
+    /// <summary>
     /// Per-channel mean and biased (population) variance of <paramref name="x"/> laid out as <paramref name="layout"/>:
     /// <c>mean = sum(x) / n</c>, <c>variance = sum((x - mean)^2) / n</c>, n = <c>layout.CountPerChannel</c> (&gt; 0).
     /// </summary>
@@ -841,13 +850,13 @@ internal static partial class BatchNormKernels
         for (; r < count; r++)
         {
             nuint row = RowOffset(rows, r0 + r, channels);
-            nuint ahead = prefetch ? AheadRowOffset(rows, r0 + r + 4, channels) : 0;
+            nuint ahead = prefetch ? AheadRowOffset(rows, r0 + r + RowsAhead<T>(channels), channels) : 0;
             nuint c = 0;
             for (; c < (nuint)vectorEnd; c += (nuint)width)
             {
                 if (prefetch)
                 {
-                    // Four rows on, as the shifted sums do (a fixed distance along the row left each row's start cold).
+                    // Whole rows on, as the shifted sums do (a fixed distance along the row left each row's start cold).
                     Prefetch.At(ref x, ahead + c);
                 }
 
@@ -946,6 +955,7 @@ internal static partial class BatchNormKernels
         where TPrefetch : struct, ISwitch
     {
         int width = TOps.Count;
+        int ahead = RowsAhead<T>(channels);
         for (int r = 0; r < groupEnd; r += 4)
         {
             nuint q0 = RowOffset(rows, r0 + r, channels);
@@ -955,10 +965,10 @@ internal static partial class BatchNormKernels
             nuint p0 = 0, p1 = 0, p2 = 0, p3 = 0;
             if (TPrefetch.On)
             {
-                p0 = AheadRowOffset(rows, r0 + r + 4, channels);
-                p1 = AheadRowOffset(rows, r0 + r + 5, channels);
-                p2 = AheadRowOffset(rows, r0 + r + 6, channels);
-                p3 = AheadRowOffset(rows, r0 + r + 7, channels);
+                p0 = AheadRowOffset(rows, r0 + r + ahead, channels);
+                p1 = AheadRowOffset(rows, r0 + r + ahead + 1, channels);
+                p2 = AheadRowOffset(rows, r0 + r + ahead + 2, channels);
+                p3 = AheadRowOffset(rows, r0 + r + ahead + 3, channels);
             }
 
             for (nuint c = (nuint)c0; c < (nuint)c1; c += (nuint)width)
@@ -995,6 +1005,14 @@ internal static partial class BatchNormKernels
             }
         }
     }
+
+    /// <summary>
+    /// How many rows ahead the wide-row statistics loops prefetch: the next group of four, and at least
+    /// <see cref="RowsAheadBytes"/> on.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static unsafe int RowsAhead<T>(int channels)
+        where T : unmanaged => Math.Max(4, (RowsAheadBytes + (channels * sizeof(T)) - 1) / (channels * sizeof(T)));
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static nuint RowOffset<TRows>(TRows rows, int index, int channels)
