@@ -348,10 +348,10 @@ internal static partial class BatchNormKernels
             nuint next = o + stride;
             if (prefetch)
             {
-                PrefetchChunks(ref dy, o, chunks, c1, c2, c3);
-                PrefetchChunks(ref dy, next, chunks, c1, c2, c3);
-                PrefetchChunks(ref x, o, chunks, c1, c2, c3);
-                PrefetchChunks(ref x, next, chunks, c1, c2, c3);
+                PrefetchChunks(ref dy, o, chunks, c1, c2, c3, pair: true);
+                PrefetchChunks(ref dy, next, chunks, c1, c2, c3, pair: true);
+                PrefetchChunks(ref x, o, chunks, c1, c2, c3, pair: true);
+                PrefetchChunks(ref x, next, chunks, c1, c2, c3, pair: true);
             }
 
             TVec d0 = TOps.Load(ref dy, o);
@@ -375,8 +375,8 @@ internal static partial class BatchNormKernels
         {
             if (prefetch)
             {
-                PrefetchChunks(ref dy, o, chunks, c1, c2, c3);
-                PrefetchChunks(ref x, o, chunks, c1, c2, c3);
+                PrefetchChunks(ref dy, o, chunks, c1, c2, c3, pair: true);
+                PrefetchChunks(ref x, o, chunks, c1, c2, c3, pair: true);
             }
 
             TVec d0 = TOps.Load(ref dy, o);
@@ -546,7 +546,7 @@ internal static partial class BatchNormKernels
     /// interleaved vector by vector in <paramref name="interleaved"/> (3 C elements: centre, sum of dy and sum of
     /// dy (x - centre) for the first vector of channels, then for the second, ...), so a row reads and writes them as one
     /// sequential stream beside x and dy; the rows are walked whole, x and dy prefetched
-    /// <see cref="Prefetch.DistanceBytes"/> ahead. Each channel's sums get the same additions in the same row order as in
+    /// <see cref="Prefetch.PairDistanceBytes"/> ahead. Each channel's sums get the same additions in the same row order as in
     /// <see cref="WideGradientSums{TVec, TOps, T}"/>, so the bits are the same; the block's vector sums are copied back to
     /// <paramref name="s1"/> and <paramref name="s2"/> at the end (the last C mod width channels are summed there directly).
     /// </summary>
@@ -587,8 +587,8 @@ internal static partial class BatchNormKernels
             nuint c = 0;
             for (nuint j = 0; c < (nuint)vectorEnd; c += w, j += 3 * w)
             {
-                Prefetch.Ahead(ref gr, c);
-                Prefetch.Ahead(ref xr, c);
+                Prefetch.PairAhead(ref gr, c);
+                Prefetch.PairAhead(ref xr, c);
                 TVec d = TOps.Load(ref gr, c);
                 TOps.Store(TOps.Add(TOps.Load(ref interleaved, j + w), d), ref interleaved, j + w);
                 TVec centered = TOps.Subtract(TOps.Load(ref xr, c), TOps.Load(ref interleaved, j));
@@ -638,8 +638,8 @@ internal static partial class BatchNormKernels
                     {
                         if (prefetch)
                         {
-                            Prefetch.Ahead(ref gr, (nuint)j);
-                            Prefetch.Ahead(ref xr, (nuint)j);
+                            Prefetch.PairAhead(ref gr, (nuint)j);
+                            Prefetch.PairAhead(ref xr, (nuint)j);
                         }
 
                         TVec g = TOps.Load(ref gr, (nuint)j);
@@ -1016,8 +1016,8 @@ internal static partial class BatchNormKernels
                 {
                     if (prefetch)
                     {
-                        Prefetch.Ahead(ref xr, (nuint)i);
-                        Prefetch.Ahead(ref gr, (nuint)i);
+                        Prefetch.PairAhead(ref xr, (nuint)i);
+                        Prefetch.PairAhead(ref gr, (nuint)i);
                     }
 
                     TOps.StoreStreaming(RunGradient<TVec, TOps, T>(ref xr, ref gr, (nuint)i, cv, av, pv, qv, unweighted, ref wr), ref dr, (nuint)i);
@@ -1371,11 +1371,11 @@ internal static partial class BatchNormKernels
         {
             if (prefetch)
             {
-                Prefetch.Ahead(ref x, i);
-                Prefetch.Ahead(ref dy, i);
+                Prefetch.PairAhead(ref x, i);
+                Prefetch.PairAhead(ref dy, i);
                 if (!TStream.On)
                 {
-                    Prefetch.Ahead(ref dx, i);
+                    Prefetch.PairAhead(ref dx, i);
                 }
             }
 
@@ -1422,9 +1422,9 @@ internal static partial class BatchNormKernels
         {
             if (prefetch)
             {
-                Prefetch.Ahead(ref x, i);
-                Prefetch.Ahead(ref dy, i);
-                Prefetch.Ahead(ref dx, i);
+                Prefetch.PairAhead(ref x, i);
+                Prefetch.PairAhead(ref dy, i);
+                Prefetch.PairAhead(ref dx, i);
             }
 
             TOps.Store(RunGradient<TVec, TOps, T>(ref x, ref dy, i, center, a, p, q, unweighted, ref weights), ref dx, i);

@@ -762,25 +762,30 @@ internal static partial class BatchNormKernels
         public static int Value => 4;
     }
 
-    /// <summary>Prefetches the <paramref name="chunks"/> vectors of a narrow row (offsets 0, c1, c2, c3) ahead.</summary>
+    /// <summary>
+    /// Prefetches the <paramref name="chunks"/> vectors of a narrow row (offsets 0, c1, c2, c3) ahead: by
+    /// <see cref="Prefetch.DistanceBytes"/>, or <see cref="Prefetch.PairDistanceBytes"/> when the pass reads two streams
+    /// (<paramref name="pair"/>).
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void PrefetchChunks<T>(ref T x, nuint row, int chunks, nuint c1, nuint c2, nuint c3)
+    private static unsafe void PrefetchChunks<T>(ref T x, nuint row, int chunks, nuint c1, nuint c2, nuint c3, bool pair = false)
         where T : unmanaged
     {
-        Prefetch.Ahead(ref x, row);
+        nuint ahead = row + (nuint)((pair ? Prefetch.PairDistanceBytes : Prefetch.DistanceBytes) / sizeof(T));
+        Prefetch.At(ref x, ahead);
         if (chunks > 1)
         {
-            Prefetch.Ahead(ref x, row + c1);
+            Prefetch.At(ref x, ahead + c1);
         }
 
         if (chunks > 2)
         {
-            Prefetch.Ahead(ref x, row + c2);
+            Prefetch.At(ref x, ahead + c2);
         }
 
         if (chunks > 3)
         {
-            Prefetch.Ahead(ref x, row + c3);
+            Prefetch.At(ref x, ahead + c3);
         }
     }
 
