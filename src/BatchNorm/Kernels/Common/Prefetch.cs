@@ -16,7 +16,7 @@ internal static class Prefetch
     /// <summary>
     /// How far ahead of the current position a pass that reads one stream (the affine pass, the statistics) prefetches
     /// it. Measured against 4 KiB (seventeenth session, the layer from memory, builds alternating in one process, two
-    /// runs, time over the old time): inference 0.84-0.96 on [32,56,56,64], [32,64,56,56], [64,7,7,2048] and
+    /// runs, time over the old time): inference 0.84-0.98 on [32,56,56,64], [32,64,56,56], [64,7,7,2048] and
     /// [25088,256] in both types (double [64,7,7,2048], whose rows go in tiles, 0.96-1.06); training forward float32
     /// 0.86-0.98, double 0.93-1.03.
     /// </summary>
