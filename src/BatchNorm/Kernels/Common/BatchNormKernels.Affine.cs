@@ -489,7 +489,9 @@ internal static partial class BatchNormKernels
     /// that their element <paramref name="head"/> starts a 64-byte line (<see cref="CacheLine.AlignAt{T}"/>), so with C a
     /// multiple of the width no coefficient load spans two lines. The layer's float32 [3136,2048] inference took 0.77-0.79
     /// of its time with the copies where the pool put them (builds alternating in ABBA order in one process, fastest of
-    /// 16 rounds; sixteenth session); double [3136,1024] did not change (1.02-1.07).
+    /// 16 rounds; sixteenth session); double [3136,1024] did not change (1.02-1.07). Prefetched rows wider than
+    /// <see cref="StreamingTileBytes"/>, with C a multiple of the width, first go a tile of channels at a time
+    /// (<see cref="AffineShiftedRowTilesStreaming{TVec, TOps, T}"/>); the flat walk then finishes the last row.
     /// </summary>
     private static void AffineRowsStreaming<TVec, TOps, T>(
         ref T x, ref T y, nint length, int channels, int head, ref T center, ref T scale, ref T shift, bool prefetch)
