@@ -852,10 +852,11 @@ internal static partial class BatchNormKernels
             }
         }
 
+        int rowsAhead = RowsAhead<T>(channels);
         for (; r < count; r++)
         {
             nuint row = RowOffset(rows, r0 + r, channels);
-            nuint ahead = prefetch ? AheadRowOffset(rows, r0 + r + RowsAhead<T>(channels), channels) : 0;
+            nuint ahead = prefetch ? AheadRowOffset(rows, r0 + r + rowsAhead, channels) : 0;
             nuint c = 0;
             for (; c < (nuint)vectorEnd; c += (nuint)width)
             {
