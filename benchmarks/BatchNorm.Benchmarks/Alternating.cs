@@ -1,0 +1,199 @@
+using System;
+using System.Collections.Generic;
+using System.Diagnostics;
+using System.Globalization;
+using System.Linq;
+using System.Numerics;
+using BatchNorm.Tensors;
+
+namespace BatchNorm.Benchmarks;
+
+/// <summary>
+/// The alternating harness: <c>dotnet run -c Release --project benchmarks/BatchNorm.Benchmarks -- --alternate</c>.
+/// </summary>
+/// <remarks>
+/// BenchmarkDotNet times the copy baseline and the layer minutes apart, and on a shared machine a copy of the same
+/// bytes can take 1.0 ms in one minute and 1.8 ms in the next. This harness times the public API in one process, on
+/// the same shapes and data as the BenchmarkDotNet classes, taking turns with a copy of the same bytes: each round is a
+/// timed loop of copies and a timed loop of layer calls, copy first in even rounds and layer first in odd ones. It
+/// prints, per case, the fastest round of the layer over the fastest round of the copy (the machine at its quietest
+/// for both) and the ratio of the medians. No assertion is made on any of it.
+/// </remarks>
+internal static class Alternating
+{
+    private const string Usage =
+        "usage: --alternate [--rounds N (default 16)] [--threads 1|-1|N (default 1)] [--shape TEXT ...] [--type float|double] [--mode inference|training|backward]";
+
+    /// <summary>Each timed loop runs at least this long (and at least three calls).</summary>
+    private static readonly TimeSpan RoundTime = TimeSpan.FromMilliseconds(20);
+
+    /// <summary>Calls before the rounds, so that tiered compilation has settled on its final code.</summary>
+    private static readonly TimeSpan WarmUpTime = TimeSpan.FromMilliseconds(400);
+
+    private static readonly string[] Modes = ["inference", "training", "backward"];
+
+    /// <summary>Runs the harness with the arguments after <c>--alternate</c>; returns the process exit code.</summary>
+    public static int Run(IReadOnlyList<string> args)
+    {
+        int rounds = 16, threads = 1;
+        var shapes = new List<string>();
+        string? type = null, mode = null;
+        for (int i = 0; i < args.Count; i += 2)
+        {
+            string? value = i + 1 < args.Count ? args[i + 1] : null;
+            bool ok = value is not null;
+            switch (args[i])
+            {
+                case "--rounds":
+                    ok = int.TryParse(value, NumberStyles.Integer, CultureInfo.InvariantCulture, out rounds) && rounds >= 1;
+                    break;
+                case "--threads":
+                    ok = int.TryParse(value, NumberStyles.Integer, CultureInfo.InvariantCulture, out threads) && (threads == -1 || threads >= 1);
+                    break;
+                case "--shape" when ok:
+                    shapes.Add(value!);
+                    break;
+                case "--type" when value is "float" or "double":
+                    type = value;
+                    break;
+                case "--mode" when value is not null && Modes.Contains(value):
+                    mode = value;
+                    break;
+                default:
+                    ok = false;
+                    break;
+            }
+
+            if (!ok)
+            {
+                Console.Error.WriteLine($"bad argument near '{args[i]}'");
+                Console.Error.WriteLine(Usage);
+                return 2;
+            }
+        }
+
+        ShapeCase[] cases = ShapeCase.All.Where(s => shapes.Count == 0 || shapes.Any(f => s.Name.Contains(f, StringComparison.Ordinal))).ToArray();
+        if (cases.Length == 0)
+        {
+            Console.Error.WriteLine("no shape matches; the shapes are: " + string.Join(", ", ShapeCase.All.Select(s => s.Name)));
+            return 2;
+        }
+
+        string[] modes = mode is null ? Modes : [mode];
+        Console.WriteLine($"# alternating harness: {rounds} rounds, threads {threads}, {Environment.ProcessorCount} cores, .NET {Environment.Version}, {Environment.OSVersion}");
+        Console.WriteLine("| shape | type | mode | copy, fastest | layer, fastest | ratio of fastest | ratio of medians |");
+        Console.WriteLine("|---|---|---|---:|---:|---:|---:|");
+        var results = new List<(ShapeCase Shape, string Type, string Mode, double Fastest, double Median, double Nanoseconds)>();
+        foreach (ShapeCase shape in cases)
+        {
+            foreach (string t in type is null ? ["float", "double"] : new[] { type })
+            {
+                foreach (string m in modes)
+                {
+                    Result r = t == "float" ? Measure<float>(shape, m, threads, rounds) : Measure<double>(shape, m, threads, rounds);
+                    Console.WriteLine(
+                        $"| {shape.Name} | {t} | {m} | {Time(r.CopyFastest)} | {Time(r.LayerFastest)} | {r.LayerFastest / r.CopyFastest:F2}x | {r.LayerMedian / r.CopyMedian:F2}x |");
+                    results.Add((shape, t, m, r.LayerFastest / r.CopyFastest, r.LayerMedian / r.CopyMedian, r.LayerFastest));
+                }
+            }
+        }
+
+        // The same figures laid out as benchmarks/README.md's table: fastest-round ratios; the per-call cost in ns
+        // for [8,16], whose copy of 512 bytes costs less than the call itself.
+        Console.WriteLine();
+        Console.WriteLine("| shape | " + string.Join(" | ", results.Select(r => $"{r.Type} {r.Mode}").Distinct()) + " |");
+        Console.WriteLine("|---|" + string.Concat(results.Select(r => $"{r.Type} {r.Mode}").Distinct().Select(_ => "---:|")));
+        foreach (ShapeCase shape in cases)
+        {
+            IEnumerable<string> cells = results.Where(r => r.Shape == shape)
+                .Select(r => shape.Shape.Length < 4096 ? $"{r.Nanoseconds:F0} ns" : $"{r.Fastest:F2}x");
+            Console.WriteLine($"| {shape.Name} | " + string.Join(" | ", cells) + " |");
+        }
+
+        return 0;
+    }
+
+    private static string Time(double nanoseconds) =>
+        nanoseconds >= 1e6 ? $"{nanoseconds / 1e6:F3} ms" : nanoseconds >= 1e3 ? $"{nanoseconds / 1e3:F2} us" : $"{nanoseconds:F0} ns";
+
+    private readonly record struct Result(double CopyFastest, double CopyMedian, double LayerFastest, double LayerMedian);
+
+    /// <summary>Sets up one case as the BenchmarkDotNet classes do, then times it against the copy in alternating rounds.</summary>
+    private static Result Measure<T>(ShapeCase shape, string mode, int threads, int rounds)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        var layer = new BatchNormalization<T>(axis: shape.Axis) { MaxDegreeOfParallelism = threads };
+        var x = new NdArray<T>(shape.Data<T>(), shape.Shape);
+        var y = new NdArray<T>(shape.Shape);
+        layer.Call(x, y, training: true);
+        var random = new Random(7);
+        var dy = new T[x.Length];
+        for (int i = 0; i < dy.Length; i++)
+        {
+            dy[i] = T.CreateTruncating(random.NextDouble() - 0.5);
+        }
+
+        var dx = new T[x.Length];
+        var dgamma = new T[layer.Channels];
+        var dbeta = new T[layer.Channels];
+        Action copy = () => x.ReadOnlySpan.CopyTo(y.Span);
+        Action call = mode switch
+        {
+            "inference" => () => layer.Call(x, y, training: false),
+            "training" => () => layer.Call(x, y, training: true),
+            _ => () => layer.Backward(dy, dx, dgamma, dbeta),
+        };
+
+        int copyCalls = WarmUp(copy), layerCalls = WarmUp(call);
+        var copyTimes = new double[rounds];
+        var layerTimes = new double[rounds];
+        for (int round = 0; round < rounds; round++)
+        {
+            if (round % 2 == 0)
+            {
+                copyTimes[round] = Time(copy, copyCalls);
+                layerTimes[round] = Time(call, layerCalls);
+            }
+            else
+            {
+                layerTimes[round] = Time(call, layerCalls);
+                copyTimes[round] = Time(copy, copyCalls);
+            }
+        }
+
+        return new Result(copyTimes.Min(), Median(copyTimes), layerTimes.Min(), Median(layerTimes));
+    }
+
+    /// <summary>Calls <paramref name="action"/> for <see cref="WarmUpTime"/>; returns how many calls fill <see cref="RoundTime"/>.</summary>
+    private static int WarmUp(Action action)
+    {
+        var clock = Stopwatch.StartNew();
+        long calls = 0;
+        while (clock.Elapsed < WarmUpTime || calls < 50)
+        {
+            action();
+            calls++;
+        }
+
+        double perCall = clock.Elapsed.TotalNanoseconds / calls;
+        return (int)Math.Clamp(Math.Ceiling(RoundTime.TotalNanoseconds / perCall), 3, 10_000_000);
+    }
+
+    /// <summary>Nanoseconds per call over <paramref name="calls"/> calls.</summary>
+    private static double Time(Action action, int calls)
+    {
+        long start = Stopwatch.GetTimestamp();
+        for (int i = 0; i < calls; i++)
+        {
+            action();
+        }
+
+        return Stopwatch.GetElapsedTime(start).TotalNanoseconds / calls;
+    }
+
+    private static double Median(double[] values)
+    {
+        double[] sorted = values.Order().ToArray();
+        return (sorted[(sorted.Length - 1) / 2] + sorted[sorted.Length / 2]) / 2;
+    }
+}
