@@ -22,7 +22,7 @@ namespace BatchNorm.Benchmarks;
 internal static class Alternating
 {
     private const string Usage =
-        "usage: --alternate [--rounds N (default 16)] [--threads 1|-1|N (default 1)] [--shape TEXT ...] [--type float|double] [--mode inference|training|backward]";
+        "usage: --alternate [--rounds N (default 16)] [--threads T[,T...] (each 1, -1 for every core, or N; default 1)] [--shape TEXT ...] [--type float|double] [--mode inference|training|backward]";
 
     /// <summary>Each timed loop runs at least this long (and at least three calls).</summary>
     private static readonly TimeSpan RoundTime = TimeSpan.FromMilliseconds(20);
@@ -35,7 +35,8 @@ internal static class Alternating
     /// <summary>Runs the harness with the arguments after <c>--alternate</c>; returns the process exit code.</summary>
     public static int Run(IReadOnlyList<string> args)
     {
-        int rounds = 16, threads = 1;
+        int rounds = 16;
+        int[] threads = [1];
         var shapes = new List<string>();
         string? type = null, mode = null;
         for (int i = 0; i < args.Count; i += 2)
@@ -48,7 +49,7 @@ internal static class Alternating
                     ok = int.TryParse(value, NumberStyles.Integer, CultureInfo.InvariantCulture, out rounds) && rounds >= 1;
                     break;
                 case "--threads":
-                    ok = int.TryParse(value, NumberStyles.Integer, CultureInfo.InvariantCulture, out threads) && (threads == -1 || threads >= 1);
+                    ok = TryParseThreads(value, out threads);
                     break;
                 case "--shape" when ok:
                     shapes.Add(value!);
@@ -80,10 +81,11 @@ internal static class Alternating
         }
 
         string[] modes = mode is null ? Modes : [mode];
-        Console.WriteLine($"# alternating harness: {rounds} rounds, threads {threads}, {Environment.ProcessorCount} cores, .NET {Environment.Version}, {Environment.OSVersion}");
-        Console.WriteLine("| shape | type | mode | copy, fastest | layer, fastest | ratio of fastest | ratio of medians |");
-        Console.WriteLine("|---|---|---|---:|---:|---:|---:|");
-        var results = new List<(ShapeCase Shape, string Type, string Mode, double Fastest, double Median, double Nanoseconds)>();
+        string settings = string.Join(", ", threads.Select(Threads));
+        Console.WriteLine($"# alternating harness: {rounds} rounds, threads {settings}, {Environment.ProcessorCount} cores, .NET {Environment.Version}, {Environment.OSVersion}");
+        Console.WriteLine("| shape | type | mode | copy, fastest | " + string.Join(" | ", threads.Select(t => $"layer ({Threads(t)}), fastest | ratio of fastest | ratio of medians")) + " |");
+        Console.WriteLine("|---|---|---|---:|" + string.Concat(threads.Select(_ => "---:|---:|---:|")));
+        var results = new List<(ShapeCase Shape, string Column, Result Result)>();
         foreach (ShapeCase shape in cases)
         {
             foreach (string t in type is null ? ["float", "double"] : new[] { type })
@@ -92,40 +94,83 @@ internal static class Alternating
                 {
                     Result r = t == "float" ? Measure<float>(shape, m, threads, rounds) : Measure<double>(shape, m, threads, rounds);
                     Console.WriteLine(
-                        $"| {shape.Name} | {t} | {m} | {Time(r.CopyFastest)} | {Time(r.LayerFastest)} | {r.LayerFastest / r.CopyFastest:F2}x | {r.LayerMedian / r.CopyMedian:F2}x |");
-                    results.Add((shape, t, m, r.LayerFastest / r.CopyFastest, r.LayerMedian / r.CopyMedian, r.LayerFastest));
+                        $"| {shape.Name} | {t} | {m} | {Time(r.CopyFastest)} | " +
+                        string.Join(" | ", threads.Select((_, i) => $"{Time(r.LayerFastest[i])} | {r.LayerFastest[i] / r.CopyFastest:F2}x | {r.LayerMedian[i] / r.CopyMedian:F2}x")) + " |");
+                    results.Add((shape, $"{t} {m}", r));
                 }
             }
         }
 
-        // The same figures laid out as benchmarks/README.md's table: fastest-round ratios; the per-call cost in ns
-        // for [8,16], whose copy of 512 bytes costs less than the call itself.
-        Console.WriteLine();
-        Console.WriteLine("| shape | " + string.Join(" | ", results.Select(r => $"{r.Type} {r.Mode}").Distinct()) + " |");
-        Console.WriteLine("|---|" + string.Concat(results.Select(r => $"{r.Type} {r.Mode}").Distinct().Select(_ => "---:|")));
-        foreach (ShapeCase shape in cases)
+        // The same figures laid out as benchmarks/README.md's table, one per thread setting: fastest-round ratios, and
+        // the per-call cost in ns for [8,16], whose copy of 512 bytes costs less than the call itself.
+        string[] columns = results.Select(r => r.Column).Distinct().ToArray();
+        for (int i = 0; i < threads.Length; i++)
         {
-            IEnumerable<string> cells = results.Where(r => r.Shape == shape)
-                .Select(r => shape.Shape.Length < 4096 ? $"{r.Nanoseconds:F0} ns" : $"{r.Fastest:F2}x");
-            Console.WriteLine($"| {shape.Name} | " + string.Join(" | ", cells) + " |");
+            Console.WriteLine();
+            Console.WriteLine($"threads {Threads(threads[i])}, against a copy:");
+            Table(r => r.Shape.Shape.Length < 4096 ? $"{r.Result.LayerFastest[i]:F0} ns" : $"{r.Result.LayerFastest[i] / r.Result.CopyFastest:F2}x");
+        }
+
+        if (threads.Length == 2)
+        {
+            Console.WriteLine();
+            Console.WriteLine($"threads {Threads(threads[1])} against threads {Threads(threads[0])}, time of the fastest rounds (below 1: faster):");
+            Table(r => $"{r.Result.LayerFastest[1] / r.Result.LayerFastest[0]:F2}");
         }
 
         return 0;
+
+        void Table(Func<(ShapeCase Shape, Result Result), string> cell)
+        {
+            Console.WriteLine("| shape | " + string.Join(" | ", columns) + " |");
+            Console.WriteLine("|---|" + string.Concat(columns.Select(_ => "---:|")));
+            foreach (ShapeCase shape in cases)
+            {
+                Console.WriteLine($"| {shape.Name} | " + string.Join(" | ", results.Where(r => r.Shape == shape).Select(r => cell((r.Shape, r.Result)))) + " |");
+            }
+        }
+    }
+
+    private static string Threads(int t) => t == -1 ? "all" : t.ToString(CultureInfo.InvariantCulture);
+
+    private static bool TryParseThreads(string? value, out int[] threads)
+    {
+        threads = [];
+        if (value is null)
+        {
+            return false;
+        }
+
+        var parsed = new List<int>();
+        foreach (string part in value.Split(','))
+        {
+            if (!int.TryParse(part, NumberStyles.Integer, CultureInfo.InvariantCulture, out int t) || (t != -1 && t < 1))
+            {
+                return false;
+            }
+
+            parsed.Add(t);
+        }
+
+        threads = [.. parsed];
+        return true;
     }
 
     private static string Time(double nanoseconds) =>
         nanoseconds >= 1e6 ? $"{nanoseconds / 1e6:F3} ms" : nanoseconds >= 1e3 ? $"{nanoseconds / 1e3:F2} us" : $"{nanoseconds:F0} ns";
 
-    private readonly record struct Result(double CopyFastest, double CopyMedian, double LayerFastest, double LayerMedian);
+    /// <summary>Per-call nanoseconds: the copy's fastest and median rounds, and the layer's for each thread setting.</summary>
+    private sealed record Result(double CopyFastest, double CopyMedian, double[] LayerFastest, double[] LayerMedian);
 
-    /// <summary>Sets up one case as the BenchmarkDotNet classes do, then times it against the copy in alternating rounds.</summary>
-    private static Result Measure<T>(ShapeCase shape, string mode, int threads, int rounds)
+    /// <summary>
+    /// Sets up one case as the BenchmarkDotNet classes do, one layer per thread setting, then times the layers against
+    /// the copy in alternating rounds: copy first and the layers in order in even rounds, the reverse in odd ones.
+    /// </summary>
+    private static Result Measure<T>(ShapeCase shape, string mode, int[] threads, int rounds)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
-        var layer = new BatchNormalization<T>(axis: shape.Axis) { MaxDegreeOfParallelism = threads };
         var x = new NdArray<T>(shape.Data<T>(), shape.Shape);
         var y = new NdArray<T>(shape.Shape);
-        layer.Call(x, y, training: true);
         var random = new Random(7);
         var dy = new T[x.Length];
         for (int i = 0; i < dy.Length; i++)
@@ -134,34 +179,33 @@ internal static class Alternating
         }
 
         var dx = new T[x.Length];
-        var dgamma = new T[layer.Channels];
-        var dbeta = new T[layer.Channels];
-        Action copy = () => x.ReadOnlySpan.CopyTo(y.Span);
-        Action call = mode switch
+        var actions = new List<Action> { () => x.ReadOnlySpan.CopyTo(y.Span) };
+        foreach (int t in threads)
         {
-            "inference" => () => layer.Call(x, y, training: false),
-            "training" => () => layer.Call(x, y, training: true),
-            _ => () => layer.Backward(dy, dx, dgamma, dbeta),
-        };
+            var layer = new BatchNormalization<T>(axis: shape.Axis) { MaxDegreeOfParallelism = t };
+            layer.Call(x, y, training: true);
+            var dgamma = new T[layer.Channels];
+            var dbeta = new T[layer.Channels];
+            actions.Add(mode switch
+            {
+                "inference" => () => layer.Call(x, y, training: false),
+                "training" => () => layer.Call(x, y, training: true),
+                _ => () => layer.Backward(dy, dx, dgamma, dbeta),
+            });
+        }
 
-        int copyCalls = WarmUp(copy), layerCalls = WarmUp(call);
-        var copyTimes = new double[rounds];
-        var layerTimes = new double[rounds];
+        int[] calls = actions.Select(WarmUp).ToArray();
+        double[][] times = actions.Select(_ => new double[rounds]).ToArray();
         for (int round = 0; round < rounds; round++)
         {
-            if (round % 2 == 0)
+            for (int j = 0; j < actions.Count; j++)
             {
-                copyTimes[round] = Time(copy, copyCalls);
-                layerTimes[round] = Time(call, layerCalls);
-            }
-            else
-            {
-                layerTimes[round] = Time(call, layerCalls);
-                copyTimes[round] = Time(copy, copyCalls);
+                int k = round % 2 == 0 ? j : actions.Count - 1 - j;
+                times[k][round] = Time(actions[k], calls[k]);
             }
         }
 
-        return new Result(copyTimes.Min(), Median(copyTimes), layerTimes.Min(), Median(layerTimes));
+        return new Result(times[0].Min(), Median(times[0]), times.Skip(1).Select(t => t.Min()).ToArray(), times.Skip(1).Select(Median).ToArray());
     }
 
     /// <summary>Calls <paramref name="action"/> for <see cref="WarmUpTime"/>; returns how many calls fill <see cref="RoundTime"/>.</summary>
