@@ -15,9 +15,10 @@ namespace BatchNorm.Benchmarks;
 /// BenchmarkDotNet times the copy baseline and the layer minutes apart, and on a shared machine a copy of the same
 /// bytes can take 1.0 ms in one minute and 1.8 ms in the next. This harness times the public API in one process, on
 /// the same shapes and data as the BenchmarkDotNet classes, taking turns with a copy of the same bytes: each round is a
-/// timed loop of copies and a timed loop of layer calls, copy first in even rounds and layer first in odd ones. It
-/// prints, per case, the fastest round of the layer over the fastest round of the copy (the machine at its quietest
-/// for both) and the ratio of the medians. No assertion is made on any of it.
+/// timed loop of copies and a timed loop of layer calls per thread setting (<c>--threads 1,-1</c> gives two), in that
+/// order in even rounds and the reverse in odd ones. It prints, per case, the fastest round of each layer over the
+/// fastest round of the copy (the machine at its quietest for both) and the ratio of the medians; with two settings,
+/// also the second's time over the first's. No assertion is made on any of it.
 /// </remarks>
 internal static class Alternating
 {
