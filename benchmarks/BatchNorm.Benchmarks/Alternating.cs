@@ -172,13 +172,7 @@ internal static class Alternating
     {
         var x = new NdArray<T>(shape.Data<T>(), shape.Shape);
         var y = new NdArray<T>(shape.Shape);
-        var random = new Random(7);
-        var dy = new T[x.Length];
-        for (int i = 0; i < dy.Length; i++)
-        {
-            dy[i] = T.CreateTruncating(random.NextDouble() - 0.5);
-        }
-
+        T[] dy = shape.OutputGradient<T>();
         var dx = new T[x.Length];
         var actions = new List<Action> { () => x.ReadOnlySpan.CopyTo(y.Span) };
         foreach (int t in threads)

@@ -20,13 +20,7 @@ public class BackwardBenchmarks<T> : LayerBenchmark<T>
     public override void Setup()
     {
         base.Setup();
-        var random = new Random(7);
-        _dy = new T[X.Length];
-        for (int i = 0; i < _dy.Length; i++)
-        {
-            _dy[i] = T.CreateTruncating(random.NextDouble() - 0.5);
-        }
-
+        _dy = Shape.OutputGradient<T>();
         _dx = new T[X.Length];
         _dgamma = new T[Layer.Channels];
         _dbeta = new T[Layer.Channels];

@@ -37,5 +37,13 @@ public sealed class ShapeCase
         return Enumerable.Range(0, Shape.Length).Select(_ => T.CreateTruncating((random.NextDouble() * 4) - 1)).ToArray();
     }
 
+    /// <summary>The output gradient fed to the backward pass: deterministic, uniform in [-0.5, 0.5).</summary>
+    public T[] OutputGradient<T>()
+        where T : struct, System.Numerics.INumberBase<T>
+    {
+        var random = new Random(7);
+        return Enumerable.Range(0, Shape.Length).Select(_ => T.CreateTruncating(random.NextDouble() - 0.5)).ToArray();
+    }
+
     public override string ToString() => Name;
 }
