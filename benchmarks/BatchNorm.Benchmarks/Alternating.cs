@@ -19,11 +19,17 @@ namespace BatchNorm.Benchmarks;
 /// order in even rounds and the reverse in odd ones. It prints, per case, the fastest round of each layer over the
 /// fastest round of the copy (the machine at its quietest for both) and the ratio of the medians; with two settings,
 /// also the second's time over the first's. No assertion is made on any of it.
+/// <para>
+/// <c>--peers onednn</c> adds oneDNN (<see cref="OneDnnBatchNorm"/>, float32 only) to the same rounds, one per thread
+/// setting after the layers, on the layer's input; it prints oneDNN's ratios, the layer's time over oneDNN's, and each
+/// one's largest error against a float64 reference written out in <see cref="Reference"/> (y, or dx for the backward), so
+/// that both are seen to compute the same thing.
+/// </para>
 /// </remarks>
 internal static class Alternating
 {
     private const string Usage =
-        "usage: --alternate [--rounds N (default 16)] [--threads T[,T...] (each 1, -1 for every core, or N; default 1)] [--shape TEXT ...] [--type float|double] [--mode inference|training|backward]";
+        "usage: --alternate [--rounds N (default 16)] [--threads T[,T...] (each 1, -1 for every core, or N; default 1)] [--shape TEXT ...] [--type float|double] [--mode inference|training|backward] [--peers onednn]";
 
     /// <summary>Each timed loop runs at least this long (and at least three calls).</summary>
     private static readonly TimeSpan RoundTime = TimeSpan.FromMilliseconds(20);
@@ -40,6 +46,7 @@ internal static class Alternating
         int[] threads = [1];
         var shapes = new List<string>();
         string? type = null, mode = null;
+        bool peers = false;
         for (int i = 0; i < args.Count; i += 2)
         {
             string? value = i + 1 < args.Count ? args[i + 1] : null;
@@ -60,6 +67,9 @@ internal static class Alternating
                     break;
                 case "--mode" when value is not null && Modes.Contains(value):
                     mode = value;
+                    break;
+                case "--peers" when value is "onednn":
+                    peers = true;
                     break;
                 default:
                     ok = false;
@@ -84,8 +94,16 @@ internal static class Alternating
         string[] modes = mode is null ? Modes : [mode];
         string settings = string.Join(", ", threads.Select(Threads));
         Console.WriteLine($"# alternating harness: {rounds} rounds, threads {settings}, {Environment.ProcessorCount} cores, .NET {Environment.Version}, {Environment.OSVersion}");
-        Console.WriteLine("| shape | type | mode | copy, fastest | " + string.Join(" | ", threads.Select(t => $"layer ({Threads(t)}), fastest | ratio of fastest | ratio of medians")) + " |");
-        Console.WriteLine("|---|---|---|---:|" + string.Concat(threads.Select(_ => "---:|---:|---:|")));
+        if (peers && !OneDnnBatchNorm.IsAvailable(out string reason))
+        {
+            Console.WriteLine($"# oneDNN: not timed: {reason}");
+            peers = false;
+        }
+
+        // The contenders after the copy: the layer on each thread setting, then oneDNN on each (float32 cases only).
+        string[] names = [.. threads.Select(t => $"layer ({Threads(t)})"), .. peers ? threads.Select(t => $"oneDNN ({Threads(t)})") : []];
+        Console.WriteLine("| shape | type | mode | copy, fastest | " + string.Join(" | ", names.Select(n => $"{n}, fastest | ratio of fastest | ratio of medians")) + (peers ? " | layer, max abs error | oneDNN, max abs error |" : " |"));
+        Console.WriteLine("|---|---|---|---:|" + string.Concat(names.Select(_ => "---:|---:|---:|")) + (peers ? "---:|---:|" : ""));
         var results = new List<(ShapeCase Shape, string Column, Result Result)>();
         foreach (ShapeCase shape in cases)
         {
@@ -93,10 +111,11 @@ internal static class Alternating
             {
                 foreach (string m in modes)
                 {
-                    Result r = t == "float" ? Measure<float>(shape, m, threads, rounds) : Measure<double>(shape, m, threads, rounds);
+                    Result r = t == "float" ? Measure<float>(shape, m, threads, rounds, peers) : Measure<double>(shape, m, threads, rounds, peers: false);
                     Console.WriteLine(
                         $"| {shape.Name} | {t} | {m} | {Time(r.CopyFastest)} | " +
-                        string.Join(" | ", threads.Select((_, i) => $"{Time(r.LayerFastest[i])} | {r.LayerFastest[i] / r.CopyFastest:F2}x | {r.LayerMedian[i] / r.CopyMedian:F2}x")) + " |");
+                        string.Join(" | ", names.Select((_, i) => i < r.Fastest.Length ? $"{Time(r.Fastest[i])} | {r.Fastest[i] / r.CopyFastest:F2}x | {r.Median[i] / r.CopyMedian:F2}x" : "- | - | -")) +
+                        (peers ? $" | {Error(r.LayerError)} | {Error(r.PeerError)} |" : " |"));
                     results.Add((shape, $"{t} {m}", r));
                 }
             }
@@ -109,14 +128,24 @@ internal static class Alternating
         {
             Console.WriteLine();
             Console.WriteLine($"threads {Threads(threads[i])}, against a copy:");
-            Table(r => r.Shape.Shape.Length < 4096 ? $"{r.Result.LayerFastest[i]:F0} ns" : $"{r.Result.LayerFastest[i] / r.Result.CopyFastest:F2}x");
+            Table(r => AgainstCopy(r.Shape, r.Result, i));
+            if (peers)
+            {
+                int peer = threads.Length + i;
+                Console.WriteLine();
+                Console.WriteLine($"oneDNN, threads {Threads(threads[i])}, against a copy:");
+                Table(r => peer < r.Result.Fastest.Length ? AgainstCopy(r.Shape, r.Result, peer) : "-");
+                Console.WriteLine();
+                Console.WriteLine($"threads {Threads(threads[i])}, the layer's time over oneDNN's, fastest rounds (below 1: the layer is faster):");
+                Table(r => peer < r.Result.Fastest.Length ? $"{r.Result.Fastest[i] / r.Result.Fastest[peer]:F2}" : "-");
+            }
         }
 
         if (threads.Length == 2)
         {
             Console.WriteLine();
             Console.WriteLine($"threads {Threads(threads[1])} against threads {Threads(threads[0])}, time of the fastest rounds (below 1: faster):");
-            Table(r => $"{r.Result.LayerFastest[1] / r.Result.LayerFastest[0]:F2}");
+            Table(r => $"{r.Result.Fastest[1] / r.Result.Fastest[0]:F2}");
         }
 
         return 0;
@@ -131,6 +160,12 @@ internal static class Alternating
             }
         }
     }
+
+    private static string Error(double error) => double.IsNaN(error) ? "-" : error.ToString("G3", CultureInfo.InvariantCulture);
+
+    /// <summary>A ratio to the copy's fastest round, or for [8,16], whose copy costs less than a call, nanoseconds per call.</summary>
+    private static string AgainstCopy(ShapeCase shape, Result result, int contender) =>
+        shape.Shape.Length < 4096 ? $"{result.Fastest[contender]:F0} ns" : $"{result.Fastest[contender] / result.CopyFastest:F2}x";
 
     private static string Threads(int t) => t == -1 ? "all" : t.ToString(CultureInfo.InvariantCulture);
 
@@ -160,25 +195,33 @@ internal static class Alternating
     private static string Time(double nanoseconds) =>
         nanoseconds >= 1e6 ? $"{nanoseconds / 1e6:F3} ms" : nanoseconds >= 1e3 ? $"{nanoseconds / 1e3:F2} us" : $"{nanoseconds:F0} ns";
 
-    /// <summary>Per-call nanoseconds: the copy's fastest and median rounds, and the layer's for each thread setting.</summary>
-    private sealed record Result(double CopyFastest, double CopyMedian, double[] LayerFastest, double[] LayerMedian);
+    /// <summary>
+    /// Per-call nanoseconds: the copy's fastest and median rounds, and each contender's (the layer on each thread setting,
+    /// then oneDNN on each when timed); the layer's and oneDNN's largest absolute errors against the float64 reference (NaN
+    /// when oneDNN was not timed).
+    /// </summary>
+    private sealed record Result(double CopyFastest, double CopyMedian, double[] Fastest, double[] Median, double LayerError, double PeerError);
 
     /// <summary>
-    /// Sets up one case as the BenchmarkDotNet classes do, one layer per thread setting, then times the layers against
-    /// the copy in alternating rounds: copy first and the layers in order in even rounds, the reverse in odd ones.
+    /// Sets up one case as the BenchmarkDotNet classes do, one layer per thread setting (and with
+    /// <paramref name="peers"/>, float32 only, oneDNN on the same input), then times them against the copy in
+    /// alternating rounds: copy first and the rest in order in even rounds, the reverse in odd ones.
     /// </summary>
-    private static Result Measure<T>(ShapeCase shape, string mode, int[] threads, int rounds)
+    private static Result Measure<T>(ShapeCase shape, string mode, int[] threads, int rounds, bool peers)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
-        var x = new NdArray<T>(shape.Data<T>(), shape.Shape);
+        T[] input = shape.Data<T>();
+        var x = new NdArray<T>(input, shape.Shape);
         var y = new NdArray<T>(shape.Shape);
         T[] dy = shape.OutputGradient<T>();
         var dx = new T[x.Length];
         var actions = new List<Action> { () => x.ReadOnlySpan.CopyTo(y.Span) };
+        BatchNormalization<T>? first = null;
         foreach (int t in threads)
         {
             var layer = new BatchNormalization<T>(axis: shape.Axis) { MaxDegreeOfParallelism = t };
             layer.Call(x, y, training: true);
+            first ??= layer;
             var dgamma = new T[layer.Channels];
             var dbeta = new T[layer.Channels];
             actions.Add(mode switch
@@ -187,6 +230,20 @@ internal static class Alternating
                 "training" => () => layer.Call(x, y, training: true),
                 _ => () => layer.Backward(dy, dx, dgamma, dbeta),
             });
+        }
+
+        using OneDnnBatchNorm? peer = peers && typeof(T) == typeof(float)
+            ? new OneDnnBatchNorm(
+                shape, mode, (float)first!.Epsilon, (float[])(object)input, (float[])(object)dy, Floats(first.Gamma!), Floats(first.Beta!),
+                Floats(first.MovingMean), Floats(first.MovingVariance))
+            : null;
+        if (peer is not null)
+        {
+            foreach (int t in threads)
+            {
+                int count = t == -1 ? Environment.ProcessorCount : t;
+                actions.Add(() => peer.Run(count));
+            }
         }
 
         int[] calls = actions.Select(WarmUp).ToArray();
@@ -200,7 +257,58 @@ internal static class Alternating
             }
         }
 
-        return new Result(times[0].Min(), Median(times[0]), times.Skip(1).Select(t => t.Min()).ToArray(), times.Skip(1).Select(Median).ToArray());
+        double layerError = double.NaN, peerError = double.NaN;
+        if (peer is not null)
+        {
+            // One more call of the first layer and of oneDNN, each against the reference: y for the forward modes, dx for
+            // the backward.
+            actions[1]();
+            actions[1 + threads.Length]();
+            double[] expected = Reference.Output(
+                shape, mode, first!.Epsilon, Doubles<T>(input), Doubles<T>(dy), Doubles(first.Gamma!.ReadOnlySpan), Doubles(first.Beta!.ReadOnlySpan),
+                Doubles(first.MovingMean.ReadOnlySpan), Doubles(first.MovingVariance.ReadOnlySpan));
+            layerError = MaxError(expected, mode == "backward" ? dx : y.ReadOnlySpan);
+            peerError = MaxError<float>(expected, mode == "backward" ? peer.Dx : peer.Y);
+        }
+
+        return new Result(
+            times[0].Min(), Median(times[0]), times.Skip(1).Select(t => t.Min()).ToArray(), times.Skip(1).Select(Median).ToArray(), layerError, peerError);
+    }
+
+    private static double[] Doubles<T>(ReadOnlySpan<T> values)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        var result = new double[values.Length];
+        for (int i = 0; i < result.Length; i++)
+        {
+            result[i] = double.CreateTruncating(values[i]);
+        }
+
+        return result;
+    }
+
+    private static double MaxError<T>(double[] expected, ReadOnlySpan<T> actual)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        double error = 0;
+        for (int i = 0; i < expected.Length; i++)
+        {
+            error = Math.Max(error, Math.Abs(double.CreateTruncating(actual[i]) - expected[i]));
+        }
+
+        return error;
+    }
+
+    private static float[] Floats<T>(NdArray<T> values)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        var result = new float[values.Length];
+        for (int i = 0; i < result.Length; i++)
+        {
+            result[i] = float.CreateTruncating(values.ReadOnlySpan[i]);
+        }
+
+        return result;
     }
 
     /// <summary>Calls <paramref name="action"/> for <see cref="WarmUpTime"/>; returns how many calls fill <see cref="RoundTime"/>.</summary>
