@@ -232,17 +232,18 @@ internal static class Alternating
             });
         }
 
-        using OneDnnBatchNorm? peer = peers && typeof(T) == typeof(float)
-            ? new OneDnnBatchNorm(
-                shape, mode, (float)first!.Epsilon, (float[])(object)input, (float[])(object)dy, Floats(first.Gamma!), Floats(first.Beta!),
-                Floats(first.MovingMean), Floats(first.MovingVariance))
-            : null;
-        if (peer is not null)
+        // oneDNN, one instance per thread setting, each created on the thread count it runs with.
+        var oneDnn = new List<OneDnnBatchNorm>();
+        using var disposer = new Disposer(oneDnn);
+        if (peers && typeof(T) == typeof(float))
         {
             foreach (int t in threads)
             {
-                int count = t == -1 ? Environment.ProcessorCount : t;
-                actions.Add(() => peer.Run(count));
+                var peer = new OneDnnBatchNorm(
+                    t == -1 ? Environment.ProcessorCount : t, shape, mode, (float)first!.Epsilon, (float[])(object)input, (float[])(object)dy,
+                    Floats(first.Gamma!), Floats(first.Beta!), Floats(first.MovingMean), Floats(first.MovingVariance));
+                oneDnn.Add(peer);
+                actions.Add(peer.Run);
             }
         }
 
@@ -258,12 +259,13 @@ internal static class Alternating
         }
 
         double layerError = double.NaN, peerError = double.NaN;
-        if (peer is not null)
+        if (oneDnn.Count > 0)
         {
-            // One more call of the first layer and of oneDNN, each against the reference: y for the forward modes, dx for
-            // the backward.
+            // One more call of the first layer and of the first oneDNN, each against the reference: y for the forward
+            // modes, dx for the backward.
+            OneDnnBatchNorm peer = oneDnn[0];
             actions[1]();
-            actions[1 + threads.Length]();
+            peer.Run();
             double[] expected = Reference.Output(
                 shape, mode, first!.Epsilon, Doubles<T>(input), Doubles<T>(dy), Doubles(first.Gamma!.ReadOnlySpan), Doubles(first.Beta!.ReadOnlySpan),
                 Doubles(first.MovingMean.ReadOnlySpan), Doubles(first.MovingVariance.ReadOnlySpan));
@@ -273,6 +275,12 @@ internal static class Alternating
 
         return new Result(
             times[0].Min(), Median(times[0]), times.Skip(1).Select(t => t.Min()).ToArray(), times.Skip(1).Select(Median).ToArray(), layerError, peerError);
+    }
+
+    /// <summary>Disposes the oneDNN instances of a case when it is done.</summary>
+    private readonly struct Disposer(List<OneDnnBatchNorm> instances) : IDisposable
+    {
+        public void Dispose() => instances.ForEach(i => i.Dispose());
     }
 
     private static double[] Doubles<T>(ReadOnlySpan<T> values)

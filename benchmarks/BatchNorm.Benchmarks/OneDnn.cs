@@ -22,8 +22,10 @@ namespace BatchNorm.Benchmarks;
 /// dgamma and dbeta.</description></item>
 /// </list>
 /// Channels last is oneDNN's <c>nhwc</c> (<c>acdb</c>), a rank-2 [N, C] given as [N, C, 1, 1]; channel axis 1 of
-/// rank 4 is <c>nchw</c>. oneDNN 2.6 has no float64 on the CPU. Its threads are OpenMP's: every call first sets
-/// <c>omp_set_num_threads</c> to the harness's thread setting.
+/// rank 4 is <c>nchw</c>. oneDNN 2.6 has no float64 on the CPU. Its threads are OpenMP's: each instance is created,
+/// and called, with one thread count (<c>omp_set_num_threads</c> before each). libgomp's threads spin for a while after
+/// a call by default; <c>OMP_WAIT_POLICY=passive</c> stops that but made oneDNN on two threads no faster than on one
+/// here (inference [256,1024] 3.8x a copy against 1.9x), so the harness leaves the default.
 /// </remarks>
 internal sealed unsafe partial class OneDnnBatchNorm : IDisposable
 {
@@ -56,6 +58,7 @@ internal sealed unsafe partial class OneDnnBatchNorm : IDisposable
     private readonly ExecArg* _args;
     private readonly int _argCount;
     private readonly GCHandle[] _pins;
+    private readonly int _threads;
     private bool _disposed;
 
     /// <summary>Sets up <paramref name="mode"/> on <paramref name="x"/> (the layer's input, laid out as <paramref name="shape"/>).</summary>
@@ -68,8 +71,9 @@ internal sealed unsafe partial class OneDnnBatchNorm : IDisposable
     /// <param name="beta">Per-channel shift.</param>
     /// <param name="movingMean">The statistics inference uses.</param>
     /// <param name="movingVariance">The statistics inference uses.</param>
+    /// <param name="threads">OpenMP threads for every call.</param>
     public OneDnnBatchNorm(
-        ShapeCase shape, string mode, float epsilon, float[] x, float[] dy, float[] gamma, float[] beta, float[] movingMean, float[] movingVariance)
+        int threads, ShapeCase shape, string mode, float epsilon, float[] x, float[] dy, float[] gamma, float[] beta, float[] movingMean, float[] movingVariance)
     {
         int[] dims = shape.Shape.Dimensions.ToArray();
         int rank = dims.Length;
@@ -110,8 +114,8 @@ internal sealed unsafe partial class OneDnnBatchNorm : IDisposable
         DBeta = new float[channels];
         _pins = new[] { x, dy, gamma, beta, Mean, Variance, Y, Dx, DGamma, DBeta }.Select(a => GCHandle.Alloc(a, GCHandleType.Pinned)).ToArray();
 
-        // One thread for the set-up (the backward's training call); each timed call sets its own count.
-        omp_set_num_threads(1);
+        _threads = threads;
+        omp_set_num_threads(threads);
         byte* descriptors = (byte*)NativeMemory.AllocZeroed(4 * DescriptorBytes);
         try
         {
@@ -227,11 +231,11 @@ internal sealed unsafe partial class OneDnnBatchNorm : IDisposable
         return true;
     }
 
-    /// <summary>One call on <paramref name="threads"/> OpenMP threads.</summary>
-    public void Run(int threads)
+    /// <summary>One call, on the OpenMP threads the instance was made for.</summary>
+    public void Run()
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
-        omp_set_num_threads(threads);
+        omp_set_num_threads(_threads);
         Check(dnnl_primitive_execute(_primitive, _stream, _argCount, _args), "dnnl_primitive_execute");
         Check(dnnl_stream_wait(_stream), "dnnl_stream_wait");
     }
