@@ -307,17 +307,9 @@ internal static class Alternating
         return error;
     }
 
+    /// <summary>A copy of a float32 layer's weights, for oneDNN (only float32 cases get a peer).</summary>
     private static float[] Floats<T>(NdArray<T> values)
-        where T : unmanaged, IBinaryFloatingPointIeee754<T>
-    {
-        var result = new float[values.Length];
-        for (int i = 0; i < result.Length; i++)
-        {
-            result[i] = float.CreateTruncating(values.ReadOnlySpan[i]);
-        }
-
-        return result;
-    }
+        where T : unmanaged => (float[])(object)values.ReadOnlySpan.ToArray();
 
     /// <summary>Calls <paramref name="action"/> for <see cref="WarmUpTime"/>; returns how many calls fill <see cref="RoundTime"/>.</summary>
     private static int WarmUp(Action action)
