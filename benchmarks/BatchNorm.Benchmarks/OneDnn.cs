@@ -62,6 +62,7 @@ internal sealed unsafe partial class OneDnnBatchNorm : IDisposable
     private bool _disposed;
 
     /// <summary>Sets up <paramref name="mode"/> on <paramref name="x"/> (the layer's input, laid out as <paramref name="shape"/>).</summary>
+    /// <param name="threads">OpenMP threads for every call.</param>
     /// <param name="shape">The case: its dimensions and channel axis.</param>
     /// <param name="mode"><c>inference</c>, <c>training</c> or <c>backward</c>.</param>
     /// <param name="epsilon">The layer's epsilon.</param>
@@ -71,7 +72,6 @@ internal sealed unsafe partial class OneDnnBatchNorm : IDisposable
     /// <param name="beta">Per-channel shift.</param>
     /// <param name="movingMean">The statistics inference uses.</param>
     /// <param name="movingVariance">The statistics inference uses.</param>
-    /// <param name="threads">OpenMP threads for every call.</param>
     public OneDnnBatchNorm(
         int threads, ShapeCase shape, string mode, float epsilon, float[] x, float[] dy, float[] gamma, float[] beta, float[] movingMean, float[] movingVariance)
     {
@@ -106,13 +106,13 @@ internal sealed unsafe partial class OneDnnBatchNorm : IDisposable
             throw new NotSupportedException($"oneDNN peer: no layout for {shape.Name}");
         }
 
+        // The statistics (given for inference, written by oneDNN otherwise) and dgamma, dbeta: buffers oneDNN fills and
+        // nothing reads; the pins keep them alive.
         Y = new float[x.Length];
         Dx = new float[x.Length];
-        Mean = (float[])movingMean.Clone();
-        Variance = (float[])movingVariance.Clone();
-        DGamma = new float[channels];
-        DBeta = new float[channels];
-        _pins = new[] { x, dy, gamma, beta, Mean, Variance, Y, Dx, DGamma, DBeta }.Select(a => GCHandle.Alloc(a, GCHandleType.Pinned)).ToArray();
+        float[] mean = (float[])movingMean.Clone(), variance = (float[])movingVariance.Clone();
+        float[] dgamma = new float[channels], dbeta = new float[channels];
+        _pins = new[] { x, dy, gamma, beta, mean, variance, Y, Dx, dgamma, dbeta }.Select(a => GCHandle.Alloc(a, GCHandleType.Pinned)).ToArray();
 
         _threads = threads;
         omp_set_num_threads(threads);
@@ -145,8 +145,8 @@ internal sealed unsafe partial class OneDnnBatchNorm : IDisposable
             }
 
             args.Add(Memory(ArgSrc, data, x));
-            args.Add(Memory(ArgMean, perChannel, Mean));
-            args.Add(Memory(ArgVariance, perChannel, Variance));
+            args.Add(Memory(ArgMean, perChannel, mean));
+            args.Add(Memory(ArgVariance, perChannel, variance));
             args.Add(Memory(ArgScale, perChannel, gamma));
             ExecArg shift = Memory(ArgShift, perChannel, beta);
             ExecArg dst = Memory(ArgDst, data, Y);
@@ -169,8 +169,8 @@ internal sealed unsafe partial class OneDnnBatchNorm : IDisposable
                 args.Add(shift);
                 args.Add(Memory(ArgDiffDst, data, dy));
                 args.Add(Memory(ArgDiffSrc, data, Dx));
-                args.Add(Memory(ArgDiffScale, perChannel, DGamma));
-                args.Add(Memory(ArgDiffShift, perChannel, DBeta));
+                args.Add(Memory(ArgDiffScale, perChannel, dgamma));
+                args.Add(Memory(ArgDiffShift, perChannel, dbeta));
             }
             else
             {
@@ -200,18 +200,6 @@ internal sealed unsafe partial class OneDnnBatchNorm : IDisposable
 
     /// <summary>oneDNN's dx (backward).</summary>
     public float[] Dx { get; }
-
-    /// <summary>The statistics: the moving ones given (inference), or the batch's that oneDNN computed.</summary>
-    public float[] Mean { get; }
-
-    /// <summary>The statistics: the moving ones given (inference), or the batch's that oneDNN computed.</summary>
-    public float[] Variance { get; }
-
-    /// <summary>oneDNN's dgamma (backward).</summary>
-    public float[] DGamma { get; }
-
-    /// <summary>oneDNN's dbeta (backward).</summary>
-    public float[] DBeta { get; }
 
     /// <summary>Whether oneDNN and OpenMP load; otherwise why not.</summary>
     public static bool IsAvailable(out string reason)
