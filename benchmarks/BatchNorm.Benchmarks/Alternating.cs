@@ -25,11 +25,16 @@ namespace BatchNorm.Benchmarks;
 /// one's largest error against a float64 reference written out in <see cref="Reference"/> (y, or dx for the backward), so
 /// that both are seen to compute the same thing.
 /// </para>
+/// <para>
+/// <c>--floors</c> adds, last in the same rounds, the mode's traffic floor (<see cref="TrafficFloor"/>: plain loops moving
+/// the bytes the layer's passes must move, on one thread) and prints it against the copy and the first layer's time over
+/// it: how far each kernel is from what its traffic alone costs on this machine.
+/// </para>
 /// </remarks>
 internal static class Alternating
 {
     private const string Usage =
-        "usage: --alternate [--rounds N (default 16)] [--threads T[,T...] (each 1, -1 for every core, or N; default 1)] [--shape TEXT ...] [--type float|double] [--mode inference|training|backward] [--peers onednn]";
+        "usage: --alternate [--rounds N (default 16)] [--threads T[,T...] (each 1, -1 for every core, or N; default 1)] [--shape TEXT ...] [--type float|double] [--mode inference|training|backward] [--peers onednn] [--floors]";
 
     /// <summary>Each timed loop runs at least this long (and at least three calls).</summary>
     private static readonly TimeSpan RoundTime = TimeSpan.FromMilliseconds(20);
@@ -46,13 +51,17 @@ internal static class Alternating
         int[] threads = [1];
         var shapes = new List<string>();
         string? type = null, mode = null;
-        bool peers = false;
+        bool peers = false, floors = false;
         for (int i = 0; i < args.Count; i += 2)
         {
             string? value = i + 1 < args.Count ? args[i + 1] : null;
             bool ok = value is not null;
             switch (args[i])
             {
+                case "--floors":
+                    floors = ok = true;
+                    i--; // a flag: no value follows
+                    break;
                 case "--rounds":
                     ok = int.TryParse(value, NumberStyles.Integer, CultureInfo.InvariantCulture, out rounds) && rounds >= 1;
                     break;
@@ -100,8 +109,10 @@ internal static class Alternating
             peers = false;
         }
 
-        // The contenders after the copy: the layer on each thread setting, then oneDNN on each (float32 cases only).
-        string[] names = [.. threads.Select(t => $"layer ({Threads(t)})"), .. peers ? threads.Select(t => $"oneDNN ({Threads(t)})") : []];
+        // The contenders after the copy: the layer on each thread setting, then oneDNN on each (float32 cases only), then
+        // the traffic floor.
+        string[] names =
+            [.. threads.Select(t => $"layer ({Threads(t)})"), .. peers ? threads.Select(t => $"oneDNN ({Threads(t)})") : [], .. floors ? ["floor (1)"] : Array.Empty<string>()];
         Console.WriteLine("| shape | type | mode | copy, fastest | " + string.Join(" | ", names.Select(n => $"{n}, fastest | ratio of fastest | ratio of medians")) + (peers ? " | layer, max abs error | oneDNN, max abs error |" : " |"));
         Console.WriteLine("|---|---|---|---:|" + string.Concat(names.Select(_ => "---:|---:|---:|")) + (peers ? "---:|---:|" : ""));
         var results = new List<(ShapeCase Shape, string Column, Result Result)>();
@@ -111,10 +122,10 @@ internal static class Alternating
             {
                 foreach (string m in modes)
                 {
-                    Result r = t == "float" ? Measure<float>(shape, m, threads, rounds, peers) : Measure<double>(shape, m, threads, rounds, peers: false);
+                    Result r = t == "float" ? Measure<float>(shape, m, threads, rounds, peers, floors) : Measure<double>(shape, m, threads, rounds, peers: false, floors);
                     Console.WriteLine(
                         $"| {shape.Name} | {t} | {m} | {Time(r.CopyFastest)} | " +
-                        string.Join(" | ", names.Select((_, i) => i < r.Fastest.Length ? $"{Time(r.Fastest[i])} | {r.Fastest[i] / r.CopyFastest:F2}x | {r.Median[i] / r.CopyMedian:F2}x" : "- | - | -")) +
+                        string.Join(" | ", names.Select((_, i) => Contender(r, i, threads.Length, peers, floors) is int k ? $"{Time(r.Fastest[k])} | {r.Fastest[k] / r.CopyFastest:F2}x | {r.Median[k] / r.CopyMedian:F2}x" : "- | - | -")) +
                         (peers ? $" | {Error(r.LayerError)} | {Error(r.PeerError)} |" : " |"));
                     results.Add((shape, $"{t} {m}", r));
                 }
@@ -131,14 +142,24 @@ internal static class Alternating
             Table(r => AgainstCopy(r.Shape, r.Result, i));
             if (peers)
             {
-                int peer = threads.Length + i;
+                int column = threads.Length + i;
                 Console.WriteLine();
                 Console.WriteLine($"oneDNN, threads {Threads(threads[i])}, against a copy:");
-                Table(r => peer < r.Result.Fastest.Length ? AgainstCopy(r.Shape, r.Result, peer) : "-");
+                Table(r => Contender(r.Result, column, threads.Length, peers, floors) is int peer ? AgainstCopy(r.Shape, r.Result, peer) : "-");
                 Console.WriteLine();
                 Console.WriteLine($"threads {Threads(threads[i])}, the layer's time over oneDNN's, fastest rounds (below 1: the layer is faster):");
-                Table(r => peer < r.Result.Fastest.Length ? $"{r.Result.Fastest[i] / r.Result.Fastest[peer]:F2}" : "-");
+                Table(r => Contender(r.Result, column, threads.Length, peers, floors) is int peer ? $"{r.Result.Fastest[i] / r.Result.Fastest[peer]:F2}" : "-");
             }
+        }
+
+        if (floors)
+        {
+            Console.WriteLine();
+            Console.WriteLine("the traffic floor (one thread), against a copy:");
+            Table(r => AgainstCopy(r.Shape, r.Result, r.Result.Fastest.Length - 1));
+            Console.WriteLine();
+            Console.WriteLine($"threads {Threads(threads[0])}, the layer's time over the floor's, fastest rounds:");
+            Table(r => $"{r.Result.Fastest[0] / r.Result.Fastest[^1]:F2}");
         }
 
         if (threads.Length == 2)
@@ -159,6 +180,26 @@ internal static class Alternating
                 Console.WriteLine($"| {shape.Name} | " + string.Join(" | ", results.Where(r => r.Shape == shape).Select(r => cell((r.Shape, r.Result)))) + " |");
             }
         }
+    }
+
+    /// <summary>
+    /// Where the <paramref name="column"/>-th named contender is in a result's arrays, or null when that case did not time
+    /// it (oneDNN in a float64 case): the layers come first, then oneDNN's when timed, then the floor.
+    /// </summary>
+    private static int? Contender(Result result, int column, int layers, bool peers, bool floors)
+    {
+        bool peerTimed = result.Fastest.Length - (floors ? 1 : 0) > layers;
+        if (column < layers)
+        {
+            return column;
+        }
+
+        if (peers && column < 2 * layers)
+        {
+            return peerTimed ? column : null;
+        }
+
+        return floors ? result.Fastest.Length - 1 : null;
     }
 
     private static string Error(double error) => double.IsNaN(error) ? "-" : error.ToString("G3", CultureInfo.InvariantCulture);
@@ -197,22 +238,24 @@ internal static class Alternating
 
     /// <summary>
     /// Per-call nanoseconds: the copy's fastest and median rounds, and each contender's (the layer on each thread setting,
-    /// then oneDNN on each when timed); the layer's and oneDNN's largest absolute errors against the float64 reference (NaN
-    /// when oneDNN was not timed).
+    /// then oneDNN on each when timed, then the traffic floor when asked for); the layer's and oneDNN's largest absolute
+    /// errors against the float64 reference (NaN when oneDNN was not timed).
     /// </summary>
     private sealed record Result(double CopyFastest, double CopyMedian, double[] Fastest, double[] Median, double LayerError, double PeerError);
 
     /// <summary>
     /// Sets up one case as the BenchmarkDotNet classes do, one layer per thread setting (and with
-    /// <paramref name="peers"/>, float32 only, oneDNN on the same input), then times them against the copy in
-    /// alternating rounds: copy first and the rest in order in even rounds, the reverse in odd ones.
+    /// <paramref name="peers"/>, float32 only, oneDNN on the same input; with <paramref name="floors"/>, the traffic floor
+    /// last, whose output is checked after the rounds), then times them against the copy in alternating rounds: copy first
+    /// and the rest in order in even rounds, the reverse in odd ones.
     /// </summary>
-    private static Result Measure<T>(ShapeCase shape, string mode, int[] threads, int rounds, bool peers)
+    private static Result Measure<T>(ShapeCase shape, string mode, int[] threads, int rounds, bool peers, bool floors)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
         T[] input = shape.Data<T>();
         var x = new NdArray<T>(input, shape.Shape);
-        var y = new NdArray<T>(shape.Shape);
+        var output = new T[x.Length];
+        var y = new NdArray<T>(output, shape.Shape);
         T[] dy = shape.OutputGradient<T>();
         var dx = new T[x.Length];
         var actions = new List<Action> { () => x.ReadOnlySpan.CopyTo(y.Span) };
@@ -247,6 +290,11 @@ internal static class Alternating
             }
         }
 
+        if (floors)
+        {
+            actions.Add(TrafficFloor.For(mode, input, output, dy, dx));
+        }
+
         int[] calls = actions.Select(WarmUp).ToArray();
         double[][] times = actions.Select(_ => new double[rounds]).ToArray();
         for (int round = 0; round < rounds; round++)
@@ -271,6 +319,12 @@ internal static class Alternating
                 Doubles(first.MovingMean.ReadOnlySpan), Doubles(first.MovingVariance.ReadOnlySpan));
             layerError = MaxError(expected, mode == "backward" ? dx : y.ReadOnlySpan);
             peerError = MaxError<float>(expected, mode == "backward" ? peer.Dx : peer.Y);
+        }
+
+        if (floors)
+        {
+            actions[^1]();
+            TrafficFloor.Check(mode, input, output, dy, dx);
         }
 
         return new Result(
