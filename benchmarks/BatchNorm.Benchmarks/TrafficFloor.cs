@@ -151,7 +151,7 @@ internal static unsafe class TrafficFloor
     {
         int n = a.Length, w = Vector<T>.Count, i = 0;
         int vectorBytes = w * sizeof(T);
-        stream &= (vectorBytes == 32 && Avx.IsSupported) || (vectorBytes == 16 && Sse2.IsSupported);
+        stream &= (vectorBytes == 64 && Avx512F.IsSupported) || (vectorBytes == 32 && Avx.IsSupported) || (vectorBytes == 16 && Sse2.IsSupported);
         fixed (T* pa = a)
         fixed (T* pb = b)
         fixed (T* po = output)
@@ -194,11 +194,18 @@ internal static unsafe class TrafficFloor
     private static Vector<T> Load<T>(T* p)
         where T : unmanaged => Unsafe.ReadUnaligned<Vector<T>>(p);
 
-    /// <summary>A streaming store of one <see cref="Vector{T}"/> (32 bytes with AVX, 16 with SSE2) to an aligned address.</summary>
+    /// <summary>
+    /// A streaming store of one <see cref="Vector{T}"/> (64 bytes with AVX-512 when <c>DOTNET_PreferredVectorBitWidth=512</c>,
+    /// 32 with AVX, 16 with SSE2) to an aligned address.
+    /// </summary>
     private static void StoreNonTemporal<T>(Vector<T> v, T* p)
         where T : unmanaged
     {
-        if (Vector<T>.Count * sizeof(T) == 32)
+        if (Vector<T>.Count * sizeof(T) == 64)
+        {
+            Avx512F.StoreAlignedNonTemporal((byte*)p, v.AsVector512().AsByte());
+        }
+        else if (Vector<T>.Count * sizeof(T) == 32)
         {
             Avx.StoreAlignedNonTemporal((byte*)p, v.AsVector256().AsByte());
         }
