@@ -102,7 +102,7 @@ internal static unsafe class TrafficFloor
 
             for (; i < n; i++)
             {
-                tail += pa[i] + (pb is null ? T.Zero : pb[i]);
+                tail += Element(pa, pb, i);
             }
         }
 
@@ -140,7 +140,7 @@ internal static unsafe class TrafficFloor
             while (i > 0)
             {
                 i--;
-                po[i] = pa[i] + (pb is null ? T.Zero : pb[i]);
+                po[i] = Element(pa, pb, i);
             }
         }
     }
@@ -162,7 +162,7 @@ internal static unsafe class TrafficFloor
                 int head = Math.Min(n, (int)((0 - (nuint)po) & (nuint)(vectorBytes - 1)) / sizeof(T));
                 for (; i < head; i++)
                 {
-                    po[i] = pa[i] + (pb is null ? T.Zero : pb[i]);
+                    po[i] = Element(pa, pb, i);
                 }
             }
 
@@ -181,7 +181,7 @@ internal static unsafe class TrafficFloor
 
             for (; i < n; i++)
             {
-                po[i] = pa[i] + (pb is null ? T.Zero : pb[i]);
+                po[i] = Element(pa, pb, i);
             }
         }
 
@@ -190,6 +190,10 @@ internal static unsafe class TrafficFloor
             Sse.StoreFence();
         }
     }
+
+    /// <summary>One element of the loops' result: <c>a[i]</c>, plus <c>b[i]</c> when there is a second stream.</summary>
+    private static T Element<T>(T* a, T* b, int i)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T> => b is null ? a[i] : a[i] + b[i];
 
     private static Vector<T> Load<T>(T* p)
         where T : unmanaged => Unsafe.ReadUnaligned<Vector<T>>(p);
