@@ -1,5 +1,6 @@
 using System;
 using System.Buffers;
+using System.Runtime.InteropServices;
 using BatchNorm.Kernels;
 using BatchNorm.Tensors;
 
@@ -158,11 +159,17 @@ public partial class BatchNormalization<T>
         double[]? rentedBuffer = null;
         T[]? rentedCoefficients = null;
         Span<double> buffer = channels <= StackChannels ? stackalloc double[7 * channels] : (rentedBuffer = ArrayPool<double>.Shared.Rent(7 * channels));
-        // Each of the four arrays starts on a line, as the inference fold's do, whatever C is.
-        int coefficientStride = CacheLine.RoundUp<T>(channels);
-        int coefficientLength = (4 * coefficientStride) + CacheLine.Slack<T>();
-        Span<T> coefficients = CacheLine.Align(
-            channels <= StackChannels ? stackalloc T[coefficientLength] : (rentedCoefficients = ArrayPool<T>.Shared.Rent(coefficientLength)), 4 * coefficientStride);
+        // Each of the four arrays starts on a line, as the inference fold's do, whatever C is. Wider rows load them
+        // beside every data vector of dx, so there they are laid whole pages apart at the page offset half a page from
+        // dx's, away from the stores they would otherwise wait for (see CacheLine.PageBytes).
+        bool paged = channels > StackChannels;
+        int coefficientStride = paged ? CacheLine.RoundUpToPage<T>(channels) : CacheLine.RoundUp<T>(channels);
+        int coefficientLength = (4 * coefficientStride) + (paged ? CacheLine.PageSlack<T>() : CacheLine.Slack<T>());
+        Span<T> coefficientBuffer = paged ? (rentedCoefficients = ArrayPool<T>.Shared.Rent(coefficientLength)) : stackalloc T[coefficientLength];
+        Span<T> coefficients = paged
+            ? CacheLine.AtPageOffset(coefficientBuffer, CacheLine.Opposite(CacheLine.PageOffset(in MemoryMarshal.GetReference(dx))), 4 * coefficientStride)
+            : CacheLine.Align(coefficientBuffer, 4 * coefficientStride);
+
         try
         {
             Span<double> sumDy = buffer.Slice(3 * channels, channels);

@@ -156,15 +156,27 @@ internal static partial class BatchNormKernels
         ref T m = ref MemoryMarshal.GetReference(center);
         if (layout.IsChannelsLast)
         {
-            // The sums (two arrays of C), and from memory also the interleaved copy of WideInterleavedGradientSums.
+            // The sums (two arrays of C), and from memory also the interleaved copy of WideInterleavedGradientSums. Rows
+            // too wide for the stack store these beside every data vector, so there they go at the page offset farthest
+            // from x, dy and the centre, which the loop loads, so that those loads do not wait on the stores (see
+            // CacheLine.PageBytes); the second sum a whole number of pages after the first, at the same offset.
             T[]? rented = null;
-            int length = (2 * layout.Channels) + CacheLine.Slack<T>();
-            int interleavedLength = prefetch ? (3 * layout.Channels) + CacheLine.Slack<T>() : 0;
-            Span<T> buffer = layout.Channels <= StackChannels
-                ? stackalloc T[length + interleavedLength]
-                : (rented = ArrayPool<T>.Shared.Rent(length + interleavedLength));
-            Span<T> scratch = CacheLine.Align(buffer[..length], 2 * layout.Channels);
-            Span<T> interleaved = prefetch ? CacheLine.Align(buffer.Slice(length, interleavedLength), 3 * layout.Channels) : default;
+            int channels = layout.Channels;
+            bool paged = channels > StackChannels;
+            int stride = paged ? CacheLine.RoundUpToPage<T>(channels) : channels;
+            int slack = paged ? CacheLine.PageSlack<T>() : CacheLine.Slack<T>();
+            int length = stride + channels + slack;
+            int interleavedLength = prefetch ? (3 * channels) + slack : 0;
+            Span<T> buffer = paged ? (rented = ArrayPool<T>.Shared.Rent(length + interleavedLength)) : stackalloc T[length + interleavedLength];
+            int far = paged
+                ? CacheLine.FarthestFrom([
+                    CacheLine.PageOffset(in MemoryMarshal.GetReference(x)), CacheLine.PageOffset(in MemoryMarshal.GetReference(dy)),
+                    CacheLine.PageOffset(in MemoryMarshal.GetReference(center))])
+                : 0;
+            Span<T> scratch = paged ? CacheLine.AtPageOffset(buffer[..length], far, stride + channels) : CacheLine.Align(buffer[..length], 2 * channels);
+            Span<T> interleaved = !prefetch ? default
+                : paged ? CacheLine.AtPageOffset(buffer.Slice(length, interleavedLength), far, 3 * channels)
+                : CacheLine.Align(buffer.Slice(length, interleavedLength), 3 * channels);
             try
             {
                 switch (width)
@@ -238,7 +250,7 @@ internal static partial class BatchNormKernels
         }
 
         ref T s1 = ref MemoryMarshal.GetReference(scratch);
-        ref T s2 = ref Unsafe.Add(ref s1, channels);
+        ref T s2 = ref Unsafe.Add(ref s1, scratch.Length - channels); // C on from s1, or a whole number of pages
         bool narrow = channels <= 4 * width;
         int blockRows = narrow ? Math.Max(MinBlockRows, BlockElements / channels) : Math.Max(MinBlockRows, WideBlockElements / channels);
         if (!narrow && prefetch)
@@ -447,7 +459,8 @@ internal static partial class BatchNormKernels
         int width = TOps.Count;
         int vectorEnd = channels - (channels % width);
         nuint stride = (nuint)channels;
-        MemoryMarshal.CreateSpan(ref s1, 2 * channels).Clear(); // s1 and s2 are consecutive
+        MemoryMarshal.CreateSpan(ref s1, channels).Clear();
+        MemoryMarshal.CreateSpan(ref s2, channels).Clear();
         Debug.Assert(!prefetch || vectorEnd >= TileChannels<T>(), "Narrower rows from memory take WideInterleavedGradientSums.");
 
         // In cache, two rows per accumulator update (rows of at most a tile; wider ones take the tile loop below). Four

@@ -1,4 +1,6 @@
 using System;
+using System.Collections.Generic;
+using System.Linq;
 using System.Runtime.CompilerServices;
 using BatchNorm.Kernels;
 using FluentAssertions;
@@ -30,6 +32,80 @@ public class CacheLineTests
         CacheLine.RoundUp<double>(9).Should().Be(16);
         CacheLine.RoundUp<double>(1032).Should().Be(1032);
         CacheLine.RoundUp<double>(1033).Should().Be(1040);
+    }
+
+    [Fact]
+    public void AtPageOffset_starts_on_the_chosen_page_offset_inside_the_buffer()
+    {
+        CheckPage<float>();
+        CheckPage<double>();
+    }
+
+    [Fact]
+    public void RoundUpToPage_gives_whole_pages_of_elements()
+    {
+        CacheLine.RoundUpToPage<float>(1).Should().Be(1024);
+        CacheLine.RoundUpToPage<float>(1024).Should().Be(1024);
+        CacheLine.RoundUpToPage<float>(1025).Should().Be(2048);
+        CacheLine.RoundUpToPage<double>(300).Should().Be(512);
+        CacheLine.RoundUpToPage<double>(1100).Should().Be(1536);
+    }
+
+    [Fact]
+    public void Opposite_is_the_line_half_a_page_away()
+    {
+        CacheLine.Opposite(0).Should().Be(2048);
+        CacheLine.Opposite(96).Should().Be(2112);
+        CacheLine.Opposite(2100).Should().Be(0);
+        CacheLine.Opposite(4095).Should().Be(1984);
+    }
+
+    /// <summary>
+    /// Against a brute-force search: among the 64 line offsets of a page, the chosen one has the largest distance, around
+    /// the page, to the nearest of the given offsets (up to the rounding down to a line, 63 bytes).
+    /// </summary>
+    [Fact]
+    public void FarthestFrom_is_as_far_from_every_offset_as_any_line_of_the_page()
+    {
+        var random = new Random(3);
+        var cases = new List<int[]> { new[] { 48, 72, 2112 }, new[] { 0 }, new[] { 0, 2048 }, new[] { 4000, 100 }, new[] { 5, 5, 5 } };
+        for (int i = 0; i < 200; i++)
+        {
+            cases.Add(Enumerable.Range(0, 1 + random.Next(4)).Select(_ => random.Next(4096)).ToArray());
+        }
+
+        foreach (int[] offsets in cases)
+        {
+            int chosen = CacheLine.FarthestFrom(offsets);
+            (chosen % CacheLine.Bytes).Should().Be(0);
+            chosen.Should().BeInRange(0, CacheLine.PageBytes - CacheLine.Bytes);
+            int best = Enumerable.Range(0, 64).Max(line => Nearest(line * 64, offsets));
+            Nearest(chosen, offsets).Should().BeGreaterThanOrEqualTo(best - 63, $"offsets {string.Join(", ", offsets)}, chosen {chosen}");
+        }
+
+        static int Nearest(int at, int[] offsets) =>
+            offsets.Min(o => Math.Min((at - o + 4096) % 4096, (o - at + 4096) % 4096));
+    }
+
+    private static unsafe void CheckPage<T>()
+        where T : unmanaged
+    {
+        const int length = 300;
+        int slack = CacheLine.PageSlack<T>();
+        T[] array = GC.AllocateArray<T>(length + (2 * slack), pinned: true);
+        foreach (int start in new[] { 0, 1, 3, 17, slack - 1 })
+        {
+            Span<T> buffer = array.AsSpan(start, length + slack);
+            foreach (int offset in new[] { 0, 64, 1088, 2048, 4032 })
+            {
+                Span<T> placed = CacheLine.AtPageOffset(buffer, offset, length);
+                ((nint)Unsafe.AsPointer(ref placed[0]) & 4095).Should().Be(offset, $"{typeof(T).Name}, buffer at +{start}");
+                nint first = (nint)Unsafe.AsPointer(ref placed[0]) - (nint)Unsafe.AsPointer(ref buffer[0]);
+                first.Should().BeInRange(0, (slack - 1) * sizeof(T), "the placed span lies inside the buffer");
+                placed.Length.Should().Be(length);
+                CacheLine.PageOffset(in placed[0]).Should().Be(offset);
+            }
+        }
     }
 
     private static unsafe void Check<T>()

@@ -67,6 +67,23 @@ public class BackwardTests
         }
     }
 
+    /// <summary>
+    /// More channels than the layer keeps on the stack (128): its centre and gradient coefficients are then rented and
+    /// laid whole pages apart at a page offset chosen from dx's address, and the gradient sums' scratch likewise from
+    /// x's and dy's. C = 300 is less than a page of either type, C = 1100 float more than one.
+    /// </summary>
+    [Fact]
+    public void Rows_wider_than_the_stack_coefficients_match_finite_differences()
+    {
+        foreach (int[] shape in new[] { new[] { 4, 300 }, new[] { 3, 1100 } })
+        {
+            Check<double>(new Case(shape, -1), 1e-7);
+            Check<float>(new Case(shape, -1), 2e-4);
+        }
+
+        Check<double>(new Case([2, 300, 3], 1), 1e-7);
+    }
+
     [Theory]
     [InlineData(1e4, 1)]
     [InlineData(1, 1e-3)]
