@@ -62,7 +62,7 @@ internal static class CacheLine
     /// <remarks>
     /// Float32 [256,1024] in cache (twenty-first session, ABBA, fastest of 16 rounds against a copy, three processes):
     /// dx's pair loop after a read of x and dy took 2.67-2.78x with its coefficients 0-192 bytes above dx's page offset,
-    /// 2.54-2.63x with them 512-2048 bytes away, and 2.17-2.22x with constant coefficients; the gradient sums took
+    /// 2.52-2.63x with them 512-2048 bytes away, and 2.17-2.22x with constant coefficients; the gradient sums took
     /// 1.15-1.34x with the accumulators 192 bytes above x's offset and 1.11-1.20x with them 1-2 KiB away. The library's
     /// backward with this placement against without (builds alternating in one process, two runs): float32 [256,1024]
     /// 0.92-0.98 of its time, [128,2048] 0.94-0.96, [512,512] 0.97-0.99, double [128,1024] 0.97, [256,1024] 0.98; from
