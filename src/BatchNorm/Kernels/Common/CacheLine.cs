@@ -87,7 +87,8 @@ internal static class CacheLine
 
     /// <summary>
     /// The line farthest, around the page, from every one of <paramref name="offsets"/> (page offsets in bytes): the
-    /// middle of the widest gap between them. With three streams it is at least 680 bytes from each.
+    /// middle of the widest gap between them, rounded down to a line. With three streams the widest gap is at least a
+    /// third of the page, so the line is at least 619 bytes from each.
     /// </summary>
     public static int FarthestFrom(ReadOnlySpan<int> offsets)
     {
