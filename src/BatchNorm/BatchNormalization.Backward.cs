@@ -214,9 +214,10 @@ public partial class BatchNormalization<T>
                 inverseStddev = inverse;
             }
 
+            VectorWidth width = BatchNormKernels.BackwardWidth<T>(VectorWidths.Best, layout);
             if (layout.Length != 0)
             {
-                BatchNormKernels.GradientSums(x, dy, layout, center, sumDy, sumDyCentered, VectorWidths.Best, MaxDegreeOfParallelism);
+                BatchNormKernels.GradientSums(x, dy, layout, center, sumDy, sumDyCentered, width, MaxDegreeOfParallelism);
             }
             else
             {
@@ -235,7 +236,7 @@ public partial class BatchNormalization<T>
             if (layout.Length != 0)
             {
                 BatchNormKernels.InputGradient(
-                    x, dy, dx, layout, batch ? context.MaskWeights : default, center, a, p, q, VectorWidths.Best, MaxDegreeOfParallelism);
+                    x, dy, dx, layout, batch ? context.MaskWeights : default, center, a, p, q, width, MaxDegreeOfParallelism);
             }
 
             if (includeRegularization)

@@ -54,6 +54,37 @@ internal static partial class BatchNormKernels
     }
 
     /// <summary>
+    /// The vector width for the backward's two passes (the gradient sums and
+    /// <see cref="InputGradient{T}"/>) over <paramref name="layout"/>, on a machine whose widest is
+    /// <paramref name="best"/>: 256 bits where 512 are best and the tensors come from memory
+    /// (<see cref="Prefetch.ThresholdBytes"/> or more), unless the rows are channels last and at most four 512-bit vectors
+    /// wide (whose loops keep their per-channel values in registers); <paramref name="best"/> otherwise. The choice depends
+    /// only on the layout, so it is the same for any number of threads.
+    /// </summary>
+    /// <remarks>
+    /// The layer's backward through the public API, this rule against 512 bits everywhere, builds alternating in one
+    /// process (fastest of 16 rounds, one thread), time over the old time: float32 [64, 7, 7, 2048] 0.85 (the sums alone
+    /// at 256 bits 0.93, dx alone 0.98), [12544, 512] 0.92, [32, 64, 56, 56] channels first 0.86; float64
+    /// [32, 56, 56, 64] 0.84, [32, 64, 56, 56] 0.93, [64, 7, 7, 2048] 0.91-1.01; on two threads 0.93-1.04. Narrow rows and
+    /// tensors in cache keep 512 bits: at 256 bits float32 [32, 56, 56, 64] (eight vectors, the wide loop) took 1.07 and
+    /// [256, 1024] 1.09. The GC starts large arrays 88 bytes into a page, so every 512-bit load of such a tensor straddles
+    /// two cache lines: the sums' loop from memory took 1.29x a copy with x and dy on a line and 1.59x 24 bytes off it at
+    /// 512 bits, and 1.24x both ways at 256 bits (dx, whose rows are shifted so that its stores are aligned: 1.39-1.44x
+    /// and 1.58-1.69x against 1.31-1.43x).
+    /// </remarks>
+    public static VectorWidth BackwardWidth<T>(VectorWidth best, ChannelLayout layout)
+        where T : unmanaged
+    {
+        if (best != VectorWidth.Vector512 || !Prefetch.IsWorthIt<T>(layout.Length))
+        {
+            return best;
+        }
+
+        bool narrow = layout.IsChannelsLast && layout.Channels <= 4 * VectorWidths.Lanes<T>(VectorWidth.Vector512);
+        return narrow ? best : VectorWidth.Vector256;
+    }
+
+    /// <summary>
     /// Fixed parts (stripes of rows channels last, channel groups otherwise), summed in part order: the same bits for any
     /// number of threads.
     /// </summary>

@@ -1,6 +1,7 @@
 using System;
 using System.Linq;
 using System.Numerics;
+using System.Runtime.Intrinsics.X86;
 using BatchNorm.Kernels;
 using BatchNorm.Tests.Reference;
 using FluentAssertions;
@@ -33,6 +34,43 @@ public class BackwardKernelTests
     /// block of 6 rows; [1100, 1024]: float and double rows at the interleaved limit for double; [6000, 175]: a tail of
     /// 1 to 15 channels, depending on the width and type).
     /// </summary>
+    /// <summary>
+    /// The backward's vector width: 512 bits become 256 only from memory (4 MiB or more, where the passes prefetch: x86
+    /// only) and only for channels-last rows wider than four 512-bit vectors or for channels first. Every expected width
+    /// is written out from that rule, at the threshold and one row below it.
+    /// </summary>
+    [Fact]
+    public void Backward_width_is_256_bits_only_for_wide_rows_and_channels_first_from_memory()
+    {
+        VectorWidth fromMemory = Sse.IsSupported ? VectorWidth.Vector256 : VectorWidth.Vector512;
+        (ChannelLayout Layout, bool IsFloat, VectorWidth Expected)[] cases =
+        [
+            (new ChannelLayout(1024, 1024, 1), true, fromMemory),                // 4 MiB of float, wide rows
+            (new ChannelLayout(1023, 1024, 1), true, VectorWidth.Vector512),     // one row short of it: in cache
+            (new ChannelLayout(16384, 64, 1), true, VectorWidth.Vector512),      // 4 MiB, 64 float channels: four vectors
+            (new ChannelLayout(13108, 80, 1), true, fromMemory),                 // 4 MiB, 80 float channels: five vectors
+            (new ChannelLayout(16384, 64, 1), false, fromMemory),                // 8 MiB, 64 double channels: eight vectors
+            (new ChannelLayout(32768, 32, 1), false, VectorWidth.Vector512),     // 8 MiB, 32 double channels: four vectors
+            (new ChannelLayout(2, 64, 8192), true, fromMemory),                  // 4 MiB channels first
+            (new ChannelLayout(1, 64, 16383), true, VectorWidth.Vector512),      // just under 4 MiB channels first
+            (new ChannelLayout(1, 3, 1 << 20), true, fromMemory),                // channels first, few channels
+        ];
+        foreach (var (layout, isFloat, expected) in cases)
+        {
+            VectorWidth chosen = isFloat
+                ? BatchNormKernels.BackwardWidth<float>(VectorWidth.Vector512, layout)
+                : BatchNormKernels.BackwardWidth<double>(VectorWidth.Vector512, layout);
+            chosen.Should().Be(expected, $"{layout} of {(isFloat ? "float" : "double")}");
+        }
+
+        // Machines without 512-bit vectors keep their widest, at every size.
+        foreach (VectorWidth best in new[] { VectorWidth.Vector256, VectorWidth.Vector128, VectorWidth.Scalar })
+        {
+            BatchNormKernels.BackwardWidth<float>(best, new ChannelLayout(1024, 1024, 1)).Should().Be(best);
+            BatchNormKernels.BackwardWidth<float>(best, new ChannelLayout(2, 64, 8192)).Should().Be(best);
+        }
+    }
+
     [Theory]
     [MemberData(nameof(KernelTestData.Widths), MemberType = typeof(KernelTestData))]
     public void Gradient_sums_of_wide_rows_in_cache_and_from_memory_match_float64_sums(int width)
