@@ -54,12 +54,11 @@ internal static partial class BatchNormKernels
     }
 
     /// <summary>
-    /// The vector width for the backward's two passes (the gradient sums and
-    /// <see cref="InputGradient{T}"/>) over <paramref name="layout"/>, on a machine whose widest is
-    /// <paramref name="best"/>: 256 bits where 512 are best and the tensors come from memory
-    /// (<see cref="Prefetch.ThresholdBytes"/> or more), unless the rows are channels last and at most four 512-bit vectors
-    /// wide (whose loops keep their per-channel values in registers); <paramref name="best"/> otherwise. The choice depends
-    /// only on the layout, so it is the same for any number of threads.
+    /// The vector width for the backward's two passes (the gradient sums and <see cref="InputGradient{T}"/>) over
+    /// <paramref name="layout"/>, on a machine whose widest is <paramref name="best"/>: 256 bits where 512 are best and
+    /// the tensors come from memory (<see cref="Prefetch.ThresholdBytes"/> or more), unless the rows are channels last and
+    /// at most four 512-bit vectors wide (whose loops keep their per-channel values in registers); <paramref name="best"/>
+    /// otherwise. The choice depends only on the layout, so it is the same for any number of threads.
     /// </summary>
     /// <remarks>
     /// The layer's backward through the public API, this rule against 512 bits everywhere, builds alternating in one

@@ -27,14 +27,6 @@ public class BackwardKernelTests
     }
 
     /// <summary>
-    /// Wide rows in cache and from memory (over the 4 MiB prefetch threshold, in blocks of 128 rows). Rows wider than a
-    /// tile walk tiles of channels down the rows in cache ([37, 1100], [3, 2100]: odd row counts, a vector tail) and, when
-    /// wider than the interleaved loop takes, from memory ([260, 4100]: four float or eight double tiles and a tail;
-    /// [1030, 1100] double). Narrower rows from memory keep their centre and sums interleaved ([1030, 1100] float: a last
-    /// block of 6 rows; [1100, 1024]: float and double rows at the interleaved limit for double; [6000, 175]: a tail of
-    /// 1 to 15 channels, depending on the width and type).
-    /// </summary>
-    /// <summary>
     /// The backward's vector width: 512 bits become 256 only from memory (4 MiB or more, where the passes prefetch: x86
     /// only) and only for channels-last rows wider than four 512-bit vectors or for channels first. Every expected width
     /// is written out from that rule, at the threshold and one row below it.
@@ -71,6 +63,14 @@ public class BackwardKernelTests
         }
     }
 
+    /// <summary>
+    /// Wide rows in cache and from memory (over the 4 MiB prefetch threshold, in blocks of 128 rows). Rows wider than a
+    /// tile walk tiles of channels down the rows in cache ([37, 1100], [3, 2100]: odd row counts, a vector tail) and, when
+    /// wider than the interleaved loop takes, from memory ([260, 4100]: four float or eight double tiles and a tail;
+    /// [1030, 1100] double). Narrower rows from memory keep their centre and sums interleaved ([1030, 1100] float: a last
+    /// block of 6 rows; [1100, 1024]: float and double rows at the interleaved limit for double; [6000, 175]: a tail of
+    /// 1 to 15 channels, depending on the width and type).
+    /// </summary>
     [Theory]
     [MemberData(nameof(KernelTestData.Widths), MemberType = typeof(KernelTestData))]
     public void Gradient_sums_of_wide_rows_in_cache_and_from_memory_match_float64_sums(int width)
