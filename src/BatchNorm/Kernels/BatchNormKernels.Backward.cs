@@ -315,7 +315,7 @@ internal static partial class BatchNormKernels
                         break;
                 }
             }
-            else if (prefetch && 3 * (channels - (channels % width)) <= InterleavedChannels<T>(InterleavedSumBytes))
+            else if (prefetch)
             {
                 WideInterleavedGradientSums<TVec, TOps, T>(
                     ref Unsafe.Add(ref x, start), ref Unsafe.Add(ref dy, start), rows, channels, ref center, ref s1, ref s2, ref MemoryMarshal.GetReference(interleaved));
@@ -478,8 +478,8 @@ internal static partial class BatchNormKernels
     }
 
     /// <summary>
-    /// A block of wide rows in cache (sums in L1 arrays, two rows combined in registers per accumulator update), or from
-    /// memory with more channels than <see cref="WideInterleavedGradientSums{TVec, TOps, T}"/> takes (a tile at a time).
+    /// A block of wide rows in cache: sums in L1 arrays, two rows combined in registers per accumulator update, or rows
+    /// wider than a tile a tile at a time. From memory, wide rows take <see cref="WideInterleavedGradientSums{TVec, TOps, T}"/>.
     /// </summary>
     private static void WideGradientSums<TVec, TOps, T>(ref T x, ref T dy, int rows, int channels, ref T center, ref T s1, ref T s2, bool prefetch)
         where TVec : struct
@@ -491,7 +491,7 @@ internal static partial class BatchNormKernels
         nuint stride = (nuint)channels;
         MemoryMarshal.CreateSpan(ref s1, channels).Clear();
         MemoryMarshal.CreateSpan(ref s2, channels).Clear();
-        Debug.Assert(!prefetch || vectorEnd >= TileChannels<T>(), "Narrower rows from memory take WideInterleavedGradientSums.");
+        Debug.Assert(!prefetch, "Wide rows from memory take WideInterleavedGradientSums.");
 
         // In cache, two rows per accumulator update (rows of at most a tile; wider ones take the tile loop below). Four
         // rows per update (eight streams) measured 1.3-1.6x a read of both tensors on [256, 1024], two rows 1.0-1.1x: the
@@ -585,21 +585,26 @@ internal static partial class BatchNormKernels
     }
 
     /// <summary>
-    /// A block of wide rows from memory whose centre and two sums fit in <see cref="InterleavedSumBytes"/>: they are kept
-    /// interleaved vector by vector in <paramref name="interleaved"/> (3 C elements: centre, sum of dy and sum of
-    /// dy (x - centre) for the first vector of channels, then for the second, ...), so a row reads and writes them as one
-    /// sequential stream beside x and dy; the rows are walked whole, x and dy prefetched
-    /// <see cref="Prefetch.PairDistanceBytes"/> ahead. Each channel's sums get the same additions in the same row order as in
-    /// <see cref="WideGradientSums{TVec, TOps, T}"/>, so the bits are the same; the block's vector sums are copied back to
-    /// <paramref name="s1"/> and <paramref name="s2"/> at the end (the last C mod width channels are summed there directly).
+    /// A block of wide rows from memory. The centre and both sums are kept interleaved vector by vector in
+    /// <paramref name="interleaved"/> (3 C elements: centre, sum of dy and sum of dy (x - centre) for the first vector of
+    /// channels, then for the second, ...). The rows are walked in sub-blocks of about <see cref="SumsPrefetchBlockBytes"/>
+    /// of each stream, a tile of <see cref="TileChannels{T}"/> channels at a time down the sub-block's rows, so the tile's
+    /// third of the interleaved data (12 KiB) stays in L1 beside x and dy; meanwhile the next sub-block of x and dy is
+    /// prefetched in address order, one line of each per vector. Each channel's sums get the same additions in the same
+    /// row order as in <see cref="WideGradientSums{TVec, TOps, T}"/>, so the bits are the same; the block's vector sums are
+    /// copied back to <paramref name="s1"/> and <paramref name="s2"/> at the end (the last C mod width channels are summed
+    /// there directly).
     /// </summary>
     /// <remarks>
-    /// The library's sums with this loop and with the one it replaced (the tile loop, or one row at a time over separate
-    /// arrays below a tile), alternating in one process, float32, fastest of 15 rounds against a copy, six processes:
-    /// [64, 7, 7, 2048] 1.14-1.40x against 1.28-1.57x (the layer's backward 2.48-3.14x against 2.55-3.28x); three
-    /// processes: [12544, 512] 0.91-1.11x against 1.52-2.02x (backward 2.28-2.75x against 3.07-3.96x), [6272, 160]
-    /// 1.05-1.09x against 1.34-1.44x. A plain read of x and dy measures 0.9-1.1x. At [1568, 4096] (48 KiB interleaved) it
-    /// was no faster, so rows that wide keep the tile loop.
+    /// Against whole rows with x and dy prefetched <see cref="Prefetch.PairDistanceBytes"/> ahead (the loop of the
+    /// thirteenth to twenty-third sessions), on pinned buffers from memory, float32 at 256 bits with x and dy 24 bytes off
+    /// a line, fastest of 16 ABBA rounds against a copy, two processes: a copy of this walk took 0.92-0.93x on
+    /// [3136, 2048] (whole rows 1.11-1.15x, the library's kernel 1.23-1.27x), 1.00-1.11x on [1568, 4096] (the tile loop
+    /// down all rows 1.32-1.36x), 0.88-0.89x on [6272, 1024] (1.02-1.03x), 0.87-0.88x on [12544, 512] (0.96-0.98x) and
+    /// 0.84-0.85x on [25088, 256] (0.95-0.97x). A plain read of x and dy takes 0.78-0.85x. With whole rows a row of 2048
+    /// floats needs 24 KiB of interleaved data, which x and dy streaming past evict from the 48 KiB L1 (wrapped to 12 KiB,
+    /// a wrong result, the same loop took 0.91-1.06x), and the prefetch a sub-block ahead beats 4 KiB ahead even where the
+    /// row fits (twenty-fourth session).
     /// </remarks>
     private static void WideInterleavedGradientSums<TVec, TOps, T>(ref T x, ref T dy, int rows, int channels, ref T center, ref T s1, ref T s2, ref T interleaved)
         where TVec : struct
@@ -623,26 +628,45 @@ internal static partial class BatchNormKernels
         }
 
         nuint stride = (nuint)channels;
-        for (int r = 0; r < rows; r++)
+        int subRows = SumsPrefetchRows<T>(channels);
+        int tile = TileChannels<T>();
+        for (int r0 = 0; r0 < rows; r0 += subRows)
         {
-            ref T xr = ref Unsafe.Add(ref x, (nuint)r * stride);
-            ref T gr = ref Unsafe.Add(ref dy, (nuint)r * stride);
-            nuint c = 0;
-            for (nuint j = 0; c < (nuint)vectorEnd; c += w, j += 3 * w)
+            int count = Math.Min(subRows, rows - r0);
+            nuint first = (nuint)r0 * stride;
+
+            // The next sub-block, one line of x and of dy per vector in address order (past the block's end, the rows
+            // after it, or past the tensor: a prefetch never faults).
+            nuint ahead = first + ((nuint)subRows * stride);
+            for (int c0 = 0; c0 < vectorEnd; c0 += tile)
             {
-                Prefetch.PairAhead(ref gr, c);
-                Prefetch.PairAhead(ref xr, c);
-                TVec d = TOps.Load(ref gr, c);
-                TOps.Store(TOps.Add(TOps.Load(ref interleaved, j + w), d), ref interleaved, j + w);
-                TVec centered = TOps.Subtract(TOps.Load(ref xr, c), TOps.Load(ref interleaved, j));
-                TOps.Store(TOps.Add(TOps.Load(ref interleaved, j + (2 * w)), TOps.Multiply(d, centered)), ref interleaved, j + (2 * w));
+                nuint c1 = (nuint)Math.Min(c0 + tile, vectorEnd);
+                for (int r = 0; r < count; r++)
+                {
+                    ref T xr = ref Unsafe.Add(ref x, first + ((nuint)r * stride));
+                    ref T gr = ref Unsafe.Add(ref dy, first + ((nuint)r * stride));
+                    for (nuint c = (nuint)c0, j = 3 * (nuint)c0; c < c1; c += w, j += 3 * w, ahead += w)
+                    {
+                        Prefetch.At(ref dy, ahead);
+                        Prefetch.At(ref x, ahead);
+                        TVec d = TOps.Load(ref gr, c);
+                        TOps.Store(TOps.Add(TOps.Load(ref interleaved, j + w), d), ref interleaved, j + w);
+                        TVec centered = TOps.Subtract(TOps.Load(ref xr, c), TOps.Load(ref interleaved, j));
+                        TOps.Store(TOps.Add(TOps.Load(ref interleaved, j + (2 * w)), TOps.Multiply(d, centered)), ref interleaved, j + (2 * w));
+                    }
+                }
             }
 
-            for (; c < (nuint)channels; c++)
+            for (int r = 0; r < count && vectorEnd < channels; r++)
             {
-                T d = Unsafe.Add(ref gr, c);
-                Unsafe.Add(ref s1, c) += d;
-                Unsafe.Add(ref s2, c) += d * (Unsafe.Add(ref xr, c) - Unsafe.Add(ref center, c));
+                ref T xr = ref Unsafe.Add(ref x, first + ((nuint)r * stride));
+                ref T gr = ref Unsafe.Add(ref dy, first + ((nuint)r * stride));
+                for (int c = vectorEnd; c < channels; c++)
+                {
+                    T d = Unsafe.Add(ref gr, c);
+                    Unsafe.Add(ref s1, c) += d;
+                    Unsafe.Add(ref s2, c) += d * (Unsafe.Add(ref xr, c) - Unsafe.Add(ref center, c));
+                }
             }
         }
 
@@ -1594,10 +1618,16 @@ internal static partial class BatchNormKernels
     }
 
     /// <summary>
-    /// Bytes of the interleaved centre and sums up to which <see cref="WideInterleavedGradientSums{TVec, TOps, T}"/> takes
-    /// wide rows from memory: three arrays of 2048 float channels (1024 double). Wider rows keep the tile loop.
+    /// Bytes of x (and of dy) in a sub-block of <see cref="WideInterleavedGradientSums{TVec, TOps, T}"/>: its rows are
+    /// summed while the next sub-block's are prefetched. In the prototypes of that method's remarks 32 KiB measured the
+    /// same, 128 KiB between 0.03x of a copy faster and 0.06x slower, and 256 KiB (16 rows of 4096 floats) 0.4-0.6x
+    /// slower.
     /// </summary>
-    private const int InterleavedSumBytes = 24576;
+    private const int SumsPrefetchBlockBytes = 65536;
+
+    /// <summary>Rows per sub-block of <see cref="WideInterleavedGradientSums{TVec, TOps, T}"/>: <see cref="SumsPrefetchBlockBytes"/> of each stream, at least one row.</summary>
+    private static unsafe int SumsPrefetchRows<T>(int channels)
+        where T : unmanaged => Math.Max(1, SumsPrefetchBlockBytes / (channels * sizeof(T)));
 
     /// <summary>How many elements of <typeparamref name="T"/> fit in <paramref name="bytes"/>.</summary>
     private static unsafe int InterleavedChannels<T>(int bytes)
