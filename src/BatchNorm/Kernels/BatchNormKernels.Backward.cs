@@ -322,7 +322,7 @@ internal static partial class BatchNormKernels
             }
             else
             {
-                WideGradientSums<TVec, TOps, T>(ref Unsafe.Add(ref x, start), ref Unsafe.Add(ref dy, start), rows, channels, ref center, ref s1, ref s2, prefetch);
+                WideGradientSums<TVec, TOps, T>(ref Unsafe.Add(ref x, start), ref Unsafe.Add(ref dy, start), rows, channels, ref center, ref s1, ref s2);
             }
 
             AccumulateWidened(sumDy, ref s1);
@@ -481,7 +481,7 @@ internal static partial class BatchNormKernels
     /// A block of wide rows in cache: sums in L1 arrays, two rows combined in registers per accumulator update, or rows
     /// wider than a tile a tile at a time. From memory, wide rows take <see cref="WideInterleavedGradientSums{TVec, TOps, T}"/>.
     /// </summary>
-    private static void WideGradientSums<TVec, TOps, T>(ref T x, ref T dy, int rows, int channels, ref T center, ref T s1, ref T s2, bool prefetch)
+    private static void WideGradientSums<TVec, TOps, T>(ref T x, ref T dy, int rows, int channels, ref T center, ref T s1, ref T s2)
         where TVec : struct
         where TOps : IVectorOps<TVec, T>
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
@@ -491,13 +491,12 @@ internal static partial class BatchNormKernels
         nuint stride = (nuint)channels;
         MemoryMarshal.CreateSpan(ref s1, channels).Clear();
         MemoryMarshal.CreateSpan(ref s2, channels).Clear();
-        Debug.Assert(!prefetch, "Wide rows from memory take WideInterleavedGradientSums.");
 
         // In cache, two rows per accumulator update (rows of at most a tile; wider ones take the tile loop below). Four
         // rows per update (eight streams) measured 1.3-1.6x a read of both tensors on [256, 1024], two rows 1.0-1.1x: the
         // tensors come from L3 there, and four streams are what the L2 prefetcher keeps up with.
         int r = 0;
-        bool tiled = prefetch || vectorEnd > TileChannels<T>();
+        bool tiled = vectorEnd > TileChannels<T>();
         for (; !tiled && r <= rows - 2; r += 2)
         {
             nuint q0 = (nuint)r * stride;
@@ -529,9 +528,7 @@ internal static partial class BatchNormKernels
             // row ahead, so the tile's accumulators stay in L1 beside the streams. In cache that beats two rows per update
             // over whole rows, whose sums and centre (24 KiB at C = 2048 float) do not stay in L1: [128, 2048] float32
             // 1.33-1.36x a copy against 1.52-1.63x, [64, 4096] 1.56-1.59x against 1.96-1.97x (dx keeps its two rows:
-            // walked by tiles one row at a time it measured 25-30% slower). From memory only rows too wide for the
-            // interleaved loop come here: at [1568, 4096] float32 that loop was no faster (1.14-1.38x a copy against
-            // 1.12-1.48x, medians, three processes).
+            // walked by tiles one row at a time it measured 25-30% slower).
             int tile = TileChannels<T>();
             for (int c0 = 0; c0 < vectorEnd; c0 += tile)
             {
