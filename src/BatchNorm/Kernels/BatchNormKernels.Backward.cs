@@ -586,8 +586,8 @@ internal static partial class BatchNormKernels
     /// <paramref name="interleaved"/> (3 C elements: centre, sum of dy and sum of dy (x - centre) for the first vector of
     /// channels, then for the second, ...). The rows are walked in sub-blocks of about <see cref="SumsPrefetchBlockBytes"/>
     /// of each stream, a tile of <see cref="TileChannels{T}"/> channels at a time down the sub-block's rows, so the tile's
-    /// third of the interleaved data (12 KiB) stays in L1 beside x and dy; meanwhile the next sub-block of x and dy is
-    /// prefetched in address order, one line of each per vector. Each channel's sums get the same additions in the same
+    /// part of the interleaved data (12 KiB) stays in L1 beside x and dy; meanwhile the next sub-block of x and dy is
+    /// prefetched in address order, one prefetch of each per vector. Each channel's sums get the same additions in the same
     /// row order as in <see cref="WideGradientSums{TVec, TOps, T}"/>, so the bits are the same; the block's vector sums are
     /// copied back to <paramref name="s1"/> and <paramref name="s2"/> at the end (the last C mod width channels are summed
     /// there directly).
@@ -599,9 +599,9 @@ internal static partial class BatchNormKernels
     /// [3136, 2048] (whole rows 1.11-1.15x, the library's kernel 1.23-1.27x), 1.00-1.11x on [1568, 4096] (the tile loop
     /// down all rows 1.32-1.36x), 0.88-0.89x on [6272, 1024] (1.02-1.03x), 0.87-0.88x on [12544, 512] (0.96-0.98x) and
     /// 0.84-0.85x on [25088, 256] (0.95-0.97x). A plain read of x and dy takes 0.78-0.85x. With whole rows a row of 2048
-    /// floats needs 24 KiB of interleaved data, which x and dy streaming past evict from the 48 KiB L1 (wrapped to 12 KiB,
-    /// a wrong result, the same loop took 0.91-1.06x), and the prefetch a sub-block ahead beats 4 KiB ahead even where the
-    /// row fits (twenty-fourth session).
+    /// floats needs 24 KiB of interleaved data, which x and dy streaming past evict from the 48 KiB L1 (wrapped to 6 KiB,
+    /// a wrong result, the same loop unprefetched took 0.92-0.98x against 1.44-1.54x), and the prefetch a sub-block ahead
+    /// beats 4 KiB ahead even where the row fits (twenty-fourth session).
     /// </remarks>
     private static void WideInterleavedGradientSums<TVec, TOps, T>(ref T x, ref T dy, int rows, int channels, ref T center, ref T s1, ref T s2, ref T interleaved)
         where TVec : struct
@@ -632,7 +632,7 @@ internal static partial class BatchNormKernels
             int count = Math.Min(subRows, rows - r0);
             nuint first = (nuint)r0 * stride;
 
-            // The next sub-block, one line of x and of dy per vector in address order (past the block's end, the rows
+            // The next sub-block, one prefetch of x and of dy per vector in address order (past the block's end, the rows
             // after it, or past the tensor: a prefetch never faults).
             nuint ahead = first + ((nuint)subRows * stride);
             for (int c0 = 0; c0 < vectorEnd; c0 += tile)
