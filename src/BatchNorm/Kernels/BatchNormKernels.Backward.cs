@@ -43,7 +43,7 @@ internal static partial class BatchNormKernels
             return;
         }
 
-        bool prefetch = Prefetch.IsWorthIt<T>(layout.Length);
+        bool prefetch = Prefetch.IsWorthIt<T>(layout.Length, Prefetch.BackwardTensors);
         if (Partition.IsLarge(layout))
         {
             PartitionedGradientSums(x, dy, layout, center, sumDy, sumDyCentered, width, maxDegree, prefetch);
@@ -56,9 +56,10 @@ internal static partial class BatchNormKernels
     /// <summary>
     /// The vector width for the backward's two passes (the gradient sums and <see cref="InputGradient{T}"/>) over
     /// <paramref name="layout"/>, on a machine whose widest is <paramref name="best"/>: 256 bits where 512 are best and
-    /// the tensors come from memory (<see cref="Prefetch.ThresholdBytes"/> or more), unless the rows are channels last and
-    /// at most four 512-bit vectors wide (whose loops keep their per-channel values in registers); <paramref name="best"/>
-    /// otherwise. The choice depends only on the layout, so it is the same for any number of threads.
+    /// the tensors come from memory (x, dy and dx together <see cref="Prefetch.WorkingSetBytes"/> or more), unless the
+    /// rows are channels last and at most four 512-bit vectors wide (whose loops keep their per-channel values in
+    /// registers); <paramref name="best"/> otherwise. The choice depends only on the layout, so it is the same for any
+    /// number of threads.
     /// </summary>
     /// <remarks>
     /// The layer's backward through the public API, this rule against 512 bits everywhere, builds alternating in one
@@ -74,7 +75,7 @@ internal static partial class BatchNormKernels
     public static VectorWidth BackwardWidth<T>(VectorWidth best, ChannelLayout layout)
         where T : unmanaged
     {
-        if (best != VectorWidth.Vector512 || !Prefetch.IsWorthIt<T>(layout.Length))
+        if (best != VectorWidth.Vector512 || !Prefetch.IsWorthIt<T>(layout.Length, Prefetch.BackwardTensors))
         {
             return best;
         }
@@ -768,7 +769,7 @@ internal static partial class BatchNormKernels
             return;
         }
 
-        bool prefetch = Prefetch.IsWorthIt<T>(layout.Length);
+        bool prefetch = Prefetch.IsWorthIt<T>(layout.Length, Prefetch.BackwardTensors);
         bool streaming = stream ?? NonTemporal.IsWorthIt<T>(layout.Length);
         if (maxDegree != 1 && Partition.IsLarge(layout))
         {

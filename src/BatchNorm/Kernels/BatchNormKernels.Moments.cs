@@ -79,7 +79,7 @@ internal static partial class BatchNormKernels
             return;
         }
 
-        bool prefetch = Prefetch.IsWorthIt<T>(layout.Length);
+        bool prefetch = Prefetch.IsWorthIt<T>(layout.Length, Prefetch.ForwardTensors);
         if (layout.IsChannelsLast && Partition.IsLarge(layout))
         {
             StripedMomentsChannelsLast(x, layout, mean, m2, width, maxDegree, prefetch);

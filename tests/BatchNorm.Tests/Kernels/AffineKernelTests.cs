@@ -1,6 +1,7 @@
 using System;
 using System.Numerics;
 using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics.X86;
 using BatchNorm.Kernels;
 using BatchNorm.Tests.Reference;
 using FluentAssertions;
@@ -88,10 +89,11 @@ public class AffineKernelTests
     /// Outputs too large for the caches are written with streaming stores, which need aligned addresses: the pass then
     /// starts at the first aligned element and maps the unaligned ends one element at a time. Forced on small inputs,
     /// it must give the scalar path's bits for every start alignment of the output (0 to 16 elements past a 64-byte
-    /// boundary), row width, run length, and in place (where input and output share that alignment). Inputs of 4 MiB
-    /// and more are also prefetched, and then channels-last rows wider than 8 KiB go a tile of channels at a time down
-    /// the shifted rows, the last row's rest after them: [260, 2048] double takes two tiles of 1024, [344, 1536] double
-    /// two of 768, and [264, 4112] float three, the last one shorter (86, 86 and 85 vectors of 16).
+    /// boundary), row width, run length, and in place (where input and output share that alignment). Inputs over the
+    /// prefetch threshold (x and y together 16 MiB, checked) are also prefetched, and then channels-last rows wider than
+    /// 8 KiB go a tile of channels at a time down the shifted rows, the last row's rest after them: [520, 2048] double
+    /// takes two tiles of 1024, [688, 1536] double two of 768, and [512, 4112] float three, the last one shorter (86, 86
+    /// and 85 vectors of 16).
     /// </summary>
     [Theory]
     [MemberData(nameof(KernelTestData.Widths), MemberType = typeof(KernelTestData))]
@@ -111,11 +113,14 @@ public class AffineKernelTests
             }
         }
 
+        Prefetch.IsWorthIt<double>(520 * 2048, Prefetch.ForwardTensors).Should().Be(Sse.IsSupported);
+        Prefetch.IsWorthIt<double>(688 * 1536, Prefetch.ForwardTensors).Should().Be(Sse.IsSupported);
+        Prefetch.IsWorthIt<float>(512 * 4112, Prefetch.ForwardTensors).Should().Be(Sse.IsSupported);
         foreach (int offset in new[] { 0, 3 })
         {
-            Streamed<double>((VectorWidth)width, [260, 2048], offset);
-            Streamed<double>((VectorWidth)width, [344, 1536], offset);
-            Streamed<float>((VectorWidth)width, [264, 4112], offset);
+            Streamed<double>((VectorWidth)width, [520, 2048], offset);
+            Streamed<double>((VectorWidth)width, [688, 1536], offset);
+            Streamed<float>((VectorWidth)width, [512, 4112], offset);
         }
     }
 

@@ -27,9 +27,33 @@ public class BackwardKernelTests
     }
 
     /// <summary>
-    /// The backward's vector width: 512 bits become 256 only from memory (4 MiB or more, where the passes prefetch: x86
-    /// only) and only for channels-last rows wider than four 512-bit vectors or for channels first. Every expected width
-    /// is written out from that rule, at the threshold and one row below it.
+    /// The passes prefetch where the tensors of their operation together take 16 MiB or more: x and y for inference and
+    /// the training forward (8 MiB each), x, dy and dx for the backward (16/3 MiB each). The element counts at which
+    /// that starts are written out by hand: float 2097152 and 1398102 (16 MiB / 12 bytes = 1398101.3), double 1048576
+    /// and 699051, one element fewer being below it. Without SSE (ARM) nothing prefetches.
+    /// </summary>
+    [Fact]
+    public void Prefetch_starts_where_the_operations_tensors_take_16_MiB()
+    {
+        (long Elements, bool IsFloat, int Tensors, bool Expected)[] cases =
+        [
+            (2097152, true, Prefetch.ForwardTensors, true), (2097151, true, Prefetch.ForwardTensors, false),
+            (1398102, true, Prefetch.BackwardTensors, true), (1398101, true, Prefetch.BackwardTensors, false),
+            (1048576, false, Prefetch.ForwardTensors, true), (1048575, false, Prefetch.ForwardTensors, false),
+            (699051, false, Prefetch.BackwardTensors, true), (699050, false, Prefetch.BackwardTensors, false),
+        ];
+        foreach (var (elements, isFloat, tensors, expected) in cases)
+        {
+            bool chosen = isFloat ? Prefetch.IsWorthIt<float>(elements, tensors) : Prefetch.IsWorthIt<double>(elements, tensors);
+            chosen.Should().Be(expected && Sse.IsSupported, $"{elements} elements of {(isFloat ? "float" : "double")}, {tensors} tensors");
+        }
+    }
+
+    /// <summary>
+    /// The backward's vector width: 512 bits become 256 only from memory (x, dy and dx together 16 MiB or more, where the
+    /// passes prefetch: x86 only) and only for channels-last rows wider than four 512-bit vectors or for channels first.
+    /// Every expected width is written out from that rule, at the threshold (1398102 float or 699051 double elements) and
+    /// one row below it.
     /// </summary>
     [Fact]
     public void Backward_width_is_256_bits_only_for_wide_rows_and_channels_first_from_memory()
@@ -37,14 +61,17 @@ public class BackwardKernelTests
         VectorWidth fromMemory = Sse.IsSupported ? VectorWidth.Vector256 : VectorWidth.Vector512;
         (ChannelLayout Layout, bool IsFloat, VectorWidth Expected)[] cases =
         [
-            (new ChannelLayout(1024, 1024, 1), true, fromMemory),                // 4 MiB of float, wide rows
-            (new ChannelLayout(1023, 1024, 1), true, VectorWidth.Vector512),     // one row short of it: in cache
-            (new ChannelLayout(16384, 64, 1), true, VectorWidth.Vector512),      // 4 MiB, 64 float channels: four vectors
-            (new ChannelLayout(13108, 80, 1), true, fromMemory),                 // 4 MiB, 80 float channels: five vectors
-            (new ChannelLayout(16384, 64, 1), false, fromMemory),                // 8 MiB, 64 double channels: eight vectors
-            (new ChannelLayout(32768, 32, 1), false, VectorWidth.Vector512),     // 8 MiB, 32 double channels: four vectors
-            (new ChannelLayout(2, 64, 8192), true, fromMemory),                  // 4 MiB channels first
-            (new ChannelLayout(1, 64, 16383), true, VectorWidth.Vector512),      // just under 4 MiB channels first
+            (new ChannelLayout(1366, 1024, 1), true, fromMemory),                // 1398784 floats, wide rows
+            (new ChannelLayout(1365, 1024, 1), true, VectorWidth.Vector512),     // one row short of the threshold: in cache
+            (new ChannelLayout(21846, 64, 1), true, VectorWidth.Vector512),      // 64 float channels: four vectors
+            (new ChannelLayout(17477, 80, 1), true, fromMemory),                 // 80 float channels: five vectors
+            (new ChannelLayout(17476, 80, 1), true, VectorWidth.Vector512),      // one row short
+            (new ChannelLayout(16384, 64, 1), false, fromMemory),                // 64 double channels: eight vectors
+            (new ChannelLayout(32768, 32, 1), false, VectorWidth.Vector512),     // 32 double channels: four vectors
+            (new ChannelLayout(10923, 64, 1), false, fromMemory),                // 699072 doubles
+            (new ChannelLayout(10922, 64, 1), false, VectorWidth.Vector512),     // one row short
+            (new ChannelLayout(2, 64, 10923), true, fromMemory),                 // channels first
+            (new ChannelLayout(1, 64, 21845), true, VectorWidth.Vector512),      // just under the threshold channels first
             (new ChannelLayout(1, 3, 1 << 20), true, fromMemory),                // channels first, few channels
         ];
         foreach (var (layout, isFloat, expected) in cases)
@@ -58,24 +85,30 @@ public class BackwardKernelTests
         // Machines without 512-bit vectors keep their widest, at every size.
         foreach (VectorWidth best in new[] { VectorWidth.Vector256, VectorWidth.Vector128, VectorWidth.Scalar })
         {
-            BatchNormKernels.BackwardWidth<float>(best, new ChannelLayout(1024, 1024, 1)).Should().Be(best);
-            BatchNormKernels.BackwardWidth<float>(best, new ChannelLayout(2, 64, 8192)).Should().Be(best);
+            BatchNormKernels.BackwardWidth<float>(best, new ChannelLayout(1366, 1024, 1)).Should().Be(best);
+            BatchNormKernels.BackwardWidth<float>(best, new ChannelLayout(2, 64, 10923)).Should().Be(best);
         }
     }
 
     /// <summary>
-    /// Wide rows in cache and from memory (over the 4 MiB prefetch threshold, in blocks of 128 rows). Rows wider than a
-    /// tile walk tiles of channels down the rows in cache ([37, 1100], [3, 2100]: odd row counts, a vector tail) and, when
-    /// wider than the interleaved loop takes, from memory ([260, 4100]: four float or eight double tiles and a tail;
-    /// [1030, 1100] double). Narrower rows from memory keep their centre and sums interleaved ([1030, 1100] float: a last
-    /// block of 6 rows; [1100, 1024]: float and double rows at the interleaved limit for double; [6000, 175]: a tail of
-    /// 1 to 15 channels, depending on the width and type).
+    /// Wide rows in cache and from memory (x, dy and dx over the 16 MiB prefetch threshold, in blocks of 128 rows). In
+    /// cache, rows wider than a tile walk tiles of channels down the rows ([37, 1100], [3, 2100]: odd row counts, a
+    /// vector tail). From memory the centre and sums are kept interleaved and the rows walked in sub-blocks, a tile of
+    /// channels at a time ([342, 4100]: four float or eight double tiles and a tail; [1286, 1100]: a last block of 6 rows;
+    /// [1400, 1024]; [8000, 175]: a tail of 1 to 15 channels, depending on the width and type). The from-memory shapes
+    /// are checked to be over the threshold, so that a change of it cannot quietly take them off that path.
     /// </summary>
     [Theory]
     [MemberData(nameof(KernelTestData.Widths), MemberType = typeof(KernelTestData))]
     public void Gradient_sums_of_wide_rows_in_cache_and_from_memory_match_float64_sums(int width)
     {
-        foreach (int[] shape in new[] { new[] { 37, 1100 }, new[] { 3, 2100 }, new[] { 1030, 1100 }, new[] { 1100, 1024 }, new[] { 260, 4100 }, new[] { 6000, 175 } })
+        int[][] fromMemory = [[342, 4100], [1286, 1100], [1400, 1024], [8000, 175]];
+        foreach (int[] shape in fromMemory)
+        {
+            Prefetch.IsWorthIt<float>((long)shape[0] * shape[1], Prefetch.BackwardTensors).Should().Be(Sse.IsSupported, $"[{shape[0]}, {shape[1]}] float");
+        }
+
+        foreach (int[] shape in fromMemory.Prepend([3, 2100]).Prepend([37, 1100]))
         {
             Sums<float>((VectorWidth)width, shape);
             Sums<double>((VectorWidth)width, shape);
@@ -155,7 +188,7 @@ public class BackwardKernelTests
     /// rows shifted to the first aligned element, with rotated coefficients, and the unaligned ends go one element at a
     /// time; channels first, each run is aligned on its own. Forced on small inputs, dx must match the float64 map and
     /// give the plain path's bits for every alignment of dx (0 to 16 elements past a 64-byte boundary), with and without
-    /// a mask, and in place on dy. The [520, 2048] case is large enough for the prefetched tile loop of wide rows.
+    /// a mask, and in place on dy. The [684, 2048] case is large enough for the prefetched tile loop of wide rows (checked).
     /// </summary>
     [Theory]
     [MemberData(nameof(KernelTestData.Widths), MemberType = typeof(KernelTestData))]
@@ -178,9 +211,10 @@ public class BackwardKernelTests
             }
         }
 
+        Prefetch.IsWorthIt<float>(684 * 2048, Prefetch.BackwardTensors).Should().Be(Sse.IsSupported);
         foreach (int offset in new[] { 0, 3 })
         {
-            StreamedInputGradient<float>((VectorWidth)width, [520, 2048], masked: false, offset);
+            StreamedInputGradient<float>((VectorWidth)width, [684, 2048], masked: false, offset);
         }
     }
 

@@ -1,6 +1,7 @@
 using System;
 using System.Linq;
 using System.Numerics;
+using System.Runtime.Intrinsics.X86;
 using BatchNorm.Kernels;
 using BatchNorm.Tests.Reference;
 using FluentAssertions;
@@ -101,7 +102,7 @@ public class MomentsKernelTests
     }
 
     /// <summary>
-    /// The same on wide rows from memory ([1200, 1000], 4.8 MB of float: prefetched, split in stripes of
+    /// The same on wide rows from memory ([2100, 1000], 8.4 MB of float, over the prefetch threshold: split in stripes of
     /// <see cref="Partition.MinStripeRows"/> rows). Each stripe is one block, read once, four rows at a time, around the
     /// mean of its first 16 rows. Here every stripe's first 16 rows sit 1e4 below the rest, so every block starts 1e4
     /// from its shift and is read again around its own mean. This checks the answer on that path; like the
@@ -113,8 +114,9 @@ public class MomentsKernelTests
     [MemberData(nameof(KernelTestData.Widths), MemberType = typeof(KernelTestData))]
     public void Drifting_wide_rows_from_memory_are_read_again(int width)
     {
-        int[] shape = [1200, 1000];
+        int[] shape = [2100, 1000];
         int n = Product(shape);
+        Prefetch.IsWorthIt<float>(n, Prefetch.ForwardTensors).Should().Be(Sse.IsSupported);
         var random = new Random(11);
         var data = new double[n];
         for (int i = 0; i < n; i++)
@@ -131,13 +133,15 @@ public class MomentsKernelTests
     /// Rows wider than a tile of <see cref="BatchNormKernels.WideTileBytes"/> per accumulator array are summed a tile of
     /// channels at a time. Every channel and row must be counted exactly once across the tiles, the vector tail of
     /// channels and the rows left over from groups of four: in cache ([37, 1100], [3, 2100]) and from memory
-    /// ([1030, 1100]: prefetched stripes, the last one 6 rows long), against the float64 reference.
+    /// ([1926, 1100]: prefetched stripes, the last one 6 rows long; checked to be over the threshold), against the float64
+    /// reference.
     /// </summary>
     [Theory]
     [MemberData(nameof(KernelTestData.Widths), MemberType = typeof(KernelTestData))]
     public void Rows_wider_than_a_tile_count_every_element_once(int width)
     {
-        foreach (int[] shape in new[] { new[] { 37, 1100 }, new[] { 3, 2100 }, new[] { 1030, 1100 } })
+        Prefetch.IsWorthIt<float>(1926 * 1100, Prefetch.ForwardTensors).Should().Be(Sse.IsSupported);
+        foreach (int[] shape in new[] { new[] { 37, 1100 }, new[] { 3, 2100 }, new[] { 1926, 1100 } })
         {
             Check<float>((VectorWidth)width, shape, 1, KernelTestData.Data(Product(shape), shape[0], offset: 2, spread: 3));
             Check<double>((VectorWidth)width, shape, 1, KernelTestData.Data(Product(shape), shape[0] + 1, offset: 2, spread: 3));

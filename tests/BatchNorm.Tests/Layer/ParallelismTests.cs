@@ -2,6 +2,8 @@ using System;
 using System.Collections.Generic;
 using System.Linq;
 using System.Numerics;
+using System.Runtime.Intrinsics.X86;
+using BatchNorm.Kernels;
 using BatchNorm.Tensors;
 using BatchNorm.Tests.Reference;
 using FluentAssertions;
@@ -20,9 +22,12 @@ public class ParallelismTests
         [new[] { 2, 64, 64, 40 }, 1],      // channels first, split by outer index
         [new[] { 1, 8, 200, 200 }, 1],     // one outer index: split by channel
         [new[] { 70000, 5 }, -1],          // rows narrower than a vector
-        [new[] { 16400, 64 }, -1],         // above the prefetch threshold (4 MiB of float): narrow rows
-        [new[] { 520, 2050 }, -1],         // above it: wide rows, one at a time, with a vector tail
-        [new[] { 2, 64, 8200 }, 1],        // above it: channels first
+        [new[] { 16400, 64 }, -1],         // over the prefetch thresholds in double only (x and y 16 MiB): narrow rows
+        [new[] { 32800, 64 }, -1],         // over them in float too
+        [new[] { 520, 2050 }, -1],         // over them in double: wide rows with a vector tail
+        [new[] { 1024, 2050 }, -1],        // over them in float
+        [new[] { 2, 64, 8200 }, 1],        // over them in double: channels first
+        [new[] { 2, 64, 16400 }, 1],       // over them in float
         [new[] { 3200, 1024 }, -1],        // above the streaming-store threshold (12 MiB of float): wide rows
         [new[] { 2, 64, 25000 }, 1],       // above it: channels first, runs at every alignment
     ];
@@ -143,18 +148,20 @@ public class ParallelismTests
     }
 
     /// <summary>
-    /// Wide rows from memory (4 MiB or more, more channels than one 4 KiB tile) are walked a tile of channels at a time
-    /// down the rows, with the last C mod width channels one by one. dx may be dy: computed in place it must be the
-    /// same bits as into a separate buffer, with and without a mask (masked rows get only the direct term), and the
-    /// parameter gradients must not change.
+    /// Wide rows from memory (x, dy and dx together 16 MiB or more, checked; more channels than one 4 KiB tile) are
+    /// walked a tile of channels at a time down the rows, with the last C mod width channels one by one. dx may be dy:
+    /// computed in place it must be the same bits as into a separate buffer, with and without a mask (masked rows get
+    /// only the direct term), and the parameter gradients must not change.
     /// </summary>
     [Theory]
     [InlineData(false)]
     [InlineData(true)]
     public void Wide_rows_from_memory_give_the_same_gradient_in_place(bool masked)
     {
-        InPlaceMatches<float>([520, 2050], masked);
-        InPlaceMatches<double>([260, 2050], masked);
+        Prefetch.IsWorthIt<float>(700 * 2050, Prefetch.BackwardTensors).Should().Be(Sse.IsSupported);
+        Prefetch.IsWorthIt<double>(350 * 2050, Prefetch.BackwardTensors).Should().Be(Sse.IsSupported);
+        InPlaceMatches<float>([700, 2050], masked);
+        InPlaceMatches<double>([350, 2050], masked);
     }
 
     private static void InPlaceMatches<T>(int[] shape, bool masked)

@@ -101,7 +101,7 @@ internal static partial class BatchNormKernels
             return;
         }
 
-        bool prefetch = Prefetch.IsWorthIt<T>(layout.Length);
+        bool prefetch = Prefetch.IsWorthIt<T>(layout.Length, Prefetch.ForwardTensors);
         bool streaming = stream ?? NonTemporal.IsWorthIt<T>(layout.Length);
         if (maxDegree != 1 && Partition.IsLarge(layout))
         {
