@@ -479,9 +479,20 @@ internal static partial class BatchNormKernels
     }
 
     /// <summary>
-    /// A block of wide rows in cache: sums in L1 arrays, two rows combined in registers per accumulator update, or rows
-    /// wider than a tile a tile at a time. From memory, wide rows take <see cref="WideInterleavedGradientSums{TVec, TOps, T}"/>.
+    /// A block of wide rows in cache: sums in L1 arrays, one row per accumulator update, rows wider than a tile a tile at
+    /// a time. From memory, wide rows take <see cref="WideInterleavedGradientSums{TVec, TOps, T}"/>.
     /// </summary>
+    /// <remarks>
+    /// One row per update, not two rows added in registers first (the loop until the twenty-fifth session): on
+    /// [256, 1024], where x and dy come from L3, two rows' four streams at once are slower than one row's two. Plain loops
+    /// on pinned buffers, float32, ABBA, fastest of 16 rounds against a copy: a read of x and dy 0.93-1.05x, one row per
+    /// update 1.01-1.18x, two rows 1.16-1.24x, and the two rows' loads alone, with no accumulators, 1.25-1.32x. The
+    /// layer's backward, builds alternating in one process (two runs, one in each order), time over the two-row time:
+    /// [256, 1024] 0.967-0.983, [512, 512] 0.973-0.999, [384, 768] 0.977, [1024, 1024] 0.956-0.978, float64 [256, 512]
+    /// 0.964-0.974; rows of 1 KiB or less within the noise ([1024, 256] 0.999-1.017, [2048, 128] 0.982-1.018, float64
+    /// [512, 256] 0.998). The sums' last bits move (in 96-99% of the channels of [256, 1024] and [1024, 256]); dx came out
+    /// bitwise equal between the builds on every shape timed.
+    /// </remarks>
     private static void WideGradientSums<TVec, TOps, T>(ref T x, ref T dy, int rows, int channels, ref T center, ref T s1, ref T s2)
         where TVec : struct
         where TOps : IVectorOps<TVec, T>
@@ -492,38 +503,7 @@ internal static partial class BatchNormKernels
         nuint stride = (nuint)channels;
         MemoryMarshal.CreateSpan(ref s1, channels).Clear();
         MemoryMarshal.CreateSpan(ref s2, channels).Clear();
-
-        // In cache, two rows per accumulator update (rows of at most a tile; wider ones take the tile loop below). Four
-        // rows per update (eight streams) measured 1.3-1.6x a read of both tensors on [256, 1024], two rows 1.0-1.1x: the
-        // tensors come from L3 there, and four streams are what the L2 prefetcher keeps up with.
-        int r = 0;
-        bool tiled = vectorEnd > TileChannels<T>();
-        for (; !tiled && r <= rows - 2; r += 2)
-        {
-            nuint q0 = (nuint)r * stride;
-            nuint q1 = q0 + stride;
-            nuint c = 0;
-            for (; c < (nuint)vectorEnd; c += (nuint)width)
-            {
-                TVec m = TOps.Load(ref center, c);
-                TVec d0 = TOps.Load(ref dy, q0 + c);
-                TVec d1 = TOps.Load(ref dy, q1 + c);
-                TOps.Store(TOps.Add(TOps.Load(ref s1, c), TOps.Add(d0, d1)), ref s1, c);
-                TVec products = TOps.Add(
-                    TOps.Multiply(d0, TOps.Subtract(TOps.Load(ref x, q0 + c), m)), TOps.Multiply(d1, TOps.Subtract(TOps.Load(ref x, q1 + c), m)));
-                TOps.Store(TOps.Add(TOps.Load(ref s2, c), products), ref s2, c);
-            }
-
-            for (; c < (nuint)channels; c++)
-            {
-                T m = Unsafe.Add(ref center, c);
-                T d0 = Unsafe.Add(ref dy, q0 + c), d1 = Unsafe.Add(ref dy, q1 + c);
-                Unsafe.Add(ref s1, c) += d0 + d1;
-                Unsafe.Add(ref s2, c) += (d0 * (Unsafe.Add(ref x, q0 + c) - m)) + (d1 * (Unsafe.Add(ref x, q1 + c) - m));
-            }
-        }
-
-        if (tiled)
+        if (vectorEnd > TileChannels<T>())
         {
             // Rows wider than a tile: a tile of channels at a time down the block's rows, each row's tile prefetched one
             // row ahead, so the tile's accumulators stay in L1 beside the streams. In cache that beats two rows per update
@@ -548,7 +528,7 @@ internal static partial class BatchNormKernels
                 }
             }
 
-            for (; r < rows; r++)
+            for (int r = 0; r < rows; r++)
             {
                 nuint q = (nuint)r * stride;
                 for (nuint c = (nuint)vectorEnd; c < (nuint)channels; c++)
@@ -562,7 +542,7 @@ internal static partial class BatchNormKernels
             return;
         }
 
-        for (; r < rows; r++)
+        for (int r = 0; r < rows; r++)
         {
             nuint q = (nuint)r * stride;
             nuint c = 0;
