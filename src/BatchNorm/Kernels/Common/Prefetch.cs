@@ -43,13 +43,13 @@ internal static class Prefetch
     /// Until the twenty-fifth session every pass prefetched from 4 MiB per tensor. Between 4 and 8 MiB the in-cache loops
     /// were faster: the layer with this rule, time over the time with the old one, float32, one thread, builds
     /// alternating in one process: backward [1024, 1024] 0.66-0.74, [1280, 1024] 0.72-0.84, channels first
-    /// [4, 256, 32, 32] 0.77-0.91, float64 [512, 1024] 0.69-0.74 (two threads: [1024, 1024] 0.68); inference
+    /// [4, 256, 32, 32] and [16, 256, 16, 16] 0.77-0.91, float64 [512, 1024] 0.69-0.74 (two threads: [1024, 1024] 0.68); inference
     /// [1536, 1024] 0.75-0.84, [8, 14, 14, 1024] 0.80, float64 [768, 1024] 0.78; training forward [1536, 1024]
     /// 0.89-0.92. Where the rule moves, the two kinds of loop cross: the backward's in-cache loops took 0.83-1.16 of the
     /// prefetching ones' time at [1408, 1024] (5.5 MiB per tensor, over 16 MiB for three) and 1.07-1.25 from 6.5 MiB up;
     /// inference and the training forward 0.89-1.17 between 7 and 8 MiB, training 1.47 at 10 MiB. Streaming stores were
     /// left at 12 MiB (<see cref="NonTemporal.ThresholdBytes"/>): from 6 MiB they took the one-thread backward to
-    /// 0.92-0.93 of its time, but inference on two threads to 1.76, and they leave the output out of the caches for
+    /// 0.915-0.93 of its time, but inference on two threads to 1.76, and they leave the output out of the caches for
     /// whatever reads it next.
     /// </remarks>
     public const long WorkingSetBytes = 16L << 20;
