@@ -565,7 +565,7 @@ internal static partial class BatchNormKernels
     /// <summary>
     /// A block of wide rows from memory. The centre and both sums are kept interleaved vector by vector in
     /// <paramref name="interleaved"/> (3 C elements: centre, sum of dy and sum of dy (x - centre) for the first vector of
-    /// channels, then for the second, ...). The rows are walked in sub-blocks of about <see cref="SumsPrefetchBlockBytes"/>
+    /// channels, then for the second, ...). The rows are walked in sub-blocks of about <see cref="PrefetchBlockBytes"/>
     /// of each stream, a tile of <see cref="TileChannels{T}"/> channels at a time down the sub-block's rows, so the tile's
     /// part of the interleaved data (12 KiB) stays in L1 beside x and dy; meanwhile the next sub-block of x and dy is
     /// prefetched in address order, one prefetch of each per vector. Each channel's sums get the same additions in the same
@@ -606,7 +606,7 @@ internal static partial class BatchNormKernels
         }
 
         nuint stride = (nuint)channels;
-        int subRows = SumsPrefetchRows<T>(channels);
+        int subRows = PrefetchBlockRows<T>(channels);
         int tile = TileChannels<T>();
         for (int r0 = 0; r0 < rows; r0 += subRows)
         {
@@ -1154,9 +1154,9 @@ internal static partial class BatchNormKernels
     }
 
     /// <summary>
-    /// Wide channels-last rows: in cache two at a time per coefficient load
-    /// (<see cref="InputGradientWideRowPairsDownward{TVec, TOps, T, TStream}"/>); from memory
-    /// (<paramref name="prefetch"/>) one at a time, prefetched.
+    /// Wide channels-last rows: from memory (<paramref name="prefetch"/>) in blocks
+    /// (<see cref="InputGradientWideBlocks{TVec, TOps, T, TStream}"/>); in cache two at a time per coefficient load
+    /// (<see cref="InputGradientWideRowPairsDownward{TVec, TOps, T, TStream}"/>), or a single row on its own.
     /// </summary>
     private static void InputGradientWideRows<TVec, TOps, T, TStream>(
         ref T x, ref T dy, ref T dx, int rows, int channels, ReadOnlySpan<T> weights, GradientCoefficients<T> k, bool prefetch)
@@ -1165,38 +1165,79 @@ internal static partial class BatchNormKernels
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
         where TStream : ISwitch
     {
-        int width = TOps.Count;
-        nuint stride = (nuint)channels;
-        int vectorEnd = channels - (channels % width);
-        if (!prefetch && rows >= 2)
+        if (prefetch)
+        {
+            InputGradientWideBlocks<TVec, TOps, T, TStream>(ref x, ref dy, ref dx, rows, channels, weights, k);
+        }
+        else if (rows >= 2)
         {
             InputGradientWideRowPairsDownward<TVec, TOps, T, TStream>(ref x, ref dy, ref dx, rows, channels, weights, k);
-            return;
         }
-
-        if (prefetch && vectorEnd > TileChannels<T>())
+        else if (rows == 1)
         {
-            // From memory with many channels: a tile of channels at a time down the rows, each row's tile prefetched one
-            // row ahead, so the tile's four coefficient arrays stay in L1 beside the three streams. The last
-            // C mod width channels go one by one (no overlapping vector: dx may be dy).
-            int tile = TileChannels<T>();
+            InputGradientRow<TVec, TOps, T, TStream>(ref x, ref dy, ref dx, channels, k, weights.IsEmpty || weights[0] != T.Zero);
+        }
+    }
+
+    /// <summary>
+    /// Wide channels-last rows from memory. The rows are walked in blocks of about <see cref="PrefetchBlockBytes"/> of each
+    /// stream, a tile of <see cref="InputGradientTileChannels{T}"/> channels at a time down the block's rows, so the tile's
+    /// four coefficient arrays (8 KiB) stay in L1 beside x and dy; meanwhile the next block of x and dy (and of dx, when
+    /// the stores are plain) is prefetched in address order, one line of each per line's worth of elements computed. The
+    /// last C mod width channels of the block's rows go one by one (no overlapping vector: dx may be dy). Every element
+    /// takes the same operations as on any other path, so the walk does not change the bits.
+    /// </summary>
+    /// <remarks>
+    /// Prototypes of the streaming pass on pinned buffers, float32 from memory at 256 bits, x, dy and dx on cache lines
+    /// (as the shifted rows put them), fastest of 16 ABBA rounds against a copy, twenty-sixth session: [3136, 2048]
+    /// 0.89-0.91x, where the loop of the twenty-second to twenty-fifth sessions (tiles of 1024 channels down all the rows,
+    /// the next row's tile prefetched) took 1.20-1.25x and reading x and dy while streaming their sum to dx 0.87-0.92x;
+    /// [1568, 4096] 0.96-0.99x against 1.20-1.22x; [12544, 512] 0.82x and [6272, 1024] 0.89-0.93x against 0.94-1.04x for
+    /// whole rows prefetched <see cref="Prefetch.PairDistanceBytes"/> ahead. Tiles of 1024 channels took 1.03-1.04x on
+    /// [3136, 2048] and 1.19-1.26x on [1568, 4096], blocks of 32 KiB 0.95-0.97x and 1.10-1.16x, and a prefetch per vector
+    /// instead of per line 0.93x and 1.04x.
+    /// </remarks>
+    private static void InputGradientWideBlocks<TVec, TOps, T, TStream>(
+        ref T x, ref T dy, ref T dx, int rows, int channels, ReadOnlySpan<T> weights, GradientCoefficients<T> k)
+        where TVec : struct
+        where TOps : IVectorOps<TVec, T>
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+        where TStream : ISwitch
+    {
+        int width = TOps.Count;
+        int vectorEnd = channels - (channels % width);
+        nuint w = (nuint)width;
+        nuint stride = (nuint)channels;
+        nuint lineMask = (nuint)(CacheLine.Bytes / Unsafe.SizeOf<T>()) - 1;
+        int blockRows = PrefetchBlockRows<T>(channels);
+        int tile = InputGradientTileChannels<T>();
+        for (int r0 = 0; r0 < rows; r0 += blockRows)
+        {
+            int count = Math.Min(blockRows, rows - r0);
+            nuint first = (nuint)r0 * stride;
+
+            // The next block, in address order (past the tensor's end a prefetch never faults).
+            nuint ahead = first + ((nuint)blockRows * stride);
             for (int c0 = 0; c0 < vectorEnd; c0 += tile)
             {
                 nuint c1 = (nuint)Math.Min(c0 + tile, vectorEnd);
-                for (int rr = 0; rr < rows; rr++)
+                for (int r = 0; r < count; r++)
                 {
-                    nuint q = (nuint)rr * stride;
-                    bool statisticsTerm = weights.IsEmpty || weights[rr] != T.Zero;
-                    ref T xr = ref Unsafe.Add(ref x, q);
-                    ref T gr = ref Unsafe.Add(ref dy, q);
-                    ref T dr = ref Unsafe.Add(ref dx, q);
-                    for (nuint c = (nuint)c0; c < c1; c += (nuint)width)
+                    nuint o = first + ((nuint)r * stride);
+                    bool statisticsTerm = weights.IsEmpty || weights[r0 + r] != T.Zero;
+                    ref T xr = ref Unsafe.Add(ref x, o);
+                    ref T gr = ref Unsafe.Add(ref dy, o);
+                    ref T dr = ref Unsafe.Add(ref dx, o);
+                    for (nuint c = (nuint)c0; c < c1; c += w, ahead += w)
                     {
-                        Prefetch.At(ref xr, stride + c);
-                        Prefetch.At(ref gr, stride + c);
-                        if (!TStream.On)
+                        if ((ahead & lineMask) < w)
                         {
-                            Prefetch.At(ref dr, stride + c);
+                            Prefetch.At(ref x, ahead);
+                            Prefetch.At(ref dy, ahead);
+                            if (!TStream.On)
+                            {
+                                Prefetch.At(ref dx, ahead);
+                            }
                         }
 
                         StoreTo<TVec, TOps, T, TStream>(GradientAt<TVec, TOps, T>(ref xr, ref gr, c, k, statisticsTerm), ref dr, c);
@@ -1204,24 +1245,15 @@ internal static partial class BatchNormKernels
                 }
             }
 
-            for (int rr = 0; rr < rows && vectorEnd < channels; rr++)
+            for (int r = 0; r < count && vectorEnd < channels; r++)
             {
-                nuint q = (nuint)rr * stride;
-                bool statisticsTerm = weights.IsEmpty || weights[rr] != T.Zero;
+                nuint o = first + ((nuint)r * stride);
+                bool statisticsTerm = weights.IsEmpty || weights[r0 + r] != T.Zero;
                 for (nuint c = (nuint)vectorEnd; c < (nuint)channels; c++)
                 {
-                    Unsafe.Add(ref dx, q + c) = GradientAt<T, ScalarOps<T>, T>(ref Unsafe.Add(ref x, q), ref Unsafe.Add(ref dy, q), c, k, statisticsTerm);
+                    Unsafe.Add(ref dx, o + c) = GradientAt<T, ScalarOps<T>, T>(ref Unsafe.Add(ref x, o), ref Unsafe.Add(ref dy, o), c, k, statisticsTerm);
                 }
             }
-
-            return;
-        }
-
-        for (int r = 0; r < rows; r++)
-        {
-            nuint start = (nuint)r * stride;
-            bool statisticsTerm = weights.IsEmpty || weights[r] != T.Zero;
-            InputGradientRow<TVec, TOps, T, TStream>(ref Unsafe.Add(ref x, start), ref Unsafe.Add(ref dy, start), ref Unsafe.Add(ref dx, start), channels, k, statisticsTerm, prefetch);
         }
     }
 
@@ -1255,7 +1287,7 @@ internal static partial class BatchNormKernels
         {
             nuint start = (nuint)(rows - 1) * stride;
             bool statisticsTerm = weights.IsEmpty || weights[rows - 1] != T.Zero;
-            InputGradientRow<TVec, TOps, T, TStream>(ref Unsafe.Add(ref x, start), ref Unsafe.Add(ref dy, start), ref Unsafe.Add(ref dx, start), channels, k, statisticsTerm, prefetch: false);
+            InputGradientRow<TVec, TOps, T, TStream>(ref Unsafe.Add(ref x, start), ref Unsafe.Add(ref dy, start), ref Unsafe.Add(ref dx, start), channels, k, statisticsTerm);
         }
 
         for (int r = (rows & ~1) - 2; r >= 0; r -= 2)
@@ -1402,7 +1434,7 @@ internal static partial class BatchNormKernels
 
     /// <summary>A channels-last row (coefficients vary along it). Requires count &gt;= width.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void InputGradientRow<TVec, TOps, T, TStream>(ref T x, ref T dy, ref T dx, int count, GradientCoefficients<T> k, bool statisticsTerm, bool prefetch)
+    private static void InputGradientRow<TVec, TOps, T, TStream>(ref T x, ref T dy, ref T dx, int count, GradientCoefficients<T> k, bool statisticsTerm)
         where TVec : struct
         where TOps : IVectorOps<TVec, T>
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
@@ -1414,16 +1446,6 @@ internal static partial class BatchNormKernels
         nuint i = 0;
         for (; i <= last; i += (nuint)width)
         {
-            if (prefetch)
-            {
-                Prefetch.PairAhead(ref x, i);
-                Prefetch.PairAhead(ref dy, i);
-                if (!TStream.On)
-                {
-                    Prefetch.PairAhead(ref dx, i);
-                }
-            }
-
             StoreTo<TVec, TOps, T, TStream>(GradientAt<TVec, TOps, T>(ref x, ref dy, i, k, statisticsTerm), ref dx, i);
         }
 
@@ -1596,16 +1618,27 @@ internal static partial class BatchNormKernels
     }
 
     /// <summary>
-    /// Bytes of x (and of dy) in a sub-block of <see cref="WideInterleavedGradientSums{TVec, TOps, T}"/>: its rows are
-    /// summed while the next sub-block's are prefetched. In the prototypes of that method's remarks 32 KiB measured the
-    /// same, 128 KiB between 0.03x of a copy faster and 0.06x slower, and 256 KiB (16 rows of 4096 floats) 0.4-0.6x
-    /// slower.
+    /// Bytes of x (and of dy) in a block of the backward's wide rows from memory (<see cref="WideInterleavedGradientSums{TVec, TOps, T}"/>
+    /// and <see cref="InputGradientWideBlocks{TVec, TOps, T, TStream}"/>): a block's rows are walked while the next
+    /// block's are prefetched. In the sums' prototypes 32 KiB measured the same, 128 KiB between 0.03x of a copy faster
+    /// and 0.06x slower, and 256 KiB (16 rows of 4096 floats) 0.4-0.6x slower; in dx's, 32 KiB took as long on rows of
+    /// 512 and 1024 floats and up to 0.17x of a copy longer on rows of 4096.
     /// </summary>
-    private const int SumsPrefetchBlockBytes = 65536;
+    private const int PrefetchBlockBytes = 65536;
 
-    /// <summary>Rows per sub-block of <see cref="WideInterleavedGradientSums{TVec, TOps, T}"/>: <see cref="SumsPrefetchBlockBytes"/> of each stream, at least one row.</summary>
-    private static unsafe int SumsPrefetchRows<T>(int channels)
-        where T : unmanaged => Math.Max(1, SumsPrefetchBlockBytes / (channels * sizeof(T)));
+    /// <summary>Rows per block of the backward's wide rows from memory: <see cref="PrefetchBlockBytes"/> of each stream, at least one row.</summary>
+    private static unsafe int PrefetchBlockRows<T>(int channels)
+        where T : unmanaged => Math.Max(1, PrefetchBlockBytes / (channels * sizeof(T)));
+
+    /// <summary>
+    /// Bytes of each stream per row in a tile of <see cref="InputGradientWideBlocks{TVec, TOps, T, TStream}"/>: 512 float
+    /// or 256 double channels, whose four coefficient arrays take 8 KiB of L1.
+    /// </summary>
+    private const int InputGradientTileBytes = 2048;
+
+    /// <summary>Channels per tile of <see cref="InputGradientWideBlocks{TVec, TOps, T, TStream}"/>: <see cref="InputGradientTileBytes"/> of each stream.</summary>
+    private static unsafe int InputGradientTileChannels<T>()
+        where T : unmanaged => InputGradientTileBytes / sizeof(T);
 
     /// <summary>How many elements of <typeparamref name="T"/> fit in <paramref name="bytes"/>.</summary>
     private static unsafe int InterleavedChannels<T>(int bytes)

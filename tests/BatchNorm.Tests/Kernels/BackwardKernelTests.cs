@@ -160,6 +160,29 @@ public class BackwardKernelTests
     }
 
     /// <summary>
+    /// Wide channels-last rows from memory (every shape here is over the prefetch threshold, checked) go in blocks of
+    /// about 64 KiB of each stream, a tile of 2 KiB of channels at a time down the block's rows, while the next block is
+    /// prefetched. [683, 2050] float and [350, 2050] double end in a partial block (7 and 4 rows to a block) and in two
+    /// channels past the last whole vector of every width, so dx is stored plainly and those channels go one by one;
+    /// [48, 30000] float has rows wider than a block (one row each) and a partial last tile, and streams its stores. With
+    /// and without a mask (every third row out), against the float64 map and in place on dy.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(KernelTestData.Widths), MemberType = typeof(KernelTestData))]
+    public void Input_gradient_of_wide_rows_from_memory_matches_the_float64_map_with_a_mask_a_ragged_tail_and_in_place(int width)
+    {
+        Prefetch.IsWorthIt<float>(683 * 2050, Prefetch.BackwardTensors).Should().Be(Sse.IsSupported);
+        Prefetch.IsWorthIt<double>(350 * 2050, Prefetch.BackwardTensors).Should().Be(Sse.IsSupported);
+        Prefetch.IsWorthIt<float>(48 * 30000, Prefetch.BackwardTensors).Should().Be(Sse.IsSupported);
+        foreach (bool masked in new[] { false, true })
+        {
+            InputGradient<float>((VectorWidth)width, [683, 2050], masked, guardAfter: masked);
+            InputGradient<double>((VectorWidth)width, [350, 2050], masked, guardAfter: !masked);
+            InputGradient<float>((VectorWidth)width, [48, 30000], masked, guardAfter: true);
+        }
+    }
+
+    /// <summary>
     /// Channels last with fewer channels than a vector (<see cref="ChannelFold"/>): the sums add up the k super-channels
     /// of each channel and the remaining rows; dx is the scalar map's bits (the masked cases keep the original layout).
     /// Row counts below, at and above multiples of k, against float64 sums and the float64 map.
@@ -188,7 +211,7 @@ public class BackwardKernelTests
     /// rows shifted to the first aligned element, with rotated coefficients, and the unaligned ends go one element at a
     /// time; channels first, each run is aligned on its own. Forced on small inputs, dx must match the float64 map and
     /// give the plain path's bits for every alignment of dx (0 to 16 elements past a 64-byte boundary), with and without
-    /// a mask, and in place on dy. The [684, 2048] case is large enough for the prefetched tile loop of wide rows (checked).
+    /// a mask, and in place on dy. The [684, 2048] case is large enough for the block walk of wide rows from memory (checked).
     /// </summary>
     [Theory]
     [MemberData(nameof(KernelTestData.Widths), MemberType = typeof(KernelTestData))]
