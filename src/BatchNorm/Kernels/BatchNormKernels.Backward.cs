@@ -1193,7 +1193,7 @@ internal static partial class BatchNormKernels
     /// 0.89-0.91x, where the loop of the twenty-second to twenty-fifth sessions (tiles of 1024 channels down all the rows,
     /// the next row's tile prefetched) took 1.16-1.25x and reading x and dy while streaming their sum to dx 0.87-0.94x;
     /// [1568, 4096] 0.96-0.99x against 1.20-1.22x; [12544, 512] 0.82x and [6272, 1024] 0.90-0.93x against 0.94-1.04x for
-    /// whole rows prefetched <see cref="Prefetch.PairDistanceBytes"/> ahead. Tiles of 1024 channels took 1.03-1.04x on
+    /// whole rows prefetched <see cref="Prefetch.PairDistanceBytes"/> ahead. Tiles of 1024 channels took 0.98-1.04x on
     /// [3136, 2048] and 1.19-1.26x on [1568, 4096], blocks of 32 KiB 0.95-0.97x and 1.10-1.16x, and a prefetch per vector
     /// instead of per line 0.93x and 1.04x.
     /// </remarks>
