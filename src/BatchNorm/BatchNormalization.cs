@@ -726,7 +726,8 @@ public partial class BatchNormalization<T>
         Span<double> mean = context.Mean;
         Span<double> variance = context.Variance;
         ReadOnlySpan<T> weights = context.SetMask(mask, layout);
-        context.Denominator = BatchNormKernels.BatchStatistics(x, layout, weights, mean, variance, VectorWidths.Best, _maxDegreeOfParallelism);
+        context.Denominator = BatchNormKernels.BatchStatistics(
+            x, layout, weights, mean, variance, BatchNormKernels.StatisticsWidth<T>(VectorWidths.Best, layout), _maxDegreeOfParallelism);
         if (Renorm)
         {
             // The effective affine weights after the corrections: gamma' = r * gamma, beta' = d * gamma + beta.

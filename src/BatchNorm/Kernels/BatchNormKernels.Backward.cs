@@ -55,11 +55,9 @@ internal static partial class BatchNormKernels
 
     /// <summary>
     /// The vector width for the backward's two passes (the gradient sums and <see cref="InputGradient{T}"/>) over
-    /// <paramref name="layout"/>, on a machine whose widest is <paramref name="best"/>: 256 bits where 512 are best and
-    /// the tensors come from memory (x, dy and dx together <see cref="Prefetch.WorkingSetBytes"/> or more), unless the
-    /// rows are channels last and at most four 512-bit vectors wide (whose loops keep their per-channel values in
-    /// registers); <paramref name="best"/> otherwise. The choice depends only on the layout, so it is the same for any
-    /// number of threads.
+    /// <paramref name="layout"/>, on a machine whose widest is <paramref name="best"/>:
+    /// <see cref="VectorWidths.HalfFromMemory{T}"/> where the tensors come from memory (x, dy and dx together
+    /// <see cref="Prefetch.WorkingSetBytes"/> or more).
     /// </summary>
     /// <remarks>
     /// The layer's backward through the public API, this rule against 512 bits everywhere, builds alternating in one
@@ -73,16 +71,7 @@ internal static partial class BatchNormKernels
     /// and 1.58-1.69x against 1.31-1.43x).
     /// </remarks>
     public static VectorWidth BackwardWidth<T>(VectorWidth best, ChannelLayout layout)
-        where T : unmanaged
-    {
-        if (best != VectorWidth.Vector512 || !Prefetch.IsWorthIt<T>(layout.Length, Prefetch.BackwardTensors))
-        {
-            return best;
-        }
-
-        bool narrow = layout.IsChannelsLast && layout.Channels <= 4 * VectorWidths.Lanes<T>(VectorWidth.Vector512);
-        return narrow ? best : VectorWidth.Vector256;
-    }
+        where T : unmanaged => VectorWidths.HalfFromMemory<T>(best, layout, Prefetch.IsWorthIt<T>(layout.Length, Prefetch.BackwardTensors));
 
     /// <summary>
     /// Fixed parts (stripes of rows channels last, channel groups otherwise), summed in part order: the same bits for any

@@ -44,6 +44,29 @@ internal static partial class BatchNormKernels
     }
 
     /// <summary>
+    /// The vector width for <see cref="BatchStatistics{T}"/> over <paramref name="layout"/>, on a machine whose widest is
+    /// <paramref name="best"/>: <see cref="VectorWidths.HalfFromMemory{T}"/>, from <see cref="StatisticsHalfWidthBytes"/>
+    /// of input. The affine pass after it keeps the best width.
+    /// </summary>
+    /// <remarks>
+    /// Measured on the AVX-512 machine of benchmarks/README.md (one thread unless noted, fastest rounds). The statistics
+    /// kernel alone on the harness's arrays, against a copy: float32 [64, 7, 7, 2048] 0.60-0.62x at 256 bits against
+    /// 0.70-0.72x at 512, float64 0.59-0.62x against 0.83-0.86x; channels first [32, 64, 56, 56] float32 0.48-0.50x
+    /// against 0.57x, float64 0.44-0.45x against 0.60-0.61x; float64 [32, 56, 56, 64] 0.57x against 0.61x. float32
+    /// [32, 56, 56, 64] (narrow rows) took 0.62-0.65x at 256 bits against 0.54x, and [256, 1024] (in cache) 0.86-0.92x
+    /// against 0.70-0.77x. The layer's training forward, the two widths alternating in one process, 256 over 512:
+    /// float32 [64, 7, 7, 2048] 0.93-0.96 (two threads 0.96-0.98), float64 0.86-0.87; [32, 64, 56, 56] float32 0.93-0.95,
+    /// float64 0.81-0.83 (two threads 0.78-0.81 in both). Between builds alternating in one process, 256 over 512: float32 [6144, 1024]
+    /// (24 MiB) 0.95-0.98, [5120, 1024] (20 MiB) 0.97-1.00, [4096, 1024] (16 MiB) 1.02, [3072, 1024] (12 MiB) 1.04-1.05,
+    /// [2048, 1024] (8 MiB) 1.10-1.16: while x and y fit the 32 MiB L3 together, 512 bits are faster.
+    /// </remarks>
+    public static unsafe VectorWidth StatisticsWidth<T>(VectorWidth best, ChannelLayout layout)
+        where T : unmanaged => VectorWidths.HalfFromMemory<T>(best, layout, (long)layout.Length * sizeof(T) >= StatisticsHalfWidthBytes);
+
+    /// <summary>The input size from which <see cref="StatisticsWidth{T}"/> halves a width of 512 bits: 20 MiB.</summary>
+    public const long StatisticsHalfWidthBytes = 20L << 20;
+
+    /// <summary>
     /// The end of a training forward without batch renormalization. Its per-channel steps run in one pass over the
     /// channels (for wide, short batches they cost as much as the data pass): both moving statistics updated as
     /// <c>moving = moving * momentum + batch * (1 - momentum)</c> in double precision, rounded once; gamma widened into <paramref name="effectiveGamma"/> (the gamma the

@@ -29,6 +29,44 @@ public class MomentsKernelTests
     }
 
     /// <summary>
+    /// The statistics' width on a 512-bit machine: 256 bits from 20 MiB of input (5242880 float or 2621440 double
+    /// elements), unless the rows are channels last and at most four 512-bit vectors wide; 512 bits below that size.
+    /// Every expected width is written out from that rule, at the threshold and one row below it.
+    /// </summary>
+    [Fact]
+    public void Statistics_width_is_256_bits_only_for_wide_rows_and_channels_first_from_20_MiB()
+    {
+        (ChannelLayout Layout, bool IsFloat, VectorWidth Expected)[] cases =
+        [
+            (new ChannelLayout(5120, 1024, 1), true, VectorWidth.Vector256),    // 5242880 floats, wide rows
+            (new ChannelLayout(5119, 1024, 1), true, VectorWidth.Vector512),    // one row short of the threshold
+            (new ChannelLayout(81920, 64, 1), true, VectorWidth.Vector512),     // 64 float channels: four vectors
+            (new ChannelLayout(65536, 80, 1), true, VectorWidth.Vector256),     // 80 float channels: five vectors
+            (new ChannelLayout(65535, 80, 1), true, VectorWidth.Vector512),     // one row short
+            (new ChannelLayout(40960, 64, 1), false, VectorWidth.Vector256),    // 64 double channels: eight vectors
+            (new ChannelLayout(81920, 32, 1), false, VectorWidth.Vector512),    // 32 double channels: four vectors
+            (new ChannelLayout(40959, 64, 1), false, VectorWidth.Vector512),    // one row short
+            (new ChannelLayout(2, 64, 40960), true, VectorWidth.Vector256),     // channels first
+            (new ChannelLayout(1, 64, 81919), true, VectorWidth.Vector512),     // just under the threshold channels first
+            (new ChannelLayout(1, 3, 1 << 21), true, VectorWidth.Vector256),    // channels first, few channels
+        ];
+        foreach (var (layout, isFloat, expected) in cases)
+        {
+            VectorWidth chosen = isFloat
+                ? BatchNormKernels.StatisticsWidth<float>(VectorWidth.Vector512, layout)
+                : BatchNormKernels.StatisticsWidth<double>(VectorWidth.Vector512, layout);
+            chosen.Should().Be(expected, $"{layout} of {(isFloat ? "float" : "double")}");
+        }
+
+        // Machines without 512-bit vectors keep their widest, at every size.
+        foreach (VectorWidth best in new[] { VectorWidth.Vector256, VectorWidth.Vector128, VectorWidth.Scalar })
+        {
+            BatchNormKernels.StatisticsWidth<float>(best, new ChannelLayout(5120, 1024, 1)).Should().Be(best);
+            BatchNormKernels.StatisticsWidth<float>(best, new ChannelLayout(2, 64, 40960)).Should().Be(best);
+        }
+    }
+
+    /// <summary>
     /// Channels last with fewer channels than a vector: float rows are folded k at a time into super-rows of whole
     /// vectors (<see cref="ChannelFold"/>) and the k super-channels of each channel, then the remaining rows, are merged.
     /// Row counts below, at and above multiples of k, centred data and data far from zero, against the float64
