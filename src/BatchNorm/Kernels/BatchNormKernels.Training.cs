@@ -45,8 +45,9 @@ internal static partial class BatchNormKernels
 
     /// <summary>
     /// The vector width for <see cref="BatchStatistics{T}"/> over <paramref name="layout"/>, on a machine whose widest is
-    /// <paramref name="best"/>: <see cref="VectorWidths.HalfFromMemory{T}"/>, from <see cref="StatisticsHalfWidthBytes"/>
-    /// of input. The affine pass after it keeps the best width.
+    /// <paramref name="best"/>: <see cref="VectorWidths.HalfFromMemory{T}"/> for channels-last inputs of
+    /// <see cref="StatisticsHalfWidthBytes"/> or more. Channels-first inputs and the affine pass after the statistics keep
+    /// the best width.
     /// </summary>
     /// <remarks>
     /// Measured on the AVX-512 machine of benchmarks/README.md (one thread unless noted, fastest rounds). The statistics
@@ -58,10 +59,13 @@ internal static partial class BatchNormKernels
     /// float32 [64, 7, 7, 2048] 0.93-0.96 (two threads 0.96-0.98), float64 0.86-0.87; [32, 64, 56, 56] float32 0.93-0.95,
     /// float64 0.81-0.83 (two threads 0.78-0.81 in both). Between builds alternating in one process, 256 over 512: float32 [6144, 1024]
     /// (24 MiB) 0.95-0.98, [5120, 1024] (20 MiB) 0.97-1.00, [4096, 1024] (16 MiB) 1.02, [3072, 1024] (12 MiB) 1.04-1.05,
-    /// [2048, 1024] (8 MiB) 1.10-1.16: while x and y fit the 32 MiB L3 together, 512 bits are faster.
+    /// [2048, 1024] (8 MiB) 1.10-1.16: while x and y fit the 32 MiB L3 together, 512 bits are faster. Channels first the
+    /// faster one-thread statistics left float32 [32, 64, 56, 56] slower on two threads than on one (1.35-1.44 ms against
+    /// 1.23-1.33 ms, the repository's harness, four processes; at 512 bits two threads took 0.81-0.88 of one thread's
+    /// time), which the performance issue rules out, so channels-first inputs keep 512 bits.
     /// </remarks>
     public static unsafe VectorWidth StatisticsWidth<T>(VectorWidth best, ChannelLayout layout)
-        where T : unmanaged => VectorWidths.HalfFromMemory<T>(best, layout, (long)layout.Length * sizeof(T) >= StatisticsHalfWidthBytes);
+        where T : unmanaged => VectorWidths.HalfFromMemory<T>(best, layout, layout.IsChannelsLast && (long)layout.Length * sizeof(T) >= StatisticsHalfWidthBytes);
 
     /// <summary>The input size from which <see cref="StatisticsWidth{T}"/> halves a width of 512 bits: 20 MiB.</summary>
     public const long StatisticsHalfWidthBytes = 20L << 20;

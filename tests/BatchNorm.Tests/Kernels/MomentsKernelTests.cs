@@ -29,12 +29,12 @@ public class MomentsKernelTests
     }
 
     /// <summary>
-    /// The statistics' width on a 512-bit machine: 256 bits from 20 MiB of input (5242880 float or 2621440 double
-    /// elements), unless the rows are channels last and at most four 512-bit vectors wide; 512 bits below that size.
+    /// The statistics' width on a 512-bit machine: 256 bits for channels-last rows wider than four 512-bit vectors from
+    /// 20 MiB of input (5242880 float or 2621440 double elements); 512 bits below that size, and channels first.
     /// Every expected width is written out from that rule, at the threshold and one row below it.
     /// </summary>
     [Fact]
-    public void Statistics_width_is_256_bits_only_for_wide_rows_and_channels_first_from_20_MiB()
+    public void Statistics_width_is_256_bits_only_for_wide_channels_last_rows_from_20_MiB()
     {
         (ChannelLayout Layout, bool IsFloat, VectorWidth Expected)[] cases =
         [
@@ -46,9 +46,8 @@ public class MomentsKernelTests
             (new ChannelLayout(40960, 64, 1), false, VectorWidth.Vector256),    // 64 double channels: eight vectors
             (new ChannelLayout(81920, 32, 1), false, VectorWidth.Vector512),    // 32 double channels: four vectors
             (new ChannelLayout(40959, 64, 1), false, VectorWidth.Vector512),    // one row short
-            (new ChannelLayout(2, 64, 40960), true, VectorWidth.Vector256),     // channels first
-            (new ChannelLayout(1, 64, 81919), true, VectorWidth.Vector512),     // just under the threshold channels first
-            (new ChannelLayout(1, 3, 1 << 21), true, VectorWidth.Vector256),    // channels first, few channels
+            (new ChannelLayout(2, 64, 40960), true, VectorWidth.Vector512),     // channels first keeps 512 bits
+            (new ChannelLayout(1, 3, 1 << 21), false, VectorWidth.Vector512),   // at any size
         ];
         foreach (var (layout, isFloat, expected) in cases)
         {
@@ -62,7 +61,7 @@ public class MomentsKernelTests
         foreach (VectorWidth best in new[] { VectorWidth.Vector256, VectorWidth.Vector128, VectorWidth.Scalar })
         {
             BatchNormKernels.StatisticsWidth<float>(best, new ChannelLayout(5120, 1024, 1)).Should().Be(best);
-            BatchNormKernels.StatisticsWidth<float>(best, new ChannelLayout(2, 64, 40960)).Should().Be(best);
+            BatchNormKernels.StatisticsWidth<double>(best, new ChannelLayout(40960, 64, 1)).Should().Be(best);
         }
     }
 
