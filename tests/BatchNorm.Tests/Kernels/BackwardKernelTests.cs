@@ -74,20 +74,9 @@ public class BackwardKernelTests
             (new ChannelLayout(1, 64, 21845), true, VectorWidth.Vector512),      // just under the threshold channels first
             (new ChannelLayout(1, 3, 1 << 20), true, fromMemory),                // channels first, few channels
         ];
-        foreach (var (layout, isFloat, expected) in cases)
-        {
-            VectorWidth chosen = isFloat
-                ? BatchNormKernels.BackwardWidth<float>(VectorWidth.Vector512, layout)
-                : BatchNormKernels.BackwardWidth<double>(VectorWidth.Vector512, layout);
-            chosen.Should().Be(expected, $"{layout} of {(isFloat ? "float" : "double")}");
-        }
-
-        // Machines without 512-bit vectors keep their widest, at every size.
-        foreach (VectorWidth best in new[] { VectorWidth.Vector256, VectorWidth.Vector128, VectorWidth.Scalar })
-        {
-            BatchNormKernels.BackwardWidth<float>(best, new ChannelLayout(1366, 1024, 1)).Should().Be(best);
-            BatchNormKernels.BackwardWidth<float>(best, new ChannelLayout(2, 64, 10923)).Should().Be(best);
-        }
+        KernelTestData.WidthRuleHolds(
+            cases, BatchNormKernels.BackwardWidth<float>, BatchNormKernels.BackwardWidth<double>,
+            new ChannelLayout(1366, 1024, 1), new ChannelLayout(2, 64, 10923));
     }
 
     /// <summary>

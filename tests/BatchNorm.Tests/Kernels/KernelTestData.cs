@@ -2,6 +2,7 @@ using System;
 using System.Collections.Generic;
 using System.Linq;
 using BatchNorm.Kernels;
+using FluentAssertions;
 
 namespace BatchNorm.Tests.Kernels;
 
@@ -9,6 +10,30 @@ public static class KernelTestData
 {
     /// <summary>Every vector width this process can run (the CI legs with DOTNET_Enable*=0 shrink the list).</summary>
     public static IEnumerable<object[]> Widths => VectorWidths.Supported.Select(w => new object[] { (int)w });
+
+    /// <summary>
+    /// Checks a width rule (<paramref name="ofFloat"/> and <paramref name="ofDouble"/>, given the best width and a layout)
+    /// on a 512-bit machine against each case's written-out width, and that machines without 512-bit vectors keep their
+    /// widest on each of <paramref name="keepBest"/> (float layouts).
+    /// </summary>
+    internal static void WidthRuleHolds(
+        (ChannelLayout Layout, bool IsFloat, VectorWidth Expected)[] cases, Func<VectorWidth, ChannelLayout, VectorWidth> ofFloat,
+        Func<VectorWidth, ChannelLayout, VectorWidth> ofDouble, params ChannelLayout[] keepBest)
+    {
+        foreach (var (layout, isFloat, expected) in cases)
+        {
+            VectorWidth chosen = isFloat ? ofFloat(VectorWidth.Vector512, layout) : ofDouble(VectorWidth.Vector512, layout);
+            chosen.Should().Be(expected, $"{layout} of {(isFloat ? "float" : "double")}");
+        }
+
+        foreach (VectorWidth best in new[] { VectorWidth.Vector256, VectorWidth.Vector128, VectorWidth.Scalar })
+        {
+            foreach (ChannelLayout layout in keepBest)
+            {
+                ofFloat(best, layout).Should().Be(best, $"{layout} with {best} at best");
+            }
+        }
+    }
 
     /// <summary>Values with per-channel offsets and spreads (deterministic).</summary>
     public static double[] Data(int length, int seed, double offset = 1.0, double spread = 1.0)

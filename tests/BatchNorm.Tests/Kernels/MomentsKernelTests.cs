@@ -49,20 +49,9 @@ public class MomentsKernelTests
             (new ChannelLayout(2, 64, 40960), true, VectorWidth.Vector512),     // channels first keeps 512 bits
             (new ChannelLayout(1, 3, 1 << 21), false, VectorWidth.Vector512),   // at any size
         ];
-        foreach (var (layout, isFloat, expected) in cases)
-        {
-            VectorWidth chosen = isFloat
-                ? BatchNormKernels.StatisticsWidth<float>(VectorWidth.Vector512, layout)
-                : BatchNormKernels.StatisticsWidth<double>(VectorWidth.Vector512, layout);
-            chosen.Should().Be(expected, $"{layout} of {(isFloat ? "float" : "double")}");
-        }
-
-        // Machines without 512-bit vectors keep their widest, at every size.
-        foreach (VectorWidth best in new[] { VectorWidth.Vector256, VectorWidth.Vector128, VectorWidth.Scalar })
-        {
-            BatchNormKernels.StatisticsWidth<float>(best, new ChannelLayout(5120, 1024, 1)).Should().Be(best);
-            BatchNormKernels.StatisticsWidth<double>(best, new ChannelLayout(40960, 64, 1)).Should().Be(best);
-        }
+        KernelTestData.WidthRuleHolds(
+            cases, BatchNormKernels.StatisticsWidth<float>, BatchNormKernels.StatisticsWidth<double>,
+            new ChannelLayout(5120, 1024, 1), new ChannelLayout(65536, 80, 1));
     }
 
     /// <summary>
