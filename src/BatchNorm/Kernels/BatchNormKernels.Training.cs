@@ -57,12 +57,13 @@ internal static partial class BatchNormKernels
     /// [32, 56, 56, 64] (narrow rows) took 0.62-0.65x at 256 bits against 0.54x, and [256, 1024] (in cache) 0.86-0.92x
     /// against 0.70-0.77x. The layer's training forward, the two widths alternating in one process, 256 over 512:
     /// float32 [64, 7, 7, 2048] 0.93-0.96 (two threads 0.96-0.98), float64 0.86-0.87; [32, 64, 56, 56] float32 0.93-0.95,
-    /// float64 0.81-0.83 (two threads 0.78-0.81 in both). Between builds alternating in one process, 256 over 512: float32 [6144, 1024]
-    /// (24 MiB) 0.95-0.98, [5120, 1024] (20 MiB) 0.97-1.00, [4096, 1024] (16 MiB) 1.02, [3072, 1024] (12 MiB) 1.04-1.05,
-    /// [2048, 1024] (8 MiB) 1.10-1.16: while x and y fit the 32 MiB L3 together, 512 bits are faster. Channels first the
-    /// faster one-thread statistics left float32 [32, 64, 56, 56] slower on two threads than on one (1.35-1.44 ms against
-    /// 1.23-1.33 ms, the repository's harness, four processes; at 512 bits two threads took 0.81-0.88 of one thread's
-    /// time), which the performance issue rules out, so channels-first inputs keep 512 bits.
+    /// float64 0.81-0.83 (two threads 0.78-0.81 in both). Between builds alternating in one process, 256 over 512:
+    /// float32 [6144, 1024] (24 MiB) 0.95-0.98, [5120, 1024] (20 MiB) 0.97-1.00, [4096, 1024] (16 MiB) 1.02,
+    /// [3072, 1024] (12 MiB) 1.04-1.05, [2048, 1024] (8 MiB) 1.10-1.16: while x and y fit the 32 MiB L3 together, 512 bits
+    /// are faster. Channels first, though, the built library's faster one-thread statistics left float32
+    /// [32, 64, 56, 56] slower on two threads than on one (1.35-1.44 ms against 1.23-1.33 ms, the repository's harness,
+    /// four processes; at 512 bits two threads took 0.81-0.88 of one thread's time), against the same-process comparison
+    /// above; the performance issue rules out two cores being slower, so channels-first inputs keep 512 bits.
     /// </remarks>
     public static unsafe VectorWidth StatisticsWidth<T>(VectorWidth best, ChannelLayout layout)
         where T : unmanaged => VectorWidths.HalfFromMemory<T>(best, layout, layout.IsChannelsLast && (long)layout.Length * sizeof(T) >= StatisticsHalfWidthBytes);
