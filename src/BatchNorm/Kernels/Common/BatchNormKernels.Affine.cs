@@ -142,10 +142,11 @@ internal static partial class BatchNormKernels
         ReadOnlySpan<T> x, Span<T> y, ChannelLayout layout, ReadOnlySpan<T> center, ReadOnlySpan<T> scale, ReadOnlySpan<T> shift, VectorWidth width, bool prefetch, bool stream)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
-        // Wide channels-last rows in cache that share a phase take AffineInterleavedRows (-1: they do not).
+        // Wide channels-last rows in cache that share a phase take AffineInterleavedRows (-1: they do not). The phase is
+        // the output's: aligned stores, split loads when the input's differs (see RowPhase).
         int lanes = VectorWidths.Lanes<T>(width);
         int phase = layout.IsChannelsLast && !prefetch && !stream && layout.Channels > 4 * lanes
-            ? RowPhase.Of(x, layout.Outer, layout.Channels, lanes)
+            ? RowPhase.Of<T>(y, layout.Outer, layout.Channels, lanes)
             : -1;
         ref T src = ref MemoryMarshal.GetReference(x);
         ref T dst = ref MemoryMarshal.GetReference(y);
@@ -170,8 +171,9 @@ internal static partial class BatchNormKernels
     }
 
     /// <summary>
-    /// Wide channels-last rows in cache that all start at the same phase (<see cref="RowPhase"/>, zero included): each
-    /// row is walked in aligned vectors from its phase, and the coefficients of those vectors are first copied into one
+    /// Wide channels-last rows in cache whose output rows all start at the same phase (<see cref="RowPhase"/>, zero
+    /// included): each row is walked from that phase, so that every store is aligned (the loads are too when the input
+    /// shares the phase), and the coefficients of those vectors are first copied into one
     /// interleaved array, vector by vector (centre, scale, shift of the first vector, then of the second, ...), so the
     /// loop reads them as one sequential stream beside the two rows it maps per load. Rows whose aligned part is wider than
     /// <see cref="AffineUntiledRowBytes"/> take <see cref="AffineInterleavedTiles{TVec, TOps, T}"/>. Requires channels a multiple
