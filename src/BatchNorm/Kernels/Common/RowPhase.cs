@@ -20,7 +20,7 @@ namespace BatchNorm.Kernels;
 /// The affine pass takes the phase of its output, not of its input (since the thirty-first session). Two arrays need not
 /// share a phase: on the Intel Xeon (AVX-512) machine of that session, consecutive large float arrays started 24 and 16
 /// bytes past a line. There, with the rows walked in two at a time from the input's phase, every 512-bit store split
-/// across two lines and the pass ran at a third of its speed. A prototype of the pair loop on [256,1024] float32 in
+/// across two lines and the pass ran at a third to a half of its speed. A prototype of the pair loop on [256,1024] float32 in
 /// cache, fastest of 12 rounds against a copy: input and output at one phase 1.08-1.14x; at different phases 2.7-3.9x
 /// from the input's phase, 1.13-1.31x from the output's. The layer's inference, the two builds alternating in one
 /// process: 2.26x a copy to 1.14x (float64 2.09x to 1.13x; [64,1024] 3.09x to 1.29x). When the phases agree,
