@@ -4,9 +4,9 @@ using System.Runtime.CompilerServices;
 namespace BatchNorm.Kernels;
 
 /// <summary>
-/// Aligning the vector loads of a channels-last pass when the data is not aligned. Managed arrays seldom are: large
-/// float and double arrays start 16 to 40 bytes past a 64-byte boundary (checked on .NET 10), so every 512-bit load of a row read from its
-/// start spans two cache lines. When the row length is a whole number of vectors, every row starts at the same
+/// Aligning the vector accesses of a channels-last pass to one of its buffers when that buffer is not aligned. Managed
+/// arrays seldom are: large float and double arrays start 16 to 40 bytes past a 64-byte boundary (checked on .NET 10), so
+/// every 512-bit access of a row walked from its start spans two cache lines. When the row length is a whole number of vectors, every row starts at the same
 /// <em>phase</em> p (elements to the next vector boundary): the pass then walks each row from p in aligned vectors,
 /// covers <c>[0, p)</c> and the last <c>W - p</c> elements with one overlapping vector each, and reads the per-channel
 /// coefficients of the aligned vectors from an interleaved copy made for the call (since the fourteenth session; before,
@@ -33,19 +33,19 @@ internal static class RowPhase
     public const int MinRows = 8;
 
     /// <summary>
-    /// The phase of rows of <paramref name="channels"/> elements starting at <paramref name="x"/>: elements to the next
+    /// The phase of rows of <paramref name="channels"/> elements starting at <paramref name="data"/>: elements to the next
     /// <paramref name="lanes"/>-element boundary (0 when aligned), when every row shares it (channels a multiple of the
-    /// lanes) and there are enough rows; otherwise -1, and the caller reads from the row starts as usual.
+    /// lanes) and there are enough rows; otherwise -1, and the caller walks from the row starts as usual.
     /// </summary>
-    public static unsafe int Of<T>(ReadOnlySpan<T> x, int rows, int channels, int lanes)
+    public static unsafe int Of<T>(ReadOnlySpan<T> data, int rows, int channels, int lanes)
         where T : unmanaged
     {
-        if (lanes == 1 || rows < MinRows || channels % lanes != 0 || x.IsEmpty)
+        if (lanes == 1 || rows < MinRows || channels % lanes != 0 || data.IsEmpty)
         {
             return -1;
         }
 
-        // Only a hint: if the GC moves the array before the pass, the loads are merely unaligned again.
-        return NonTemporal.ElementsToAlignment<T>(Unsafe.AsPointer(ref Unsafe.AsRef(in x[0])), lanes * sizeof(T));
+        // Only a hint: if the GC moves the array before the pass, the accesses are merely unaligned again.
+        return NonTemporal.ElementsToAlignment<T>(Unsafe.AsPointer(ref Unsafe.AsRef(in data[0])), lanes * sizeof(T));
     }
 }
