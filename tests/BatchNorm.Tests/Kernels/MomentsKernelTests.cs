@@ -1,6 +1,7 @@
 using System;
 using System.Linq;
 using System.Numerics;
+using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics.X86;
 using BatchNorm.Kernels;
 using BatchNorm.Tests.Reference;
@@ -197,6 +198,67 @@ public class MomentsKernelTests
             Check<double>(w, shape, 1, Gaussian(n, 4, 1e4, 1));
             Check<double>(w, shape, 1, Gaussian(n, 5, 1e18, 1e15));
         }
+    }
+
+    /// <summary>
+    /// Wide channels-last rows in cache whose length is a whole number of vectors all start at one phase; the shifted sums
+    /// then walk them in aligned vectors from it and cover each row's first <c>phase</c> and last <c>width - phase</c>
+    /// channels with a masked vector at each end. Every input phase (0 to 16 elements past a 64-byte boundary), rows of
+    /// 80 to 2048 channels (two tiles at 2048 floats), blocks ending in rows left over from groups of four, and data
+    /// drifting across the rows (so that blocks are read again around their own means): the scalar path's bits, and the
+    /// float64 reference.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(KernelTestData.Widths), MemberType = typeof(KernelTestData))]
+    public void Wide_rows_sharing_a_phase_are_summed_in_aligned_vectors_with_the_scalar_bits(int width)
+    {
+        foreach (int[] shape in new[] { new[] { 8, 80 }, new[] { 17, 96 }, new[] { 130, 256 }, new[] { 37, 1024 }, new[] { 21, 2048 } })
+        {
+            foreach (bool drift in new[] { false, true })
+            {
+                for (int offset = 0; offset <= 16; offset++)
+                {
+                    PhasedMoments<float>((VectorWidth)width, shape, offset, drift);
+                    PhasedMoments<double>((VectorWidth)width, shape, offset, drift);
+                }
+            }
+        }
+    }
+
+    private static unsafe void PhasedMoments<T>(VectorWidth width, int[] shape, int offset, bool drift)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        int n = Product(shape);
+        int channels = shape[1];
+        double[] data = KernelTestData.Data(n, n + offset, offset: 2, spread: 3);
+        if (drift)
+        {
+            for (int i = 0; i < n; i++)
+            {
+                data[i] += 40.0 * (i / channels);
+            }
+        }
+
+        T[] x = Tolerance.FromDouble<T>(data);
+        var layout = ChannelLayout.FromShape(shape, 1);
+        var scalarMean = new double[channels];
+        var scalarVariance = new double[channels];
+        BatchNormKernels.Moments<T>(x, layout, scalarMean, scalarVariance, VectorWidth.Scalar);
+
+        // The input `offset` elements past a 64-byte boundary.
+        T[] buffer = GC.AllocateArray<T>(n + 64, pinned: true);
+        int aligned = (int)(((64 - ((nint)Unsafe.AsPointer(ref buffer[0]) & 63)) & 63) / sizeof(T));
+        Span<T> input = buffer.AsSpan(aligned + offset, n);
+        x.CopyTo(input);
+        var mean = new double[channels];
+        var variance = new double[channels];
+        BatchNormKernels.Moments<T>(input, layout, mean, variance, width);
+
+        string what = $"{typeof(T).Name} {width} [{string.Join(", ", shape)}] offset {offset}{(drift ? ", drifting" : string.Empty)}";
+        mean.Should().Equal(scalarMean, what);
+        variance.Should().Equal(scalarVariance, what);
+        var (expectedMean, expectedVariance) = ReferenceBatchNorm.Moments(Tolerance.ToDouble<T>(x), shape, 1);
+        AssertMoments<T>(mean, variance, expectedMean, expectedVariance, shape[0], what);
     }
 
     [Theory]

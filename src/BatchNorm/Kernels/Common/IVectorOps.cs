@@ -58,6 +58,12 @@ internal interface IVectorOps<TVec, T>
 
     static abstract bool LessThanOrEqualAll(TVec left, TVec right);
 
+    /// <summary>A mask of the lanes below <paramref name="count"/>, for <see cref="Select"/> (one lane: set when count &gt; 0).</summary>
+    static abstract TVec LanesBelow(int count);
+
+    /// <summary>Each lane from <paramref name="left"/> where <paramref name="mask"/> (from <see cref="LanesBelow"/>) is set, else from <paramref name="right"/>; the values are not touched.</summary>
+    static abstract TVec Select(TVec mask, TVec left, TVec right);
+
     /// <summary>
     /// <see cref="Count"/> values from <c>source[elementOffset..]</c>, stored as float or double, widened exactly to T,
     /// which is double (the per-channel loops of <see cref="ChannelLoop"/>).
@@ -134,6 +140,12 @@ internal readonly struct Vector512Ops<T> : IVectorOps<Vector512<T>, T>
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static bool LessThanOrEqualAll(Vector512<T> left, Vector512<T> right) => Vector512.LessThanOrEqualAll(left, right);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<T> LanesBelow(int count) => Vector512.LessThan(Vector512<T>.Indices, Vector512.Create(T.CreateTruncating(count)));
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<T> Select(Vector512<T> mask, Vector512<T> left, Vector512<T> right) => Vector512.ConditionalSelect(mask, left, right);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<T> LoadWidened<TSource>(ref TSource source, nuint elementOffset)
@@ -233,6 +245,12 @@ internal readonly struct Vector256Ops<T> : IVectorOps<Vector256<T>, T>
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static bool LessThanOrEqualAll(Vector256<T> left, Vector256<T> right) => Vector256.LessThanOrEqualAll(left, right);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<T> LanesBelow(int count) => Vector256.LessThan(Vector256<T>.Indices, Vector256.Create(T.CreateTruncating(count)));
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<T> Select(Vector256<T> mask, Vector256<T> left, Vector256<T> right) => Vector256.ConditionalSelect(mask, left, right);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<T> LoadWidened<TSource>(ref TSource source, nuint elementOffset)
@@ -342,6 +360,12 @@ internal readonly struct Vector128Ops<T> : IVectorOps<Vector128<T>, T>
     public static bool LessThanOrEqualAll(Vector128<T> left, Vector128<T> right) => Vector128.LessThanOrEqualAll(left, right);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<T> LanesBelow(int count) => Vector128.LessThan(Vector128<T>.Indices, Vector128.Create(T.CreateTruncating(count)));
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<T> Select(Vector128<T> mask, Vector128<T> left, Vector128<T> right) => Vector128.ConditionalSelect(mask, left, right);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector128<T> LoadWidened<TSource>(ref TSource source, nuint elementOffset)
         where TSource : unmanaged
     {
@@ -430,6 +454,12 @@ internal readonly struct ScalarOps<T> : IVectorOps<T, T>
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static bool LessThanOrEqualAll(T left, T right) => left <= right;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static T LanesBelow(int count) => count > 0 ? T.One : T.Zero;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static T Select(T mask, T left, T right) => mask != T.Zero ? left : right;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static T LoadWidened<TSource>(ref TSource source, nuint elementOffset)
