@@ -162,7 +162,7 @@ public class AffineKernelTests
 
         // Input `offset` elements past a 64-byte boundary, output 5 further on; sentinels around both.
         T[] buffer = GC.AllocateArray<T>((2 * n) + 128, pinned: true);
-        int aligned = (int)(((64 - ((nint)Unsafe.AsPointer(ref buffer[0]) & 63)) & 63) / sizeof(T));
+        int aligned = KernelTestData.ElementsToLine(buffer);
         int inputStart = aligned + 16 + offset;
         int outputStart = inputStart + n + 16 + 5;
         T sentinel = T.CreateTruncating(-7.25);
@@ -199,7 +199,7 @@ public class AffineKernelTests
 
         // A pinned buffer with a sentinel on each side; the output starts `offset` elements past a 64-byte boundary.
         T[] buffer = GC.AllocateArray<T>(n + 64, pinned: true);
-        int aligned = (int)(((64 - ((nint)Unsafe.AsPointer(ref buffer[0]) & 63)) & 63) / sizeof(T));
+        int aligned = KernelTestData.ElementsToLine(buffer);
         int start = aligned + 16 + offset;
         Span<T> output = buffer.AsSpan(start, n);
         T sentinel = T.CreateTruncating(-7.25);

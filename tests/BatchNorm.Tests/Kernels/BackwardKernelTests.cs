@@ -319,7 +319,7 @@ public class BackwardKernelTests
 
         // dx (and, for the in-place call, dy) starts `offset` elements past a 64-byte boundary, between sentinels.
         T[] buffer = GC.AllocateArray<T>(n + 64, pinned: true);
-        int aligned = (int)(((64 - ((nint)System.Runtime.CompilerServices.Unsafe.AsPointer(ref buffer[0]) & 63)) & 63) / sizeof(T));
+        int aligned = KernelTestData.ElementsToLine(buffer);
         int start = aligned + 16 + offset;
         Span<T> output = buffer.AsSpan(start, n);
         T sentinel = T.CreateTruncating(-7.25);

@@ -35,6 +35,11 @@ public static class KernelTestData
         }
     }
 
+    /// <summary>Elements from the start of <paramref name="pinned"/> (a pinned array) to its first 64-byte boundary.</summary>
+    internal static unsafe int ElementsToLine<T>(T[] pinned)
+        where T : unmanaged =>
+        (int)(((64 - ((nint)System.Runtime.CompilerServices.Unsafe.AsPointer(ref pinned[0]) & 63)) & 63) / sizeof(T));
+
     /// <summary>Values with per-channel offsets and spreads (deterministic).</summary>
     public static double[] Data(int length, int seed, double offset = 1.0, double spread = 1.0)
     {

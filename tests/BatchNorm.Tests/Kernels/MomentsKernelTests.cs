@@ -1,7 +1,6 @@
 using System;
 using System.Linq;
 using System.Numerics;
-using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics.X86;
 using BatchNorm.Kernels;
 using BatchNorm.Tests.Reference;
@@ -225,7 +224,7 @@ public class MomentsKernelTests
         }
     }
 
-    private static unsafe void PhasedMoments<T>(VectorWidth width, int[] shape, int offset, bool drift)
+    private static void PhasedMoments<T>(VectorWidth width, int[] shape, int offset, bool drift)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
         int n = Product(shape);
@@ -247,7 +246,7 @@ public class MomentsKernelTests
 
         // The input `offset` elements past a 64-byte boundary.
         T[] buffer = GC.AllocateArray<T>(n + 64, pinned: true);
-        int aligned = (int)(((64 - ((nint)Unsafe.AsPointer(ref buffer[0]) & 63)) & 63) / sizeof(T));
+        int aligned = KernelTestData.ElementsToLine(buffer);
         Span<T> input = buffer.AsSpan(aligned + offset, n);
         x.CopyTo(input);
         var mean = new double[channels];
