@@ -224,6 +224,89 @@ public class MomentsKernelTests
         }
     }
 
+    /// <summary>
+    /// Small channels-last batches (at most 8 rows of float or 16 of double, at most 16 KiB) take two plain reads in double
+    /// precision. Written out at the edges: the row limit and one row past it, the byte limit and one channel past it,
+    /// and channels first, which never does.
+    /// </summary>
+    [Fact]
+    public void Small_batches_are_at_most_8_rows_of_float_or_16_of_double_and_16_KiB()
+    {
+        (ChannelLayout Layout, bool Float, bool Double)[] cases =
+        [
+            (new ChannelLayout(8, 16, 1), true, true),
+            (new ChannelLayout(9, 16, 1), false, true),
+            (new ChannelLayout(16, 16, 1), false, true),
+            (new ChannelLayout(17, 16, 1), false, false),
+            (new ChannelLayout(1, 1, 1), true, true),
+            (new ChannelLayout(2, 2048, 1), true, false),   // 16 KiB of float, 32 KiB of double
+            (new ChannelLayout(2, 2049, 1), false, false),  // 16 KiB and 8 bytes of float
+            (new ChannelLayout(2, 1024, 1), true, true),    // 16 KiB of double
+            (new ChannelLayout(2, 1025, 1), true, false),   // 16 KiB and 16 bytes of double
+            (new ChannelLayout(16, 128, 1), false, true),   // 16 KiB of double
+            (new ChannelLayout(2, 16, 8), false, false),    // channels first
+        ];
+        foreach (var (layout, isFloat, isDouble) in cases)
+        {
+            BatchNormKernels.IsSmallBatch<float>(layout).Should().Be(isFloat, $"float {layout}");
+            BatchNormKernels.IsSmallBatch<double>(layout).Should().Be(isDouble, $"double {layout}");
+        }
+    }
+
+    /// <summary>
+    /// A small batch's statistics are two reads in double precision, the same operations on every lane: the bits of the
+    /// scalar path at every width, and within double precision's bound of the float64 reference (for float input too,
+    /// which the reads widen exactly). Every row count of a small batch, channel counts around every width and up to the
+    /// byte limit, data far from zero and, in some channels, every value the same (a variance of exactly zero).
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(KernelTestData.Widths), MemberType = typeof(KernelTestData))]
+    public void Small_batches_are_two_reads_in_double_with_the_scalar_bits(int width)
+    {
+        int seed = 500;
+        foreach (int channels in KernelTestData.SizesAroundWidths(40).Concat([64, 100, 256, 1024, 2048]))
+        {
+            for (int rows = 1; rows <= 16; rows++)
+            {
+                SmallMoments<float>((VectorWidth)width, rows, channels, seed, offset: 1e3, spread: 1);
+                SmallMoments<double>((VectorWidth)width, rows, channels, seed++, offset: -3e4, spread: 0.5);
+            }
+        }
+    }
+
+    private static void SmallMoments<T>(VectorWidth width, int rows, int channels, int seed, double offset, double spread)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        var layout = new ChannelLayout(rows, channels, 1);
+        if (!BatchNormKernels.IsSmallBatch<T>(layout))
+        {
+            return;
+        }
+
+        int[] shape = [rows, channels];
+        double[] data = KernelTestData.Data(rows * channels, seed, offset, spread);
+        int constant = 3 % channels;
+        for (int r = 0; r < rows; r++)
+        {
+            data[(r * channels) + constant] = offset + 0.25; // one value throughout the channel
+        }
+
+        T[] x = Tolerance.FromDouble<T>(data);
+        var scalarMean = new double[channels];
+        var scalarVariance = new double[channels];
+        BatchNormKernels.Moments<T>(x, layout, scalarMean, scalarVariance, VectorWidth.Scalar);
+        var mean = new double[channels];
+        var variance = new double[channels];
+        BatchNormKernels.Moments<T>(x, layout, mean, variance, width);
+
+        string what = $"small {typeof(T).Name} {width} [{rows}, {channels}]";
+        mean.Should().Equal(scalarMean, what);
+        variance.Should().Equal(scalarVariance, what);
+        var (expectedMean, expectedVariance) = ReferenceBatchNorm.Moments(Tolerance.ToDouble<T>(x), shape, 1);
+        AssertMoments<double>(mean, variance, expectedMean, expectedVariance, rows, what);
+        variance[constant].Should().Be(0.0, $"the constant channel {constant} of {what}");
+    }
+
     private static void PhasedMoments<T>(VectorWidth width, int[] shape, int offset, bool drift)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {

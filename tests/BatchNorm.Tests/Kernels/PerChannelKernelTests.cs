@@ -87,6 +87,32 @@ public class PerChannelKernelTests
     }
 
     /// <summary>
+    /// A power-of-two divisor is applied as a multiplication by its inverse, which must give the quotient's bits: for
+    /// ordinary values, for values whose quotient is subnormal or underflows to zero, and for zeros, infinities and
+    /// NaN. The expected values are the plain IEEE divisions.
+    /// </summary>
+    [Fact]
+    public void The_moment_division_by_a_power_of_two_has_the_quotients_bits()
+    {
+        double[] special = [0.0, -0.0, double.Epsilon, -double.Epsilon, 3 * double.Epsilon, 1e-300, -2.5e-308, 1e-310, double.MaxValue, double.PositiveInfinity, double.NegativeInfinity, double.NaN];
+        foreach (double divisor in new[] { 1.0, 2.0, 8.0, 1024.0, 65536.0, 1 << 30, 3.0, 12.0 })
+        {
+            foreach (int channels in ChannelCounts)
+            {
+                double[] values = KernelTestData.Data(channels, channels + (int)divisor, offset: 0, spread: 5);
+                for (int c = 0; c < channels; c++)
+                {
+                    values[c] = c % 2 == 0 ? special[(c / 2) % special.Length] : values[c] * Math.Pow(2, -1000 - (c % 80));
+                }
+
+                double[] expected = values.Select(v => v / divisor).ToArray();
+                BatchNormKernels.DivideAll(values, divisor);
+                values.Select(BitConverter.DoubleToInt64Bits).Should().Equal(expected.Select(BitConverter.DoubleToInt64Bits), $"{channels} channels over {divisor}");
+            }
+        }
+    }
+
+    /// <summary>
     /// The merge of the statistics' stripes is Chan et al.'s update applied part after part to a running mean and M2
     /// that start at zero (the code takes those zeros as constants instead of clearing): the same bits, including for a
     /// part whose mean is -0 or infinite or NaN.
