@@ -1,7 +1,10 @@
 using System;
 using System.Collections.Generic;
+using System.Diagnostics;
+using System.Diagnostics.CodeAnalysis;
 using System.Numerics;
 using System.Numerics.Tensors;
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using BatchNorm.Constraints;
 using BatchNorm.Initializers;
@@ -823,6 +826,23 @@ public partial class BatchNormalization<T>
     /// <summary>Checks the axis against the shape's rank and, once built, the rank and channel count; returns the axis in [0, rank).</summary>
     private int ResolveAxis(ReadOnlySpan<int> shape, string paramName)
     {
+        // The checks, without the messages: those are built by ThrowBadShape, out of line, so that this method (called on
+        // every forward and backward) keeps a small frame.
+        int rank = shape.Length;
+        int axis = _axis < 0 ? _axis + rank : _axis;
+        if ((uint)axis >= (uint)rank || (IsBuilt ? rank != _builtRank || shape[axis] != Channels : shape[axis] == 0))
+        {
+            ThrowBadShape(shape, paramName);
+        }
+
+        return axis;
+    }
+
+    /// <summary>The exception <see cref="ResolveAxis"/> found a reason for: which check failed, and its message.</summary>
+    [DoesNotReturn]
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void ThrowBadShape(ReadOnlySpan<int> shape, string paramName)
+    {
         int rank = shape.Length;
         if (rank == 0)
         {
@@ -856,7 +876,7 @@ public partial class BatchNormalization<T>
             ThrowHelper.ThrowArgument(paramName, $"Expected a channel dimension (axis {_axis}) of at least 1, got shape {NdShape.Format(shape)}.");
         }
 
-        return axis;
+        throw new UnreachableException($"ResolveAxis found no fault in shape {NdShape.Format(shape)}.");
     }
 
     private static void CheckDense(bool isDense, ReadOnlySpan<nint> lengths, Span<int> dims, string paramName)
