@@ -248,6 +248,98 @@ public class BackwardKernelTests
         MaskedMoments<float>((VectorWidth)width, [4, 5, 300], 2, offset: 1e4);
     }
 
+    /// <summary>
+    /// The gradient sums of small channels-last batches of at least 8 channels (and for float at most 32) are summed in
+    /// double precision. Written out at the edges: 7 and 8 channels, 32 and 33 float channels, a batch one row or one
+    /// channel past the small-batch limits, and channels first.
+    /// </summary>
+    [Fact]
+    public void Small_gradient_batches_are_8_channels_or_more_and_at_most_32_of_float()
+    {
+        (ChannelLayout Layout, bool Float, bool Double)[] cases =
+        [
+            (new ChannelLayout(8, 16, 1), true, true),
+            (new ChannelLayout(8, 7, 1), false, false),
+            (new ChannelLayout(8, 8, 1), true, true),
+            (new ChannelLayout(8, 32, 1), true, true),
+            (new ChannelLayout(8, 33, 1), false, true),
+            (new ChannelLayout(9, 16, 1), false, true),     // nine rows: not a small float batch
+            (new ChannelLayout(17, 16, 1), false, false),
+            (new ChannelLayout(2, 1024, 1), false, true),   // 16 KiB of double
+            (new ChannelLayout(2, 1025, 1), false, false),
+            (new ChannelLayout(2, 16, 8), false, false),    // channels first
+        ];
+        foreach (var (layout, isFloat, isDouble) in cases)
+        {
+            BatchNormKernels.IsSmallGradientBatch<float>(layout).Should().Be(isFloat, $"float {layout}");
+            BatchNormKernels.IsSmallGradientBatch<double>(layout).Should().Be(isDouble, $"double {layout}");
+        }
+    }
+
+    /// <summary>
+    /// Those sums: the scalar path's bits at every width, and within double precision's bound of the float64 sums (for
+    /// float input too: each term dy (x - centre) of float values is exact in double). Every row count of a small batch,
+    /// channel counts around every width up to the limits.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(KernelTestData.Widths), MemberType = typeof(KernelTestData))]
+    public void Small_gradient_sums_are_double_sums_with_the_scalar_bits(int width)
+    {
+        foreach (int channels in KernelTestData.SizesAroundWidths(40).Concat([64, 100, 128, 1024]))
+        {
+            for (int rows = 1; rows <= 16; rows++)
+            {
+                SmallSums<float>((VectorWidth)width, rows, channels);
+                SmallSums<double>((VectorWidth)width, rows, channels);
+            }
+        }
+    }
+
+    private static void SmallSums<T>(VectorWidth width, int rows, int channels)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        var layout = new ChannelLayout(rows, channels, 1);
+        if (!BatchNormKernels.IsSmallGradientBatch<T>(layout))
+        {
+            return;
+        }
+
+        int n = rows * channels;
+        T[] x = Tolerance.FromDouble<T>(KernelTestData.Data(n, n + rows, offset: 300, spread: 3));
+        T[] dy = Tolerance.FromDouble<T>(KernelTestData.Data(n, n + rows + 1, offset: 0.1, spread: 1));
+        T[] center = Tolerance.FromDouble<T>(KernelTestData.Data(channels, rows, offset: 300, spread: 1));
+        double[] xd = Tolerance.ToDouble<T>(x);
+        double[] gd = Tolerance.ToDouble<T>(dy);
+        double[] md = Tolerance.ToDouble<T>(center);
+        var expected1 = new double[channels];
+        var expected2 = new double[channels];
+        var scale1 = new double[channels];
+        var scale2 = new double[channels];
+        for (int i = 0; i < n; i++)
+        {
+            int c = i % channels;
+            double term = gd[i] * (xd[i] - md[c]);
+            expected1[c] += gd[i];
+            expected2[c] += term;
+            scale1[c] += Math.Abs(gd[i]);
+            scale2[c] += Math.Abs(term);
+        }
+
+        var scalar1 = new double[channels];
+        var scalar2 = new double[channels];
+        BatchNormKernels.GradientSums<T>(x, dy, layout, center, scalar1, scalar2, VectorWidth.Scalar);
+        var sum1 = new double[channels];
+        var sum2 = new double[channels];
+        BatchNormKernels.GradientSums<T>(x, dy, layout, center, sum1, sum2, width);
+
+        string what = $"small {typeof(T).Name} {width} [{rows}, {channels}]";
+        sum1.Should().Equal(scalar1, what);
+        sum2.Should().Equal(scalar2, what);
+        double k = 2 * rows * Tolerance.Epsilon<double>();
+        Tolerance.ShouldBeClose(sum1, expected1, scale1, k, 0, "sum(dy) of " + what);
+        Tolerance.ShouldBeClose(sum2, expected2, scale2, k, 0, "sum(dy (x - m)) of " + what);
+    }
+
     private static void Sums<T>(VectorWidth width, int[] shape)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
