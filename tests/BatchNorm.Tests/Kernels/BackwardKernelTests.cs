@@ -311,19 +311,7 @@ public class BackwardKernelTests
         double[] xd = Tolerance.ToDouble<T>(x);
         double[] gd = Tolerance.ToDouble<T>(dy);
         double[] md = Tolerance.ToDouble<T>(center);
-        var expected1 = new double[channels];
-        var expected2 = new double[channels];
-        var scale1 = new double[channels];
-        var scale2 = new double[channels];
-        for (int i = 0; i < n; i++)
-        {
-            int c = i % channels;
-            double term = gd[i] * (xd[i] - md[c]);
-            expected1[c] += gd[i];
-            expected2[c] += term;
-            scale1[c] += Math.Abs(gd[i]);
-            scale2[c] += Math.Abs(term);
-        }
+        var (expected1, expected2, scale1, scale2) = ReferenceSums(xd, gd, md, [rows, channels]);
 
         var scalar1 = new double[channels];
         var scalar2 = new double[channels];
@@ -340,6 +328,31 @@ public class BackwardKernelTests
         Tolerance.ShouldBeClose(sum2, expected2, scale2, k, 0, "sum(dy (x - m)) of " + what);
     }
 
+    /// <summary>
+    /// The float64 gradient sums per channel (axis 1 of <paramref name="shape"/>), summed in element order, and the sums of
+    /// their terms' magnitudes, which scale the summation error bound.
+    /// </summary>
+    private static (double[] SumDy, double[] SumDyCentered, double[] ScaleDy, double[] ScaleDyCentered) ReferenceSums(
+        double[] xd, double[] gd, double[] md, int[] shape)
+    {
+        int channels = shape[1];
+        var sumDy = new double[channels];
+        var sumDyCentered = new double[channels];
+        var scaleDy = new double[channels];
+        var scaleDyCentered = new double[channels];
+        for (int i = 0; i < xd.Length; i++)
+        {
+            int c = ReferenceBatchNorm.ChannelOf(i, shape, 1);
+            double term = gd[i] * (xd[i] - md[c]);
+            sumDy[c] += gd[i];
+            sumDyCentered[c] += term;
+            scaleDy[c] += Math.Abs(gd[i]);
+            scaleDyCentered[c] += Math.Abs(term);
+        }
+
+        return (sumDy, sumDyCentered, scaleDy, scaleDyCentered);
+    }
+
     private static void Sums<T>(VectorWidth width, int[] shape)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
@@ -351,19 +364,7 @@ public class BackwardKernelTests
         double[] xd = Tolerance.ToDouble<T>(x);
         double[] gd = Tolerance.ToDouble<T>(dy);
         double[] md = Tolerance.ToDouble<T>(center);
-        var expected1 = new double[channels];
-        var expected2 = new double[channels];
-        var scale1 = new double[channels];
-        var scale2 = new double[channels];
-        for (int i = 0; i < n; i++)
-        {
-            int c = ReferenceBatchNorm.ChannelOf(i, shape, 1);
-            double term = gd[i] * (xd[i] - md[c]);
-            expected1[c] += gd[i];
-            expected2[c] += term;
-            scale1[c] += Math.Abs(gd[i]);
-            scale2[c] += Math.Abs(term);
-        }
+        var (expected1, expected2, scale1, scale2) = ReferenceSums(xd, gd, md, shape);
 
         var sum1 = new double[channels];
         var sum2 = new double[channels];
