@@ -64,7 +64,7 @@ internal static partial class BatchNormKernels
     /// of at least 8 channels, and for float at most 32. Fewer channels take the folded sums (<see cref="ChannelFold"/>),
     /// which were faster there: float32 [8, 3] took 1.27-1.29 times as long the small way. Float is widened to half the
     /// lanes, which wider float rows did not repay: [8, 48] took 1.03-1.06 times as long, [8, 64] 1.07-1.14 and [2, 1024]
-    /// 1.05-1.07 (against [8, 16] 0.80-0.88, [8, 24] 0.91-0.95 and float64 [8, 128] 0.72-0.75; the layer's backward, two
+    /// 1.05-1.07 (against [8, 16] 0.75-0.88, [8, 24] 0.91-0.99 and float64 [8, 128] 0.72-0.75; the layer's backward, two
     /// builds alternating in one process). It depends on the shape only.
     /// </summary>
     internal static unsafe bool IsSmallGradientBatch<T>(ChannelLayout layout)
