@@ -1275,8 +1275,8 @@ internal static partial class BatchNormKernels
 
     /// <summary>
     /// Wide channels-last rows: from memory (<paramref name="prefetch"/>) in blocks
-    /// (<see cref="InputGradientWideBlocks{TVec, TOps, T, TStream}"/>); in cache two at a time per coefficient load
-    /// (<see cref="InputGradientWideRowPairsDownward{TVec, TOps, T, TStream}"/>), or a single row on its own.
+    /// (<see cref="InputGradientWideBlocks{TVec, TOps, T, TStream}"/>); in cache one row at a time from the last
+    /// (<see cref="InputGradientWideRowsDownward{TVec, TOps, T, TStream}"/>).
     /// </summary>
     private static void InputGradientWideRows<TVec, TOps, T, TStream>(
         ref T x, ref T dy, ref T dx, int rows, int channels, ReadOnlySpan<T> weights, GradientCoefficients<T> k, bool prefetch)
@@ -1289,13 +1289,9 @@ internal static partial class BatchNormKernels
         {
             InputGradientWideBlocks<TVec, TOps, T, TStream>(ref x, ref dy, ref dx, rows, channels, weights, k);
         }
-        else if (rows >= 2)
+        else
         {
-            InputGradientWideRowPairsDownward<TVec, TOps, T, TStream>(ref x, ref dy, ref dx, rows, channels, weights, k);
-        }
-        else if (rows == 1)
-        {
-            InputGradientRow<TVec, TOps, T, TStream>(ref x, ref dy, ref dx, channels, k, weights.IsEmpty || weights[0] != T.Zero);
+            InputGradientWideRowsDownward<TVec, TOps, T, TStream>(ref x, ref dy, ref dx, rows, channels, weights, k);
         }
     }
 
@@ -1378,76 +1374,55 @@ internal static partial class BatchNormKernels
     }
 
     /// <summary>
-    /// Wide channels-last rows in cache, two at a time per load of the four coefficient vectors, from the last pair to the
-    /// first and each pair from its last vector (an odd last row goes first, on its own), so the pass starts on the rows
-    /// the gradient sums read last. The two rows' overlapping last vectors (x and dy) are loaded before anything of the
-    /// pair is stored, so dx may be dy. Two rows, not four: on [256,1024] (in L2/L3) four rows (twelve streams) took
-    /// 2.3-2.4x a memcpy, two rows 1.85-1.95x, one row 1.9-2.2x (coefficient loads). Rows wider than
-    /// <see cref="WideTileBytes"/> take <see cref="InputGradientWideTilesDownward{TVec, TOps, T, TStream}"/>.
+    /// Wide channels-last rows in cache, one at a time from the last row to the first (each row from its first vector), so
+    /// the pass starts on the rows the gradient sums read last; the four coefficient vectors are loaded for each row.
+    /// Rows wider than <see cref="WideTileBytes"/> take <see cref="InputGradientWideTilesDownward{TVec, TOps, T, TStream}"/>.
     /// </summary>
-    private static void InputGradientWideRowPairsDownward<TVec, TOps, T, TStream>(
+    /// <remarks>
+    /// Until the thirty-fourth session rows went in pairs, the last vector first, one coefficient load for both (the AMD
+    /// machine of the fifteenth session had timed one row at 1.9-2.2x a copy and a pair at 1.85-1.95x). On the Intel
+    /// machine (48 KiB 12-way L1; 4 KiB rows put a pair's six streams in the same sets) pairs were the slower walk, and
+    /// walking each row from its last vector was slow or not depending on where x, dy and dx start in their pages. The
+    /// sums and dx of a float32 [256,1024] backward, with x, dy and dx at seventeen sets of page offsets, took 0.65-0.90 of
+    /// the pairs' time this way; [512,512], [1024,256] and float64 [512,256] 0.50-0.68, [2048,128] and float64
+    /// [256,512] 0.73-0.80. Walking each row from its last vector took 0.69-1.29 over the same offsets.
+    /// </remarks>
+    private static void InputGradientWideRowsDownward<TVec, TOps, T, TStream>(
         ref T x, ref T dy, ref T dx, int rows, int channels, ReadOnlySpan<T> weights, GradientCoefficients<T> k)
         where TVec : struct
         where TOps : IVectorOps<TVec, T>
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
         where TStream : ISwitch
     {
-        int width = TOps.Count;
-        nuint stride = (nuint)channels;
-        nuint last = (nuint)(channels - width);
-        bool tail = channels % width != 0;
-        int vectorEnd = channels - (channels % width);
-        if (vectorEnd > TileChannels<T>())
+        if (channels - (channels % TOps.Count) > TileChannels<T>())
         {
             InputGradientWideTilesDownward<TVec, TOps, T, TStream>(ref x, ref dy, ref dx, rows, channels, weights, k);
             return;
         }
 
-        if (rows % 2 != 0)
+        nuint stride = (nuint)channels;
+        for (int r = rows - 1; r >= 0; r--)
         {
-            nuint start = (nuint)(rows - 1) * stride;
-            bool statisticsTerm = weights.IsEmpty || weights[rows - 1] != T.Zero;
-            InputGradientRow<TVec, TOps, T, TStream>(ref Unsafe.Add(ref x, start), ref Unsafe.Add(ref dy, start), ref Unsafe.Add(ref dx, start), channels, k, statisticsTerm);
-        }
-
-        for (int r = (rows & ~1) - 2; r >= 0; r -= 2)
-        {
-            nuint o0 = (nuint)r * stride;
-            nuint o1 = o0 + stride;
-            TVec w0 = TOps.Broadcast(weights.IsEmpty ? T.One : weights[r]);
-            TVec w1 = TOps.Broadcast(weights.IsEmpty ? T.One : weights[r + 1]);
-            TVec tx0 = default, tx1 = default, tg0 = default, tg1 = default;
-            if (tail)
-            {
-                tx0 = TOps.Load(ref x, o0 + last);
-                tx1 = TOps.Load(ref x, o1 + last);
-                tg0 = TOps.Load(ref dy, o0 + last);
-                tg1 = TOps.Load(ref dy, o1 + last);
-            }
-
-            InputGradientPairDownward<TVec, TOps, T, TStream>(ref x, ref dy, ref dx, o0, o1, 0, (nuint)vectorEnd, k, w0, w1);
-
-            if (tail)
-            {
-                TVec m = TOps.Load(ref k.Center, last), a = TOps.Load(ref k.A, last), p = TOps.Load(ref k.P, last), q = TOps.Load(ref k.Q, last);
-                StoreTo<TVec, TOps, T, TStream>(WeightedGradient<TVec, TOps, T>(tx0, tg0, m, a, p, q, w0), ref dx, o0 + last);
-                StoreTo<TVec, TOps, T, TStream>(WeightedGradient<TVec, TOps, T>(tx1, tg1, m, a, p, q, w1), ref dx, o1 + last);
-            }
+            nuint o = (nuint)r * stride;
+            InputGradientRow<TVec, TOps, T, TStream>(
+                ref Unsafe.Add(ref x, o), ref Unsafe.Add(ref dy, o), ref Unsafe.Add(ref dx, o), channels, k, weights.IsEmpty || weights[r] != T.Zero);
         }
     }
 
     /// <summary>
-    /// <see cref="InputGradientWideRowPairsDownward{TVec, TOps, T, TStream}"/> for rows wider than
+    /// <see cref="InputGradientWideRowsDownward{TVec, TOps, T, TStream}"/> for rows wider than
     /// <see cref="WideTileBytes"/>: blocks of <see cref="TiledBlockRows"/> rows from the last to the first, each a tile of
-    /// that many bytes of channels at a time from the last tile to the first, its pairs of rows from the last to the first
-    /// (an odd last row of the tensor goes first in each tile of its block, on its own), so that the tile's four coefficient arrays stay in L1
-    /// beside the three streams. When C is not a multiple of the width, the overlapping last vector of each row of a
-    /// block is computed into a stack buffer before the block's first store and stored after its last, so dx may be dy.
+    /// that many bytes of channels at a time from the last tile to the first, its rows from the last to the first and each
+    /// row's part of the tile from its first vector, so that the tile's four coefficient arrays stay in L1 beside the three
+    /// streams. When C is not a multiple of the width, the overlapping last vector of each row of a block is computed into
+    /// a stack buffer before the block's first store and stored after its last, so dx may be dy. One row at a time, not
+    /// pairs, since the thirty-fourth session: float64 [128,1024] and [256,1024], float32 [128,2048] and [64,4096]
+    /// took 0.98-1.03 of the pairs' time at two sets of page offsets and 0.65-0.86 at a third.
     /// </summary>
     /// <remarks>
-    /// Whole rows of 8 KiB (32 KiB of coefficients and 48 KiB of data per pair of rows) do not leave the coefficients
-    /// in the 48 KiB L1 until the next pair. Plain loops (fifteenth session, fastest of 15 rounds against a copy): double
-    /// [256,1024] 1.90-1.91x with 4 KiB tiles through 32 rows against 2.44-2.47x whole rows, float32 [256,2048]
+    /// Whole rows of 8 KiB (32 KiB of coefficients and 48 KiB of data per pair of rows, as the loop was then) do not
+    /// leave the coefficients in the 48 KiB L1 until the next pair. Plain loops (fifteenth session, fastest of 15 rounds
+    /// against a copy): double [256,1024] 1.90-1.91x with 4 KiB tiles through 32 rows against 2.44-2.47x whole rows, float32 [256,2048]
     /// 1.89-2.51x against 2.53-2.86x; float32 [256,1024], whose rows are one tile, 1.88-1.94x against 1.95-2.04x. The
     /// layer's backward with the untiled and tiled loops alternating in one process (fastest of 15 rounds, four rounds in
     /// two processes): double [256,1024] 3.38-3.98x against 3.57-4.20x, float32 [256,2048] 3.30-3.97x against
@@ -1471,42 +1446,25 @@ internal static partial class BatchNormKernels
         for (int r0 = (rows - 1) / TiledBlockRows * TiledBlockRows; r0 >= 0; r0 -= TiledBlockRows)
         {
             int r1 = Math.Min(rows, r0 + TiledBlockRows);
-            bool lone = (r1 - r0) % 2 != 0;
             for (int r = r0; tail && r < r1; r++)
             {
                 nuint o = (nuint)r * stride;
-                TVec value = lone && r == r1 - 1
-                    ? GradientAt<TVec, TOps, T>(ref Unsafe.Add(ref x, o), ref Unsafe.Add(ref dy, o), last, k, weights.IsEmpty || weights[r] != T.Zero)
-                    : WeightedGradient<TVec, TOps, T>(
-                        TOps.Load(ref x, o + last), TOps.Load(ref dy, o + last), TOps.Load(ref k.Center, last), TOps.Load(ref k.A, last),
-                        TOps.Load(ref k.P, last), TOps.Load(ref k.Q, last), TOps.Broadcast(weights.IsEmpty ? T.One : weights[r]));
+                TVec value = GradientAt<TVec, TOps, T>(ref Unsafe.Add(ref x, o), ref Unsafe.Add(ref dy, o), last, k, weights.IsEmpty || weights[r] != T.Zero);
                 TOps.Store(value, ref tv, (nuint)(r - r0) * w);
             }
 
             for (nuint c0 = (vectorEnd - 1) / tile * tile; ; c0 -= tile)
             {
                 nuint c1 = Math.Min(vectorEnd, c0 + tile);
-                int r = r1 - 2;
-                if (lone)
+                for (int r = r1 - 1; r >= r0; r--)
                 {
-                    nuint o = (nuint)(r1 - 1) * stride;
-                    bool statisticsTerm = weights.IsEmpty || weights[r1 - 1] != T.Zero;
-                    for (nuint c = c1; c != c0;)
+                    nuint o = (nuint)r * stride;
+                    bool statisticsTerm = weights.IsEmpty || weights[r] != T.Zero;
+                    for (nuint c = c0; c != c1; c += w)
                     {
-                        c -= w;
                         StoreTo<TVec, TOps, T, TStream>(
                             GradientAt<TVec, TOps, T>(ref Unsafe.Add(ref x, o), ref Unsafe.Add(ref dy, o), c, k, statisticsTerm), ref Unsafe.Add(ref dx, o), c);
                     }
-
-                    r = r1 - 3;
-                }
-
-                for (; r >= r0; r -= 2)
-                {
-                    nuint o0 = (nuint)r * stride;
-                    InputGradientPairDownward<TVec, TOps, T, TStream>(
-                        ref x, ref dy, ref dx, o0, o0 + stride, c0, c1, k,
-                        TOps.Broadcast(weights.IsEmpty ? T.One : weights[r]), TOps.Broadcast(weights.IsEmpty ? T.One : weights[r + 1]));
                 }
 
                 if (c0 == 0)
@@ -1521,36 +1479,6 @@ internal static partial class BatchNormKernels
             }
         }
     }
-
-    /// <summary>
-    /// Two rows (at <paramref name="o0"/> and <paramref name="o1"/>, weights <paramref name="w0"/> and
-    /// <paramref name="w1"/>) over the vectors of channels <c>[c0, c1)</c>, from the last to the first: one load of each
-    /// of the four coefficient vectors for both rows.
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void InputGradientPairDownward<TVec, TOps, T, TStream>(
-        ref T x, ref T dy, ref T dx, nuint o0, nuint o1, nuint c0, nuint c1, GradientCoefficients<T> k, TVec w0, TVec w1)
-        where TVec : struct
-        where TOps : IVectorOps<TVec, T>
-        where T : unmanaged, IBinaryFloatingPointIeee754<T>
-        where TStream : ISwitch
-    {
-        for (nuint c = c1; c != c0;)
-        {
-            c -= (nuint)TOps.Count;
-            TVec m = TOps.Load(ref k.Center, c), a = TOps.Load(ref k.A, c), p = TOps.Load(ref k.P, c), q = TOps.Load(ref k.Q, c);
-            StoreTo<TVec, TOps, T, TStream>(WeightedGradient<TVec, TOps, T>(TOps.Load(ref x, o0 + c), TOps.Load(ref dy, o0 + c), m, a, p, q, w0), ref dx, o0 + c);
-            StoreTo<TVec, TOps, T, TStream>(WeightedGradient<TVec, TOps, T>(TOps.Load(ref x, o1 + c), TOps.Load(ref dy, o1 + c), m, a, p, q, w1), ref dx, o1 + c);
-        }
-    }
-
-    /// <summary>dx of a row weighted by <paramref name="w"/> (its mask weight, or one): <c>g a + ((x - m) p + q) w</c>.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static TVec WeightedGradient<TVec, TOps, T>(TVec x, TVec g, TVec m, TVec a, TVec p, TVec q, TVec w)
-        where TVec : struct
-        where TOps : IVectorOps<TVec, T>
-        where T : unmanaged, IBinaryFloatingPointIeee754<T>
-        => TOps.Add(TOps.Multiply(g, a), TOps.Multiply(TOps.Add(TOps.Multiply(TOps.Subtract(x, m), p), q), w));
 
     /// <summary>A channels-last row (coefficients vary along it). Requires count &gt;= width.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
