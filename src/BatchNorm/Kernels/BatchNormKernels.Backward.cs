@@ -1383,9 +1383,9 @@ internal static partial class BatchNormKernels
     /// machine of the fifteenth session had timed one row at 1.9-2.2x a copy and a pair at 1.85-1.95x). On the Intel
     /// machine (48 KiB 12-way L1; 4 KiB rows put a pair's six streams in the same sets) pairs were the slower walk, and
     /// walking each row from its last vector was slow or not depending on where x, dy and dx start in their pages. The
-    /// sums and dx of a float32 [256,1024] backward, with x, dy and dx at seventeen sets of page offsets, took 0.65-0.90 of
+    /// sums and dx of a float32 [256,1024] backward, with x, dy and dx at nineteen sets of page offsets, took 0.68-0.90 of
     /// the pairs' time this way; [512,512], [1024,256] and float64 [512,256] 0.50-0.68, [2048,128] and float64
-    /// [256,512] 0.73-0.80. Walking each row from its last vector took 0.69-1.29 over the same offsets.
+    /// [256,512] 0.73-0.80. Walking each row from its last vector took 0.65-1.29 over the same offsets (over 1 at seven).
     /// </remarks>
     private static void InputGradientWideRowsDownward<TVec, TOps, T, TStream>(
         ref T x, ref T dy, ref T dx, int rows, int channels, ReadOnlySpan<T> weights, GradientCoefficients<T> k)
