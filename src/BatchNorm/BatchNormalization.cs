@@ -729,6 +729,17 @@ public partial class BatchNormalization<T>
         Span<double> mean = context.Mean;
         Span<double> variance = context.Variance;
         ReadOnlySpan<T> weights = context.SetMask(mask, layout);
+        if (weights.IsEmpty && !Renorm && BatchNormKernels.IsSmallTraining<T>(layout, VectorWidths.Best))
+        {
+            // A small batch: the statistics, the steps and the map in one routine, with the same bits.
+            context.Denominator = BatchNormKernels.SmallTrainingForward(
+                x, y, layout, mean, variance, GammaSpan, BetaSpan, _movingMean!.Span, _movingVariance!.Span, Momentum, Epsilon,
+                context.EffectiveGamma, context.InverseStddev, context.Center, VectorWidths.Best);
+            _lastInput = inPlace ? null : savedInput;
+            _lastMode = ForwardMode.Batch;
+            return;
+        }
+
         context.Denominator = BatchNormKernels.BatchStatistics(
             x, layout, weights, mean, variance, BatchNormKernels.StatisticsWidth<T>(VectorWidths.Best, layout), _maxDegreeOfParallelism);
         if (Renorm)

@@ -978,10 +978,25 @@ internal static partial class BatchNormKernels
         where TOps : IVectorOps<TVec, double>
         where T : unmanaged
     {
-        TVec a = TOps.Multiply(g, inverse);
-        TVec roundedMean = TOps.RoundTo<T>(m);
+        TVec roundedMean = FoldValues<TVec, TOps, T>(m, inverse, g, b, out TVec a, out TVec s);
         TOps.StoreNarrowed(roundedMean, ref center, c);
         TOps.StoreNarrowed(a, ref scale, c);
-        TOps.StoreNarrowed(TOps.Subtract(b, TOps.Multiply(TOps.Subtract(m, roundedMean), a)), ref shift, c);
+        TOps.StoreNarrowed(s, ref shift, c);
+    }
+
+    /// <summary>
+    /// The values <see cref="Fold{TVec, TOps, T}"/> stores, before their rounding to T: returns the T-rounded mean (the
+    /// centre), with <paramref name="scale"/> <c>= g * inverse</c> and <paramref name="shift"/> <c>= b - (m - centre) * scale</c>.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static TVec FoldValues<TVec, TOps, T>(TVec m, TVec inverse, TVec g, TVec b, out TVec scale, out TVec shift)
+        where TVec : struct
+        where TOps : IVectorOps<TVec, double>
+        where T : unmanaged
+    {
+        scale = TOps.Multiply(g, inverse);
+        TVec roundedMean = TOps.RoundTo<T>(m);
+        shift = TOps.Subtract(b, TOps.Multiply(TOps.Subtract(m, roundedMean), scale));
+        return roundedMean;
     }
 }

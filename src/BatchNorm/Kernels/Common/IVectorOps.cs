@@ -81,6 +81,14 @@ internal interface IVectorOps<TVec, T>
     /// <summary>Each lane (T is double) rounded to the nearest <typeparamref name="TTarget"/> and widened back: identity for double.</summary>
     static abstract TVec RoundTo<TTarget>(TVec value)
         where TTarget : unmanaged;
+
+    /// <summary>
+    /// The vector of T whose lanes are those of <paramref name="lower"/> and then <paramref name="upper"/>, double vectors
+    /// of the same width, each rounded to the nearest T (the scalar cast), in registers. For double, one double vector
+    /// holds them all and <paramref name="upper"/> is not read.
+    /// </summary>
+    static abstract TVec NarrowFrom<TWide>(TWide lower, TWide upper)
+        where TWide : struct;
 }
 
 internal readonly struct Vector512Ops<T> : IVectorOps<Vector512<T>, T>
@@ -184,6 +192,16 @@ internal readonly struct Vector512Ops<T> : IVectorOps<Vector512<T>, T>
         }
 
         return Vector512.WidenLower(ToSingle(value.As<T, double>()).ToVector512Unsafe()).As<double, T>();
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<T> NarrowFrom<TWide>(TWide lower, TWide upper)
+        where TWide : struct
+    {
+        Debug.Assert(typeof(TWide) == typeof(Vector512<double>) && (typeof(T) == typeof(float) || typeof(T) == typeof(double)));
+        return typeof(T) == typeof(double)
+            ? Unsafe.As<TWide, Vector512<T>>(ref lower)
+            : Vector512.Narrow(Unsafe.As<TWide, Vector512<double>>(ref lower), Unsafe.As<TWide, Vector512<double>>(ref upper)).As<float, T>();
     }
 
     /// <summary>
@@ -296,6 +314,16 @@ internal readonly struct Vector256Ops<T> : IVectorOps<Vector256<T>, T>
         }
 
         return Vector256.WidenLower(ToSingle(value.As<T, double>()).ToVector256Unsafe()).As<double, T>();
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<T> NarrowFrom<TWide>(TWide lower, TWide upper)
+        where TWide : struct
+    {
+        Debug.Assert(typeof(TWide) == typeof(Vector256<double>) && (typeof(T) == typeof(float) || typeof(T) == typeof(double)));
+        return typeof(T) == typeof(double)
+            ? Unsafe.As<TWide, Vector256<T>>(ref lower)
+            : Vector256.Narrow(Unsafe.As<TWide, Vector256<double>>(ref lower), Unsafe.As<TWide, Vector256<double>>(ref upper)).As<float, T>();
     }
 
     /// <summary>Each lane rounded to float: one <c>vcvtpd2ps</c> on x86 (see <see cref="Vector512Ops{T}"/>).</summary>
@@ -415,6 +443,16 @@ internal readonly struct Vector128Ops<T> : IVectorOps<Vector128<T>, T>
         return Vector128.WidenLower(ToSingle(value.As<T, double>())).As<double, T>();
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<T> NarrowFrom<TWide>(TWide lower, TWide upper)
+        where TWide : struct
+    {
+        Debug.Assert(typeof(TWide) == typeof(Vector128<double>) && (typeof(T) == typeof(float) || typeof(T) == typeof(double)));
+        return typeof(T) == typeof(double)
+            ? Unsafe.As<TWide, Vector128<T>>(ref lower)
+            : Vector128.Narrow(Unsafe.As<TWide, Vector128<double>>(ref lower), Unsafe.As<TWide, Vector128<double>>(ref upper)).As<float, T>();
+    }
+
     /// <summary>Both lanes rounded to float in the lower two (the upper two are not used): one <c>cvtpd2ps</c> on x86.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector128<float> ToSingle(Vector128<double> d) =>
@@ -507,5 +545,13 @@ internal readonly struct ScalarOps<T> : IVectorOps<T, T>
     {
         Debug.Assert(typeof(TTarget) == typeof(float) || typeof(TTarget) == typeof(double));
         return typeof(TTarget) == typeof(float) ? T.CreateTruncating(float.CreateTruncating(value)) : value;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static T NarrowFrom<TWide>(TWide lower, TWide upper)
+        where TWide : struct
+    {
+        Debug.Assert(typeof(TWide) == typeof(double));
+        return T.CreateTruncating(Unsafe.As<TWide, double>(ref lower));
     }
 }
