@@ -19,6 +19,7 @@ public class MaskAndRenormTests
         [new[] { 2, 3, 4, 17 }, 1],
         [new[] { 2, 3, 2, 2, 7 }, 2],
         [new[] { 4, 20 }, 0],
+        [new[] { 6, 16 }, -1], // a small batch, whose unmasked backward takes the one-routine path
     ];
 
     [Theory]
@@ -82,6 +83,10 @@ public class MaskAndRenormTests
         Renorm<float>(new RenormClipping(rmax, rmin, dmax), [16, 6], -1, 2e-5);
         Renorm<double>(new RenormClipping(rmax, rmin, dmax), [16, 6], -1, 1e-12);
         Renorm<double>(new RenormClipping(rmax, rmin, dmax), [3, 5, 4, 2], 1, 1e-12);
+
+        // Small batches, which without renorm take the one-routine training forward.
+        Renorm<float>(new RenormClipping(rmax, rmin, dmax), [8, 16], -1, 2e-5);
+        Renorm<double>(new RenormClipping(rmax, rmin, dmax), [8, 16], -1, 1e-12);
     }
 
     [Fact]
