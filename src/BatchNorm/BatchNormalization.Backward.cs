@@ -1,5 +1,6 @@
 using System;
 using System.Buffers;
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using BatchNorm.Kernels;
 using BatchNorm.Tensors;
@@ -119,6 +120,22 @@ public partial class BatchNormalization<T>
         }
     }
 
+    /// <summary>
+    /// The backward pass of a small batch after an unmasked training call: the sums, the coefficients and dx in one routine
+    /// (<see cref="BatchNormKernels.SmallBackward{T}"/>, the same bits as the separate kernels). <paramref name="buffer"/>
+    /// is BackwardCore's from its sums of dy (x - centre): those, then dgamma and dbeta in double. Kept out of BackwardCore
+    /// so that its frame does not grow by the call's arguments.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void SmallBackward(ReadOnlySpan<T> x, ReadOnlySpan<T> dy, Span<T> dx, ChannelLayout layout, Span<double> buffer, VectorWidth width)
+    {
+        ForwardContext context = _context!;
+        int channels = layout.Channels;
+        BatchNormKernels.SmallBackward(
+            x, dy, dx, layout, context.Center, context.Mean, context.InverseStddev, context.EffectiveGamma, context.R, context.D,
+            1.0 / context.Denominator, buffer[..channels], buffer.Slice(channels, channels), buffer.Slice(2 * channels, channels), width);
+    }
+
     private void BackwardCore(
         ReadOnlySpan<T> x, ReadOnlySpan<int> shape, ReadOnlySpan<T> dy, ReadOnlySpan<int> gradientShape, Span<T> dx,
         Span<T> gammaGradient, Span<T> betaGradient, bool includeRegularization)
@@ -189,7 +206,6 @@ public partial class BatchNormalization<T>
                 mean = context.Mean;
                 effectiveGamma = context.EffectiveGamma;
                 inverseStddev = context.InverseStddev;
-                context.Center.AsSpan().CopyTo(center);
             }
             else
             {
@@ -215,28 +231,40 @@ public partial class BatchNormalization<T>
             }
 
             VectorWidth width = BatchNormKernels.BackwardWidth<T>(VectorWidths.Best, layout);
-            if (layout.Length != 0)
+            double inverseDenominator = 1.0 / context.Denominator;
+            bool masked = batch && !context.MaskWeights.IsEmpty;
+            if (batch && !masked && BatchNormKernels.IsSmallBackward<T>(layout, width))
             {
-                BatchNormKernels.GradientSums(x, dy, layout, center, sumDy, sumDyCentered, width, MaxDegreeOfParallelism);
+                SmallBackward(x, dy, dx, layout, buffer[(4 * channels)..], width);
             }
             else
             {
-                sumDy.Clear();
-                sumDyCentered.Clear();
-            }
+                if (batch)
+                {
+                    context.Center.AsSpan().CopyTo(center);
+                }
 
-            double inverseDenominator = 1.0 / context.Denominator;
-            bool masked = batch && !context.MaskWeights.IsEmpty;
-            double maskShift = masked ? BatchNormKernels.MaskCountEpsilon * inverseDenominator : 0.0;
-            BatchNormKernels.ChannelGradientCoefficients(
-                mean, inverseStddev, effectiveGamma, center, sumDy, sumDyCentered,
-                batch ? context.R : default, batch ? context.D : default, inverseDenominator, maskShift,
-                gammaGrad, betaGrad, a, p, q);
+                if (layout.Length != 0)
+                {
+                    BatchNormKernels.GradientSums(x, dy, layout, center, sumDy, sumDyCentered, width, MaxDegreeOfParallelism);
+                }
+                else
+                {
+                    sumDy.Clear();
+                    sumDyCentered.Clear();
+                }
 
-            if (layout.Length != 0)
-            {
-                BatchNormKernels.InputGradient(
-                    x, dy, dx, layout, batch ? context.MaskWeights : default, center, a, p, q, width, MaxDegreeOfParallelism);
+                double maskShift = masked ? BatchNormKernels.MaskCountEpsilon * inverseDenominator : 0.0;
+                BatchNormKernels.ChannelGradientCoefficients(
+                    mean, inverseStddev, effectiveGamma, center, sumDy, sumDyCentered,
+                    batch ? context.R : default, batch ? context.D : default, inverseDenominator, maskShift,
+                    gammaGrad, betaGrad, a, p, q);
+
+                if (layout.Length != 0)
+                {
+                    BatchNormKernels.InputGradient(
+                        x, dy, dx, layout, batch ? context.MaskWeights : default, center, a, p, q, width, MaxDegreeOfParallelism);
+                }
             }
 
             if (includeRegularization)

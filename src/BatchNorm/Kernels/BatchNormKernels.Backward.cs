@@ -98,6 +98,118 @@ internal static partial class BatchNormKernels
     }
 
     /// <summary>
+    /// Whether the backward pass of a training call without a mask over <paramref name="layout"/> takes
+    /// <see cref="SmallBackward{T}"/>: a small batch whose gradient sums take <see cref="SmallGradientSums{T}"/>
+    /// (<see cref="IsSmallGradientBatch{T}"/>), of at least one vector of channels at <paramref name="width"/>.
+    /// </summary>
+    internal static bool IsSmallBackward<T>(ChannelLayout layout, VectorWidth width)
+        where T : unmanaged => IsSmallGradientBatch<T>(layout) && layout.Channels >= VectorWidths.Lanes<T>(width);
+
+    /// <summary>
+    /// The whole backward pass of a small batch after a training call without a mask (<see cref="IsSmallBackward{T}"/>):
+    /// the gradient sums of <see cref="SmallGradientSums{T}"/> over every channel, then one vector of T's channels at a
+    /// time from the coefficients of <see cref="ChannelGradientCoefficients{T}"/> to the input gradient of
+    /// <see cref="InputGradient{T}"/>, the coefficients rounded to T in registers rather than stored and read back.
+    /// dbeta is the sum of dy, so the sums go straight into <paramref name="betaGradient"/>; dgamma goes into
+    /// <paramref name="gammaGradient"/>. Every value has the bits of those kernels run one after another, and
+    /// <paramref name="dx"/> may be <paramref name="dy"/> (each element is read before it is written).
+    /// </summary>
+    /// <remarks>
+    /// As for the training forward (<see cref="SmallTrainingForward{T}"/>): at these sizes the call is a chain of
+    /// dependent steps, and the stores and reloads between the separate kernels lengthened it. The layer's backward
+    /// against the separate kernels (thirty-fifth session, both slot orders): float32 [8, 16] 0.70-0.92, [8, 32]
+    /// 0.77-0.85, float64 [8, 16] 0.76-0.99, [16, 64] 0.69-0.84, [8, 100] 0.69-0.84.
+    /// </remarks>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    public static void SmallBackward<T>(
+        ReadOnlySpan<T> x, ReadOnlySpan<T> dy, Span<T> dx, ChannelLayout layout, ReadOnlySpan<T> center,
+        ReadOnlySpan<double> mean, ReadOnlySpan<double> inverseStddev, ReadOnlySpan<double> effectiveGamma, ReadOnlySpan<double> r,
+        ReadOnlySpan<double> d, double inverseDenominator, Span<double> sumDyCentered, Span<double> gammaGradient, Span<double> betaGradient,
+        VectorWidth width)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        Debug.Assert(IsSmallBackward<T>(layout, width) && x.Length == layout.Length && dy.Length == layout.Length && dx.Length == layout.Length);
+        Debug.Assert(!r.IsEmpty && !d.IsEmpty);
+        int rows = layout.Outer;
+        int channels = layout.Channels;
+        SmallGradientSums(x, dy, rows, channels, center, betaGradient, sumDyCentered, width);
+        var steps = new GradientCoefficientsLoop<T>(
+            mean, inverseStddev, effectiveGamma, center, betaGradient, sumDyCentered, r, d, inverseDenominator, 0.0, gammaGradient, default, default, default);
+        ref T xs = ref MemoryMarshal.GetReference(x);
+        ref T gs = ref MemoryMarshal.GetReference(dy);
+        ref T ds = ref MemoryMarshal.GetReference(dx);
+        ref T ms = ref MemoryMarshal.GetReference(center);
+
+        // Whole vectors at the width, then the channels left at each narrower width (the same bits at every width).
+        int c = 0;
+        if (width >= VectorWidth.Vector512)
+        {
+            c = SmallBackwardBlocks<Vector512<T>, Vector512Ops<T>, Vector512<double>, Vector512Ops<double>, T>(
+                ref steps, ref xs, ref gs, ref ds, ref ms, rows, channels, c);
+        }
+
+        if (width >= VectorWidth.Vector256 && c < channels)
+        {
+            c = SmallBackwardBlocks<Vector256<T>, Vector256Ops<T>, Vector256<double>, Vector256Ops<double>, T>(
+                ref steps, ref xs, ref gs, ref ds, ref ms, rows, channels, c);
+        }
+
+        if (width >= VectorWidth.Vector128 && c < channels)
+        {
+            c = SmallBackwardBlocks<Vector128<T>, Vector128Ops<T>, Vector128<double>, Vector128Ops<double>, T>(
+                ref steps, ref xs, ref gs, ref ds, ref ms, rows, channels, c);
+        }
+
+        if (c < channels)
+        {
+            SmallBackwardBlocks<T, ScalarOps<T>, double, ScalarOps<double>, T>(ref steps, ref xs, ref gs, ref ds, ref ms, rows, channels, c);
+        }
+    }
+
+    /// <summary>
+    /// The vectors of channels of <see cref="SmallBackward{T}"/> from <paramref name="start"/>, each of TVec's lanes (two
+    /// double vectors for float, one for double); returns where it stopped. Not inlined, so that each width's copy gets
+    /// the JIT's whole inlining budget (see <see cref="SmallTrainingForward{T}"/>).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static int SmallBackwardBlocks<TVec, TOps, TWide, TWideOps, T>(
+        ref GradientCoefficientsLoop<T> steps, ref T x, ref T dy, ref T dx, ref T center, int rows, int channels, int start)
+        where TVec : struct
+        where TOps : IVectorOps<TVec, T>
+        where TWide : struct
+        where TWideOps : IVectorOps<TWide, double>
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        bool two = TOps.Count != TWideOps.Count;
+        nuint half = (nuint)TWideOps.Count;
+        nuint stride = (nuint)channels;
+        int c = start;
+        for (; c <= channels - TOps.Count; c += TOps.Count)
+        {
+            nuint i = (nuint)c;
+            TWide a0 = steps.Step<TWide, TWideOps>(i, out TWide p0, out TWide q0);
+            TWide a1 = a0, p1 = p0, q1 = q0;
+            if (two)
+            {
+                a1 = steps.Step<TWide, TWideOps>(i + half, out p1, out q1);
+            }
+
+            TVec m = TOps.Load(ref center, i);
+            TVec a = TOps.NarrowFrom(a0, a1);
+            TVec p = TOps.NarrowFrom(p0, p1);
+            TVec q = TOps.NarrowFrom(q0, q1);
+            for (int r = 0; r < rows; r++, i += stride)
+            {
+                // dy a + ((x - center) p + q), as GradientAt.
+                TVec statistics = TOps.Add(TOps.Multiply(TOps.Subtract(TOps.Load(ref x, i), m), p), q);
+                TOps.Store(TOps.Add(TOps.Multiply(TOps.Load(ref dy, i), a), statistics), ref dx, i);
+            }
+        }
+
+        return c;
+    }
+
+    /// <summary>
     /// The channels from <paramref name="start"/> of <see cref="SmallGradientSums{T}"/>, two vectors at a time and then one
     /// (eight chains of additions in flight, or four); returns where it stopped.
     /// </summary>
@@ -1621,47 +1733,55 @@ internal static partial class BatchNormKernels
             where TOps : IVectorOps<TVec, double>
         {
             bool batch = !_r.IsEmpty;
-            ref double mu = ref MemoryMarshal.GetReference(_mean);
-            ref double inv = ref MemoryMarshal.GetReference(_inverseStddev);
-            ref double eg = ref MemoryMarshal.GetReference(_effectiveGamma);
-            ref T ce = ref MemoryMarshal.GetReference(_center);
-            ref double s1 = ref MemoryMarshal.GetReference(_sumDy);
-            ref double s2 = ref MemoryMarshal.GetReference(_sumDyCentered);
-            ref double rs = ref MemoryMarshal.GetReference(_r);
-            ref double ds = ref MemoryMarshal.GetReference(_d);
-            ref double gg = ref MemoryMarshal.GetReference(_gammaGradient);
-            TVec invD = TOps.Broadcast(inverseDenominator);
-            TVec shiftScale = TOps.Broadcast(maskShift);
             int c = start;
             for (; c <= _mean.Length - TOps.Count; c += TOps.Count)
             {
                 nuint i = (nuint)c;
-                TVec invS = TOps.Load(ref inv, i);
-                TVec m = TOps.Load(ref mu, i);
-                TVec sum = TOps.Load(ref s1, i);
-                TVec rounding = TOps.Subtract(m, TOps.LoadWidened(ref ce, i));
-                TVec sumDyXhat = TOps.Multiply(TOps.Subtract(TOps.Load(ref s2, i), TOps.Multiply(rounding, sum)), invS);
-                TVec ac = TOps.Multiply(TOps.Load(ref eg, i), invS);
-                TOps.StoreNarrowed(ac, ref MemoryMarshal.GetReference(_a), i);
+                TOps.StoreNarrowed(Step<TVec, TOps>(i, out TVec pc, out TVec qc), ref MemoryMarshal.GetReference(_a), i);
                 if (batch)
                 {
-                    TOps.Store(TOps.Add(TOps.Multiply(TOps.Load(ref rs, i), sumDyXhat), TOps.Multiply(TOps.Load(ref ds, i), sum)), ref gg, i);
-
-                    // dx = a dy + w (p (x - center) + q): see the derivation in the remarks of Backward.
-                    TVec pc = TOps.Multiply(TOps.Multiply(TOps.Multiply(TOps.Negate(ac), sumDyXhat), invD), invS);
-                    TVec qc = TOps.Subtract(
-                        TOps.Multiply(TOps.Multiply(TOps.Negate(ac), sum), invD),
-                        TOps.Multiply(pc, TOps.Add(rounding, TOps.Multiply(m, shiftScale))));
                     TOps.StoreNarrowed(pc, ref MemoryMarshal.GetReference(_p), i);
                     TOps.StoreNarrowed(qc, ref MemoryMarshal.GetReference(_q), i);
-                }
-                else
-                {
-                    TOps.Store(sumDyXhat, ref gg, i);
                 }
             }
 
             return c;
+        }
+
+        /// <summary>
+        /// The coefficients of the channels from <paramref name="i"/>: dgamma stored, and a returned with
+        /// <paramref name="p"/> and <paramref name="q"/> (zero after an inference call), in double.
+        /// </summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public TVec Step<TVec, TOps>(nuint i, out TVec p, out TVec q)
+            where TVec : struct
+            where TOps : IVectorOps<TVec, double>
+        {
+            ref double gg = ref MemoryMarshal.GetReference(_gammaGradient);
+            TVec invS = TOps.Load(ref MemoryMarshal.GetReference(_inverseStddev), i);
+            TVec m = TOps.Load(ref MemoryMarshal.GetReference(_mean), i);
+            TVec sum = TOps.Load(ref MemoryMarshal.GetReference(_sumDy), i);
+            TVec rounding = TOps.Subtract(m, TOps.LoadWidened(ref MemoryMarshal.GetReference(_center), i));
+            TVec sumDyXhat = TOps.Multiply(TOps.Subtract(TOps.Load(ref MemoryMarshal.GetReference(_sumDyCentered), i), TOps.Multiply(rounding, sum)), invS);
+            TVec a = TOps.Multiply(TOps.Load(ref MemoryMarshal.GetReference(_effectiveGamma), i), invS);
+            if (_r.IsEmpty)
+            {
+                TOps.Store(sumDyXhat, ref gg, i);
+                p = q = TOps.Zero;
+                return a;
+            }
+
+            TVec invD = TOps.Broadcast(inverseDenominator);
+            TOps.Store(
+                TOps.Add(TOps.Multiply(TOps.Load(ref MemoryMarshal.GetReference(_r), i), sumDyXhat), TOps.Multiply(TOps.Load(ref MemoryMarshal.GetReference(_d), i), sum)),
+                ref gg, i);
+
+            // dx = a dy + w (p (x - center) + q): see the derivation in the remarks of Backward.
+            p = TOps.Multiply(TOps.Multiply(TOps.Multiply(TOps.Negate(a), sumDyXhat), invD), invS);
+            q = TOps.Subtract(
+                TOps.Multiply(TOps.Multiply(TOps.Negate(a), sum), invD),
+                TOps.Multiply(p, TOps.Add(rounding, TOps.Multiply(m, TOps.Broadcast(maskShift)))));
+            return a;
         }
     }
 

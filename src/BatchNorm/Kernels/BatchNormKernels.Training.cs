@@ -141,6 +141,7 @@ internal static partial class BatchNormKernels
     /// is). The layer's training forward against the separate kernels (thirty-fifth session; benchmarks/HISTORY.md):
     /// float32 [8, 16] 0.73-0.95, float64 [8, 16] 0.72-1.0, float32 [2, 1024] 0.63-0.92, float64 [8, 100] 0.69-0.82.
     /// </remarks>
+    [MethodImpl(MethodImplOptions.NoInlining)]
     public static double SmallTrainingForward<T>(
         ReadOnlySpan<T> x, Span<T> y, ChannelLayout layout, Span<double> mean, Span<double> variance,
         ReadOnlySpan<T> gamma, ReadOnlySpan<T> beta, Span<T> movingMean, Span<T> movingVariance, double momentum, double epsilon,
