@@ -718,7 +718,14 @@ public partial class BatchNormalization<T>
             if (layout.Length != 0)
             {
                 InferenceFold fold = CurrentInferenceFold();
-                BatchNormKernels.Affine<T>(x, y, layout, fold.Center, fold.Scale, fold.Shift, VectorWidths.Best, _maxDegreeOfParallelism);
+                if (BatchNormKernels.IsSmallAffine<T>(layout, VectorWidths.Best))
+                {
+                    BatchNormKernels.SmallAffine<T>(x, y, layout, fold.Center, fold.Scale, fold.Shift, VectorWidths.Best);
+                }
+                else
+                {
+                    BatchNormKernels.Affine<T>(x, y, layout, fold.Center, fold.Scale, fold.Shift, VectorWidths.Best, _maxDegreeOfParallelism);
+                }
             }
 
             return;

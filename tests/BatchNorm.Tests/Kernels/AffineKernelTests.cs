@@ -216,6 +216,69 @@ public class AffineKernelTests
         output.ToArray().Should().Equal(scalar, "in place, " + because);
     }
 
+    /// <summary>
+    /// Small channels-last batches of one to four vectors a row take <see cref="BatchNormKernels.SmallAffine{T}"/>: the bits
+    /// of <see cref="BatchNormKernels.Affine{T}"/> on the scalar path, in place and not, for every row count of a small
+    /// batch, and the float64 map within its three roundings. The rule is written out at its edges.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(KernelTestData.Widths), MemberType = typeof(KernelTestData))]
+    public void Small_batches_map_with_the_scalar_bits(int width)
+    {
+        BatchNormKernels.IsSmallAffine<float>(new ChannelLayout(8, 16, 1), VectorWidth.Vector512).Should().BeTrue();
+        BatchNormKernels.IsSmallAffine<float>(new ChannelLayout(8, 64, 1), VectorWidth.Vector512).Should().BeTrue();
+        BatchNormKernels.IsSmallAffine<float>(new ChannelLayout(8, 65, 1), VectorWidth.Vector512).Should().BeFalse();
+        BatchNormKernels.IsSmallAffine<float>(new ChannelLayout(8, 15, 1), VectorWidth.Vector512).Should().BeFalse();
+        BatchNormKernels.IsSmallAffine<float>(new ChannelLayout(9, 16, 1), VectorWidth.Vector512).Should().BeFalse();
+        BatchNormKernels.IsSmallAffine<double>(new ChannelLayout(16, 8, 1), VectorWidth.Vector512).Should().BeTrue();
+        BatchNormKernels.IsSmallAffine<double>(new ChannelLayout(2, 8, 4), VectorWidth.Vector512).Should().BeFalse();
+        foreach (int channels in KernelTestData.SizesAroundWidths(70))
+        {
+            for (int rows = 1; rows <= 16; rows++)
+            {
+                SmallMap<float>((VectorWidth)width, rows, channels);
+                SmallMap<double>((VectorWidth)width, rows, channels);
+            }
+        }
+    }
+
+    private static void SmallMap<T>(VectorWidth width, int rows, int channels)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        var layout = new ChannelLayout(rows, channels, 1);
+        if (!BatchNormKernels.IsSmallAffine<T>(layout, width))
+        {
+            return;
+        }
+
+        int n = rows * channels;
+        T[] x = Tolerance.FromDouble<T>(KernelTestData.Data(n, n + channels, offset: 0.5, spread: 4));
+        T[] center = Tolerance.FromDouble<T>(KernelTestData.Data(channels, rows, offset: 0.5, spread: 1));
+        T[] scale = Tolerance.FromDouble<T>(KernelTestData.Data(channels, rows + 1, offset: 0, spread: 3));
+        T[] shift = Tolerance.FromDouble<T>(KernelTestData.Data(channels, rows + 2, offset: 0, spread: 5));
+        var expected = new T[n];
+        BatchNormKernels.Affine<T>(x, expected, layout, center, scale, shift, VectorWidth.Scalar);
+        var y = new T[n];
+        BatchNormKernels.SmallAffine<T>(x, y, layout, center, scale, shift, width);
+        T[] inPlace = (T[])x.Clone();
+        BatchNormKernels.SmallAffine<T>(inPlace, inPlace, layout, center, scale, shift, width);
+
+        string what = $"{typeof(T).Name} {width} [{rows}, {channels}]";
+        y.Should().Equal(expected, what);
+        inPlace.Should().Equal(expected, what + " in place");
+        double[] xd = Tolerance.ToDouble<T>(x);
+        var (reference, bound) = (new double[n], new double[n]);
+        for (int i = 0; i < n; i++)
+        {
+            int c = i % channels;
+            double centered = (xd[i] - double.CreateTruncating(center[c])) * double.CreateTruncating(scale[c]);
+            reference[i] = centered + double.CreateTruncating(shift[c]);
+            bound[i] = Math.Abs(centered) + Math.Abs(double.CreateTruncating(shift[c])) + Math.Abs(reference[i]);
+        }
+
+        Tolerance.ShouldBeClose(Tolerance.ToDouble<T>(y), reference, bound, 3 * Tolerance.Epsilon<T>(), 0, what + " against the float64 map");
+    }
+
     private static void Check<T>(VectorWidth width, int[] shape, int axis)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {

@@ -112,6 +112,46 @@ internal static partial class BatchNormKernels
         AffineSequential(x, y, layout, center, scale, shift, width, prefetch, streaming);
     }
 
+    /// <summary>
+    /// Whether the affine map over <paramref name="layout"/> at <paramref name="width"/> can take
+    /// <see cref="SmallAffine{T}"/>: a small channels-last batch (<see cref="IsSmallBatch{T}"/>) whose rows are one to four
+    /// vectors.
+    /// </summary>
+    internal static bool IsSmallAffine<T>(ChannelLayout layout, VectorWidth width)
+        where T : unmanaged => IsSmallBatch<T>(layout) && layout.Channels >= VectorWidths.Lanes<T>(width) && layout.Channels <= 4 * VectorWidths.Lanes<T>(width);
+
+    /// <summary>
+    /// <see cref="Affine{T}"/> over a small batch (<see cref="IsSmallAffine{T}"/>): the loop it ends in,
+    /// <see cref="AffineNarrowRows{TVec, TOps, T}"/>, without the checks for folding, prefetching, streaming and threads
+    /// that cannot apply at this size. The same bits.
+    /// </summary>
+    public static void SmallAffine<T>(
+        ReadOnlySpan<T> x, Span<T> y, ChannelLayout layout, ReadOnlySpan<T> center, ReadOnlySpan<T> scale, ReadOnlySpan<T> shift, VectorWidth width)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        Debug.Assert(IsSmallAffine<T>(layout, width) && x.Length == layout.Length && y.Length == layout.Length);
+        ref T src = ref MemoryMarshal.GetReference(x);
+        ref T dst = ref MemoryMarshal.GetReference(y);
+        ref T m = ref MemoryMarshal.GetReference(center);
+        ref T a = ref MemoryMarshal.GetReference(scale);
+        ref T b = ref MemoryMarshal.GetReference(shift);
+        switch (width)
+        {
+            case VectorWidth.Vector512:
+                AffineNarrowRows<Vector512<T>, Vector512Ops<T>, T>(ref src, ref dst, layout.Outer, layout.Channels, ref m, ref a, ref b);
+                break;
+            case VectorWidth.Vector256:
+                AffineNarrowRows<Vector256<T>, Vector256Ops<T>, T>(ref src, ref dst, layout.Outer, layout.Channels, ref m, ref a, ref b);
+                break;
+            case VectorWidth.Vector128:
+                AffineNarrowRows<Vector128<T>, Vector128Ops<T>, T>(ref src, ref dst, layout.Outer, layout.Channels, ref m, ref a, ref b);
+                break;
+            default:
+                AffineNarrowRows<T, ScalarOps<T>, T>(ref src, ref dst, layout.Outer, layout.Channels, ref m, ref a, ref b);
+                break;
+        }
+    }
+
     /// <summary>The parallel branch.</summary>
     private static unsafe void AffineParallel<T>(
         ReadOnlySpan<T> x, Span<T> y, ChannelLayout layout, ReadOnlySpan<T> center, ReadOnlySpan<T> scale, ReadOnlySpan<T> shift,
