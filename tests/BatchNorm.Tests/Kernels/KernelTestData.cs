@@ -1,6 +1,7 @@
 using System;
 using System.Collections.Generic;
 using System.Linq;
+using System.Numerics;
 using BatchNorm.Kernels;
 using FluentAssertions;
 
@@ -8,6 +9,11 @@ namespace BatchNorm.Tests.Kernels;
 
 public static class KernelTestData
 {
+    /// <summary>Each value's bits as a double (float widens exactly), for comparisons that must be bitwise: NaN payloads and signed zeros included.</summary>
+    public static long[] Bits<T>(T[] values)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T> =>
+        [.. values.Select(v => BitConverter.DoubleToInt64Bits(double.CreateTruncating(v)))];
+
     /// <summary>Every vector width this process can run (the CI legs with DOTNET_Enable*=0 shrink the list).</summary>
     public static IEnumerable<object[]> Widths => VectorWidths.Supported.Select(w => new object[] { (int)w });
 

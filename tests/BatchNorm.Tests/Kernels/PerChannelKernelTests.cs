@@ -226,14 +226,10 @@ public class PerChannelKernelTests
         string what = $"{typeof(T).Name}, {channels} channels, training {training}";
         gammaGradient.Select(BitConverter.DoubleToInt64Bits).Should().Equal(expectedGammaGradient.Select(BitConverter.DoubleToInt64Bits), what);
         betaGradient.Should().Equal(sumDy, what);
-        Bits(actualA).Should().Equal(Bits(expectedA), what);
-        Bits(actualP).Should().Equal(Bits(expectedP), what);
-        Bits(actualQ).Should().Equal(Bits(expectedQ), what);
+        KernelTestData.Bits(actualA).Should().Equal(KernelTestData.Bits(expectedA), what);
+        KernelTestData.Bits(actualP).Should().Equal(KernelTestData.Bits(expectedP), what);
+        KernelTestData.Bits(actualQ).Should().Equal(KernelTestData.Bits(expectedQ), what);
     }
-
-    private static long[] Bits<T>(T[] values)
-        where T : unmanaged, IBinaryFloatingPointIeee754<T> =>
-        [.. values.Select(v => BitConverter.DoubleToInt64Bits(double.CreateTruncating(v)))];
 
     private static void UpdateMatches<T>(int channels, double momentum)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>

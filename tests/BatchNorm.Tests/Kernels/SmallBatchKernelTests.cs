@@ -113,14 +113,14 @@ public class SmallBatchKernelTests
             input, actual.Y, layout, actual.Mean, actual.Variance, gamma, beta, actual.MovingMean, actual.MovingVariance, momentum, epsilon,
             actual.EffectiveGamma, actual.InverseStddev, actual.Center, width);
 
-        Bits(actual.Y).Should().Equal(Bits(expected.Y), "outputs of " + what);
-        Bits(actual.MovingMean).Should().Equal(Bits(expected.MovingMean), "moving mean of " + what);
-        Bits(actual.MovingVariance).Should().Equal(Bits(expected.MovingVariance), "moving variance of " + what);
+        KernelTestData.Bits(actual.Y).Should().Equal(KernelTestData.Bits(expected.Y), "outputs of " + what);
+        KernelTestData.Bits(actual.MovingMean).Should().Equal(KernelTestData.Bits(expected.MovingMean), "moving mean of " + what);
+        KernelTestData.Bits(actual.MovingVariance).Should().Equal(KernelTestData.Bits(expected.MovingVariance), "moving variance of " + what);
         actual.Mean.Should().Equal(expected.Mean, "mean of " + what);
         actual.Variance.Should().Equal(expected.Variance, "variance of " + what);
         actual.EffectiveGamma.Should().Equal(expected.EffectiveGamma, "effective gamma of " + what);
         actual.InverseStddev.Should().Equal(expected.InverseStddev, "inverse stddev of " + what);
-        Bits(actual.Center).Should().Equal(Bits(expected.Center), "centre of " + what);
+        KernelTestData.Bits(actual.Center).Should().Equal(KernelTestData.Bits(expected.Center), "centre of " + what);
         actual.Denominator.Should().Be(rows, what);
 
         // The float64 reference: the outputs within the bound of an exact statistic and a T-rounded map, the moving
@@ -208,7 +208,7 @@ public class SmallBatchKernelTests
             x, inPlace ? dx : dy, dx, layout, center, mean, inverseStddev, gamma, r, d, 1.0 / denominator, new double[channels],
             gammaGradient, betaGradient, width);
 
-        Bits(dx).Should().Equal(Bits(expectedDx), "dx of " + what);
+        KernelTestData.Bits(dx).Should().Equal(KernelTestData.Bits(expectedDx), "dx of " + what);
         gammaGradient.Should().Equal(expectedGamma, "dgamma of " + what);
         betaGradient.Should().Equal(expectedBeta, "dbeta of " + what);
         if (renorm)
@@ -255,10 +255,6 @@ public class SmallBatchKernelTests
         double[] gammaBound = [.. sumsBound.Select((b, c) => b + (16 * Math.Pow(2, -52) * Math.Abs(exactMean[c] * dbeta[c]) / Math.Sqrt(exactVariance[c] + epsilon)))];
         Tolerance.ShouldBeWithin(gammaGradient, dgamma, gammaBound, "reference dgamma of " + what);
     }
-
-    private static long[] Bits<T>(T[] values)
-        where T : unmanaged, IBinaryFloatingPointIeee754<T> =>
-        [.. values.Select(v => BitConverter.DoubleToInt64Bits(double.CreateTruncating(v)))];
 
     /// <summary>What a training forward writes, starting from copies of the input and the moving statistics.</summary>
     private sealed class Outputs<T>(T[] x, T[] movingMean, T[] movingVariance)
