@@ -573,6 +573,37 @@ internal static partial class BatchNormKernels
                     ref x, ref y, (int)(length / channels), channels, head, ref Unsafe.Add(ref m, head), ref Unsafe.Add(ref a, head), ref Unsafe.Add(ref b, head));
             }
 
+            if (prefetch)
+            {
+                // Two halves of the rest at once: one core reads two streams from memory faster than one.
+                nint half = (length - i) / width / 2 * width;
+                nint j = i + half;
+                nuint channel2 = (nuint)(j % channels);
+                for (nint end = j; i < end; i += width, j += width)
+                {
+                    Prefetch.Ahead(ref x, (nuint)i);
+                    Prefetch.Ahead(ref x, (nuint)j);
+                    TVec d = TOps.Subtract(TOps.Load(ref x, (nuint)i), TOps.Load(ref m, channel));
+                    TVec e = TOps.Subtract(TOps.Load(ref x, (nuint)j), TOps.Load(ref m, channel2));
+                    TOps.StoreStreaming(TOps.Add(TOps.Multiply(d, TOps.Load(ref a, channel)), TOps.Load(ref b, channel)), ref y, (nuint)i);
+                    TOps.StoreStreaming(TOps.Add(TOps.Multiply(e, TOps.Load(ref a, channel2)), TOps.Load(ref b, channel2)), ref y, (nuint)j);
+                    channel += (nuint)width;
+                    channel2 += (nuint)width;
+                    if (channel >= (nuint)channels)
+                    {
+                        channel -= (nuint)channels;
+                    }
+
+                    if (channel2 >= (nuint)channels)
+                    {
+                        channel2 -= (nuint)channels;
+                    }
+                }
+
+                i = j;
+                channel = channel2;
+            }
+
             for (; i <= length - width; i += width)
             {
                 if (prefetch)
