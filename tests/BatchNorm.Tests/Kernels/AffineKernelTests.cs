@@ -93,8 +93,11 @@ public class AffineKernelTests
     /// prefetch threshold (x and y together 16 MiB, checked) are also prefetched, and then channels-last rows wider than
     /// 8 KiB go a tile of channels at a time down the shifted rows, the last row's rest after them: [520, 2048] double
     /// takes two tiles of 1024, [688, 1536] double two of 768, and [512, 4112] float three, the last one shorter (86, 86
-    /// and 85 vectors of 16). Narrower prefetched rows, and the last row's rest, are walked as two halves at once, the
-    /// second starting mid-row: [16411, 64] double and [16411, 129] float (an odd row, so the halves' channels differ).
+    /// and 85 vectors of 16); the tiles take the rows' two halves at once, the odd row alone (519 or 520 whole rows, by
+    /// the offset). Narrower prefetched rows, and the last row's rest, are walked as two halves at once, the second
+    /// starting mid-row: [16411, 64] double and [16411, 129] float (an odd row, so the halves' channels differ).
+    /// Prefetched channels-first runs go in pairs, the first half's beside the second's, each with its own head: [3, 5,
+    /// 70001] double (15 runs, the middle one alone) and [4, 3, 174763] float (12).
     /// </summary>
     [Theory]
     [MemberData(nameof(KernelTestData.Widths), MemberType = typeof(KernelTestData))]
@@ -119,6 +122,8 @@ public class AffineKernelTests
         Prefetch.IsWorthIt<float>(512 * 4112, Prefetch.ForwardTensors).Should().Be(Sse.IsSupported);
         Prefetch.IsWorthIt<double>(16411 * 64, Prefetch.ForwardTensors).Should().Be(Sse.IsSupported);
         Prefetch.IsWorthIt<float>(16411 * 129, Prefetch.ForwardTensors).Should().Be(Sse.IsSupported);
+        Prefetch.IsWorthIt<double>(3 * 5 * 70001, Prefetch.ForwardTensors).Should().Be(Sse.IsSupported);
+        Prefetch.IsWorthIt<float>(4 * 3 * 174763, Prefetch.ForwardTensors).Should().Be(Sse.IsSupported);
         foreach (int offset in new[] { 0, 3 })
         {
             Streamed<double>((VectorWidth)width, [520, 2048], offset);
@@ -126,6 +131,8 @@ public class AffineKernelTests
             Streamed<float>((VectorWidth)width, [512, 4112], offset);
             Streamed<double>((VectorWidth)width, [16411, 64], offset);
             Streamed<float>((VectorWidth)width, [16411, 129], offset);
+            Streamed<double>((VectorWidth)width, [3, 5, 70001], offset);
+            Streamed<float>((VectorWidth)width, [4, 3, 174763], offset);
         }
     }
 

@@ -505,17 +505,31 @@ internal static partial class BatchNormKernels
             }
             else
             {
+                // Run k is channel k mod C of outer index k / C, at k * inner. From memory the first half of the runs
+                // goes beside the second, pair by pair (two streams read faster than one); an odd middle run goes alone.
                 int inner = layout.Inner;
-                for (int o = 0; o < layout.Outer; o++)
+                int runs = layout.Outer * channels;
+                int pairs = prefetch ? runs / 2 : 0;
+                int second = runs - pairs;
+                for (int k = 0; k < pairs; k++)
                 {
-                    for (int c = 0; c < channels; c++)
-                    {
-                        nint runStart = ((nint)o * channels + c) * inner;
-                        int runHead = NonTemporal.ElementsToAlignment<T>(output + runStart, width * sizeof(T));
-                        AffineRunStreaming<TVec, TOps, T>(
-                            ref Unsafe.Add(ref x, runStart), ref Unsafe.Add(ref y, runStart), inner, runHead,
-                            Unsafe.Add(ref center, c), Unsafe.Add(ref scale, c), Unsafe.Add(ref shift, c), prefetch);
-                    }
+                    int c = k % channels, e = (k + second) % channels;
+                    nint a = (nint)k * inner, b = (nint)(k + second) * inner;
+                    AffineTwoRunsStreaming<TVec, TOps, T>(
+                        ref Unsafe.Add(ref x, a), ref Unsafe.Add(ref y, a), ref Unsafe.Add(ref x, b), ref Unsafe.Add(ref y, b), inner,
+                        NonTemporal.ElementsToAlignment<T>(output + a, width * sizeof(T)), NonTemporal.ElementsToAlignment<T>(output + b, width * sizeof(T)),
+                        Unsafe.Add(ref center, c), Unsafe.Add(ref scale, c), Unsafe.Add(ref shift, c),
+                        Unsafe.Add(ref center, e), Unsafe.Add(ref scale, e), Unsafe.Add(ref shift, e));
+                }
+
+                for (int k = pairs; k < second; k++)
+                {
+                    int c = k % channels;
+                    nint runStart = (nint)k * inner;
+                    int runHead = NonTemporal.ElementsToAlignment<T>(output + runStart, width * sizeof(T));
+                    AffineRunStreaming<TVec, TOps, T>(
+                        ref Unsafe.Add(ref x, runStart), ref Unsafe.Add(ref y, runStart), inner, runHead,
+                        Unsafe.Add(ref center, c), Unsafe.Add(ref scale, c), Unsafe.Add(ref shift, c), prefetch);
                 }
             }
         }
@@ -657,15 +671,32 @@ internal static partial class BatchNormKernels
         nuint stride = (nuint)channels;
         ref T xs = ref Unsafe.Add(ref x, head);
         ref T ys = ref Unsafe.Add(ref y, head);
+        // The rows' two halves at once (the second half takes the odd row): two streams read faster than one.
+        int half = wholeRows / 2;
+        nuint second = (nuint)(wholeRows - half) * stride;
         for (int c0 = 0; c0 < channels; c0 += tile)
         {
             nuint c1 = (nuint)Math.Min(c0 + tile, channels);
-            for (int r = 0; r < wholeRows; r++)
+            for (int r = 0; r < half; r++)
             {
                 nuint o = (nuint)r * stride;
+                nuint p = o + second;
                 for (nuint c = (nuint)c0; c < c1; c += (nuint)width)
                 {
                     Prefetch.At(ref xs, o + stride + c);
+                    Prefetch.At(ref xs, p + stride + c);
+                    TVec m = TOps.Load(ref center, c), a = TOps.Load(ref scale, c), b = TOps.Load(ref shift, c);
+                    TOps.StoreStreaming(TOps.Add(TOps.Multiply(TOps.Subtract(TOps.Load(ref xs, o + c), m), a), b), ref ys, o + c);
+                    TOps.StoreStreaming(TOps.Add(TOps.Multiply(TOps.Subtract(TOps.Load(ref xs, p + c), m), a), b), ref ys, p + c);
+                }
+            }
+
+            // The odd row: the last of the first half's rows, before the second half's first.
+            if ((wholeRows & 1) != 0)
+            {
+                nuint o = (nuint)half * stride;
+                for (nuint c = (nuint)c0; c < c1; c += (nuint)width)
+                {
                     TVec d = TOps.Subtract(TOps.Load(ref xs, o + c), TOps.Load(ref center, c));
                     TOps.StoreStreaming(TOps.Add(TOps.Multiply(d, TOps.Load(ref scale, c)), TOps.Load(ref shift, c)), ref ys, o + c);
                 }
@@ -684,6 +715,60 @@ internal static partial class BatchNormKernels
         for (int j = 0; j < length; j++)
         {
             Unsafe.Add(ref extended, j) = Unsafe.Add(ref coefficients, j < channels ? j : j - channels);
+        }
+    }
+
+    /// <summary>
+    /// Two runs of the same length (<paramref name="count"/>) with streaming stores, in one loop: run A (<paramref name="xa"/>,
+    /// aligned from <paramref name="headA"/>, channel coefficients <paramref name="ma"/>, <paramref name="aa"/>,
+    /// <paramref name="ba"/>) and run B likewise. Each element gets the operations of <see cref="AffineRunStreaming"/>.
+    /// </summary>
+    private static void AffineTwoRunsStreaming<TVec, TOps, T>(
+        ref T xa, ref T ya, ref T xb, ref T yb, int count, int headA, int headB, T ma, T aa, T ba, T mb, T ab, T bb)
+        where TVec : struct
+        where TOps : IVectorOps<TVec, T>
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        int width = TOps.Count;
+        int i = Math.Min(headA, count), j = Math.Min(headB, count);
+        for (int h = 0; h < i; h++)
+        {
+            Unsafe.Add(ref ya, h) = ((Unsafe.Add(ref xa, h) - ma) * aa) + ba;
+        }
+
+        for (int h = 0; h < j; h++)
+        {
+            Unsafe.Add(ref yb, h) = ((Unsafe.Add(ref xb, h) - mb) * ab) + bb;
+        }
+
+        TVec vma = TOps.Broadcast(ma), vaa = TOps.Broadcast(aa), vba = TOps.Broadcast(ba);
+        TVec vmb = TOps.Broadcast(mb), vab = TOps.Broadcast(ab), vbb = TOps.Broadcast(bb);
+        for (; i <= count - width && j <= count - width; i += width, j += width)
+        {
+            Prefetch.Ahead(ref xa, (nuint)i);
+            Prefetch.Ahead(ref xb, (nuint)j);
+            TOps.StoreStreaming(TOps.Add(TOps.Multiply(TOps.Subtract(TOps.Load(ref xa, (nuint)i), vma), vaa), vba), ref ya, (nuint)i);
+            TOps.StoreStreaming(TOps.Add(TOps.Multiply(TOps.Subtract(TOps.Load(ref xb, (nuint)j), vmb), vab), vbb), ref yb, (nuint)j);
+        }
+
+        for (; i <= count - width; i += width)
+        {
+            TOps.StoreStreaming(TOps.Add(TOps.Multiply(TOps.Subtract(TOps.Load(ref xa, (nuint)i), vma), vaa), vba), ref ya, (nuint)i);
+        }
+
+        for (; j <= count - width; j += width)
+        {
+            TOps.StoreStreaming(TOps.Add(TOps.Multiply(TOps.Subtract(TOps.Load(ref xb, (nuint)j), vmb), vab), vbb), ref yb, (nuint)j);
+        }
+
+        for (; i < count; i++)
+        {
+            Unsafe.Add(ref ya, i) = ((Unsafe.Add(ref xa, i) - ma) * aa) + ba;
+        }
+
+        for (; j < count; j++)
+        {
+            Unsafe.Add(ref yb, j) = ((Unsafe.Add(ref xb, j) - mb) * ab) + bb;
         }
     }
 
