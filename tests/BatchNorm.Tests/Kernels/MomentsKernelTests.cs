@@ -156,6 +156,57 @@ public class MomentsKernelTests
     }
 
     /// <summary>
+    /// Channels first from memory read two channels' runs in one loop, channel c beside channel c + ceil(C/2), the middle
+    /// one of an odd count alone. Each channel must get the bits it gets alone: the same channel cut out into a
+    /// [outer, 1, inner] tensor of its own is the oracle, bit for bit, and the float64 reference bounds both. Runs longer
+    /// than a block (so a pair shares several blocks), and data that jumps by 1e4 in the later blocks of every third
+    /// channel, so that in some pairs one run is read again around its own block mean and the other is not.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(KernelTestData.Widths), MemberType = typeof(KernelTestData))]
+    public void Channels_first_from_memory_gives_each_channel_its_own_bits(int width)
+    {
+        Prefetch.IsWorthIt<double>(3 * 7 * 50021, Prefetch.ForwardTensors).Should().Be(Sse.IsSupported);
+        Prefetch.IsWorthIt<float>(2 * 9 * 116513, Prefetch.ForwardTensors).Should().Be(Sse.IsSupported);
+        PairedChannels<double>((VectorWidth)width, [3, 7, 50021]);
+        PairedChannels<float>((VectorWidth)width, [2, 9, 116513]);
+    }
+
+    private static void PairedChannels<T>(VectorWidth width, int[] shape)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        int outer = shape[0], channels = shape[1], inner = shape[2];
+        var random = new Random(inner);
+        var data = new double[outer * channels * inner];
+        for (int i = 0; i < data.Length; i++)
+        {
+            int o = i / (channels * inner), c = i / inner % channels, j = i % inner;
+            data[i] = c + (c % 3 == 1 && o > 0 && j >= 20000 ? 1e4 : 0) + (random.NextDouble() * 2) - 1;
+        }
+
+        Check<T>(width, shape, 1, data);
+        T[] x = Tolerance.FromDouble<T>(data);
+        var mean = new double[channels];
+        var variance = new double[channels];
+        BatchNormKernels.Moments<T>(x, ChannelLayout.FromShape(shape, 1), mean, variance, width);
+        for (int c = 0; c < channels; c++)
+        {
+            var alone = new T[outer * inner];
+            for (int o = 0; o < outer; o++)
+            {
+                x.AsSpan(((o * channels) + c) * inner, inner).CopyTo(alone.AsSpan(o * inner));
+            }
+
+            var aloneMean = new double[1];
+            var aloneVariance = new double[1];
+            BatchNormKernels.Moments<T>(alone, new ChannelLayout(outer, 1, inner), aloneMean, aloneVariance, width);
+            string because = $"{typeof(T).Name} {width} [{string.Join(", ", shape)}] channel {c}";
+            BitConverter.DoubleToInt64Bits(mean[c]).Should().Be(BitConverter.DoubleToInt64Bits(aloneMean[0]), because);
+            BitConverter.DoubleToInt64Bits(variance[c]).Should().Be(BitConverter.DoubleToInt64Bits(aloneVariance[0]), because);
+        }
+    }
+
+    /// <summary>
     /// Rows wider than a tile of <see cref="BatchNormKernels.WideTileBytes"/> per accumulator array are summed a tile of
     /// channels at a time. Every channel and row must be counted exactly once across the tiles, the vector tail of
     /// channels and the rows left over from groups of four: in cache ([37, 1100], [3, 2100]) and from memory
