@@ -1260,51 +1260,156 @@ internal static partial class BatchNormKernels
         }
     }
 
-    /// <summary>Channels-first runs with streaming stores: each run aligned from its first aligned element, its ends one by one.</summary>
+    /// <summary>
+    /// Channels-first runs with streaming stores: each run aligned from its first aligned element, its ends one by one.
+    /// From memory the first half of the runs goes beside the second, pair by pair (two streams read faster than one), an
+    /// odd middle run alone; run k is channel k mod C of outer index k / C.
+    /// </summary>
     private static unsafe void InputGradientRunsStreaming<TVec, TOps, T>(
         ref T x, ref T dy, ref T dx, ChannelLayout layout, ReadOnlySpan<T> weights, GradientCoefficients<T> k, bool prefetch)
         where TVec : struct
         where TOps : IVectorOps<TVec, T>
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
-        int width = TOps.Count;
         int inner = layout.Inner;
-        bool unweighted = weights.IsEmpty;
-        ref T w = ref MemoryMarshal.GetReference(weights);
-        for (int o = 0; o < layout.Outer; o++)
+        int channels = layout.Channels;
+        int runs = layout.Outer * channels;
+        int pairs = prefetch ? runs / 2 : 0;
+        int second = runs - pairs;
+        for (int r = 0; r < pairs; r++)
         {
-            for (int c = 0; c < layout.Channels; c++)
+            var a = new GradientRun<T>(ref x, ref dy, ref dx, weights, k, r, channels, inner, TOps.Count);
+            var b = new GradientRun<T>(ref x, ref dy, ref dx, weights, k, r + second, channels, inner, TOps.Count);
+            InputGradientTwoRunsStreaming<TVec, TOps, T>(a, b, inner);
+        }
+
+        for (int r = pairs; r < second; r++)
+        {
+            InputGradientRunStreaming<TVec, TOps, T>(new GradientRun<T>(ref x, ref dy, ref dx, weights, k, r, channels, inner, TOps.Count), inner, prefetch);
+        }
+    }
+
+    /// <summary>
+    /// One channels-first run of the input gradient: its x, dy, dx and weights (the mask row), its channel's coefficients
+    /// and <see cref="Head"/>, the elements before its first store aligned for vectors of <c>lanes</c> (dx is pinned).
+    /// </summary>
+    private readonly unsafe ref struct GradientRun<T>
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        public readonly ref T X;
+        public readonly ref T Dy;
+        public readonly ref T Dx;
+        public readonly ref T Weights;
+        public readonly bool Unweighted;
+        public readonly T Center, A, P, Q;
+        public readonly int Head;
+
+        public GradientRun(ref T x, ref T dy, ref T dx, ReadOnlySpan<T> weights, GradientCoefficients<T> k, int run, int channels, int inner, int lanes)
+        {
+            int c = run % channels;
+            nint start = (nint)run * inner;
+            X = ref Unsafe.Add(ref x, start);
+            Dy = ref Unsafe.Add(ref dy, start);
+            Dx = ref Unsafe.Add(ref dx, start);
+            Unweighted = weights.IsEmpty;
+            Weights = ref Unsafe.Add(ref MemoryMarshal.GetReference(weights), (nint)(run / channels) * inner);
+            Center = Unsafe.Add(ref k.Center, c);
+            A = Unsafe.Add(ref k.A, c);
+            P = Unsafe.Add(ref k.P, c);
+            Q = Unsafe.Add(ref k.Q, c);
+            Head = Math.Min(inner, NonTemporal.ElementsToAlignment<T>(Unsafe.AsPointer(ref Dx), lanes * sizeof(T)));
+        }
+
+        /// <summary>Element <paramref name="i"/> of the run's dx, in T (the scalar map the vector one matches).</summary>
+        public void StoreAt(int i) => Unsafe.Add(ref Dx, i) = RunGradient<T, ScalarOps<T>, T>(ref X, ref Dy, (nuint)i, Center, A, P, Q, Unweighted, ref Weights);
+
+        /// <summary>The vector of dx at element <paramref name="i"/>, streamed, with the coefficients broadcast by the caller.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public void StreamAt<TVec, TOps>(int i, TVec center, TVec a, TVec p, TVec q)
+            where TVec : struct
+            where TOps : IVectorOps<TVec, T> =>
+            TOps.StoreStreaming(RunGradient<TVec, TOps, T>(ref X, ref Dy, (nuint)i, center, a, p, q, Unweighted, ref Weights), ref Dx, (nuint)i);
+    }
+
+    /// <summary>One run of <see cref="InputGradientRunsStreaming{TVec, TOps, T}"/> alone: its head one by one, aligned vectors, its end one by one.</summary>
+    private static void InputGradientRunStreaming<TVec, TOps, T>(GradientRun<T> run, int inner, bool prefetch)
+        where TVec : struct
+        where TOps : IVectorOps<TVec, T>
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        int width = TOps.Count;
+        int i = 0;
+        for (; i < run.Head; i++)
+        {
+            run.StoreAt(i);
+        }
+
+        TVec cv = TOps.Broadcast(run.Center), av = TOps.Broadcast(run.A), pv = TOps.Broadcast(run.P), qv = TOps.Broadcast(run.Q);
+        for (; i <= inner - width; i += width)
+        {
+            if (prefetch)
             {
-                nint start = ((nint)o * layout.Channels + c) * inner;
-                ref T dr = ref Unsafe.Add(ref dx, start);
-                int runHead = NonTemporal.ElementsToAlignment<T>(Unsafe.AsPointer(ref dr), width * sizeof(T)); // dx is pinned
-                T center = Unsafe.Add(ref k.Center, c), a = Unsafe.Add(ref k.A, c), p = Unsafe.Add(ref k.P, c), q = Unsafe.Add(ref k.Q, c);
-                ref T xr = ref Unsafe.Add(ref x, start);
-                ref T gr = ref Unsafe.Add(ref dy, start);
-                ref T wr = ref Unsafe.Add(ref w, (nint)o * inner);
-                int i = 0;
-                for (; i < runHead && i < inner; i++)
-                {
-                    Unsafe.Add(ref dr, i) = RunGradient<T, ScalarOps<T>, T>(ref xr, ref gr, (nuint)i, center, a, p, q, unweighted, ref wr);
-                }
-
-                TVec cv = TOps.Broadcast(center), av = TOps.Broadcast(a), pv = TOps.Broadcast(p), qv = TOps.Broadcast(q);
-                for (; i <= inner - width; i += width)
-                {
-                    if (prefetch)
-                    {
-                        Prefetch.PairAhead(ref xr, (nuint)i);
-                        Prefetch.PairAhead(ref gr, (nuint)i);
-                    }
-
-                    TOps.StoreStreaming(RunGradient<TVec, TOps, T>(ref xr, ref gr, (nuint)i, cv, av, pv, qv, unweighted, ref wr), ref dr, (nuint)i);
-                }
-
-                for (; i < inner; i++)
-                {
-                    Unsafe.Add(ref dr, i) = RunGradient<T, ScalarOps<T>, T>(ref xr, ref gr, (nuint)i, center, a, p, q, unweighted, ref wr);
-                }
+                Prefetch.PairAhead(ref run.X, (nuint)i);
+                Prefetch.PairAhead(ref run.Dy, (nuint)i);
             }
+
+            run.StreamAt<TVec, TOps>(i, cv, av, pv, qv);
+        }
+
+        for (; i < inner; i++)
+        {
+            run.StoreAt(i);
+        }
+    }
+
+    /// <summary>Two runs of <see cref="InputGradientRunsStreaming{TVec, TOps, T}"/> in one loop, prefetched; each element gets the operations it gets alone.</summary>
+    private static void InputGradientTwoRunsStreaming<TVec, TOps, T>(GradientRun<T> a, GradientRun<T> b, int inner)
+        where TVec : struct
+        where TOps : IVectorOps<TVec, T>
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        int width = TOps.Count;
+        int i = 0, j = 0;
+        for (; i < a.Head; i++)
+        {
+            a.StoreAt(i);
+        }
+
+        for (; j < b.Head; j++)
+        {
+            b.StoreAt(j);
+        }
+
+        TVec ca = TOps.Broadcast(a.Center), aa = TOps.Broadcast(a.A), pa = TOps.Broadcast(a.P), qa = TOps.Broadcast(a.Q);
+        TVec cb = TOps.Broadcast(b.Center), ab = TOps.Broadcast(b.A), pb = TOps.Broadcast(b.P), qb = TOps.Broadcast(b.Q);
+        for (; i <= inner - width && j <= inner - width; i += width, j += width)
+        {
+            Prefetch.PairAhead(ref a.X, (nuint)i);
+            Prefetch.PairAhead(ref a.Dy, (nuint)i);
+            Prefetch.PairAhead(ref b.X, (nuint)j);
+            Prefetch.PairAhead(ref b.Dy, (nuint)j);
+            a.StreamAt<TVec, TOps>(i, ca, aa, pa, qa);
+            b.StreamAt<TVec, TOps>(j, cb, ab, pb, qb);
+        }
+
+        for (; i <= inner - width; i += width)
+        {
+            a.StreamAt<TVec, TOps>(i, ca, aa, pa, qa);
+        }
+
+        for (; j <= inner - width; j += width)
+        {
+            b.StreamAt<TVec, TOps>(j, cb, ab, pb, qb);
+        }
+
+        for (; i < inner; i++)
+        {
+            a.StoreAt(i);
+        }
+
+        for (; j < inner; j++)
+        {
+            b.StoreAt(j);
         }
     }
 

@@ -201,6 +201,9 @@ public class BackwardKernelTests
     /// time; channels first, each run is aligned on its own. Forced on small inputs, dx must match the float64 map and
     /// give the plain path's bits for every alignment of dx (0 to 16 elements past a 64-byte boundary), with and without
     /// a mask, and in place on dy. The [684, 2048] case is large enough for the block walk of wide rows from memory (checked).
+    /// Channels-first runs from memory go in pairs, the first half's beside the second's, each with its own head: [3, 5,
+    /// 46604] double (15 runs, the middle one alone) and [2, 7, 99865] float (14), with and without a mask (checked to be
+    /// over the prefetch threshold).
     /// </summary>
     [Theory]
     [MemberData(nameof(KernelTestData.Widths), MemberType = typeof(KernelTestData))]
@@ -224,9 +227,16 @@ public class BackwardKernelTests
         }
 
         Prefetch.IsWorthIt<float>(684 * 2048, Prefetch.BackwardTensors).Should().Be(Sse.IsSupported);
+        Prefetch.IsWorthIt<double>(3 * 5 * 46604, Prefetch.BackwardTensors).Should().Be(Sse.IsSupported);
+        Prefetch.IsWorthIt<float>(2 * 7 * 99865, Prefetch.BackwardTensors).Should().Be(Sse.IsSupported);
         foreach (int offset in new[] { 0, 3 })
         {
             StreamedInputGradient<float>((VectorWidth)width, [684, 2048], masked: false, offset);
+            foreach (bool masked in new[] { false, true })
+            {
+                StreamedInputGradient<double>((VectorWidth)width, [3, 5, 46604], masked, offset);
+                StreamedInputGradient<float>((VectorWidth)width, [2, 7, 99865], masked, offset);
+            }
         }
     }
 
