@@ -893,60 +893,157 @@ internal static partial class BatchNormKernels
         where TOps : IVectorOps<TVec, T>
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
-        // In memory order; each channel's blocks are still added in outer order (the bits do not depend on it).
+        // In memory order; each channel's blocks are still added in outer order (the bits do not depend on it). From
+        // memory channel c goes beside channel c + ceil((c1 - c0) / 2), the middle one of an odd count alone: two streams
+        // of each tensor read faster than one.
         int inner = layout.Inner;
-        int width = TOps.Count;
+        int half = prefetch ? (c1 - c0) / 2 : 0;
+        int paired = c0 + half;
         for (int o = 0; o < layout.Outer; o++)
         {
-            for (int c = c0; c < c1; c++)
+            for (int c = c0; c < paired; c++)
             {
-                nint runStart = ((nint)o * layout.Channels + c) * inner;
-                ref T xr = ref Unsafe.Add(ref x, runStart);
-                ref T gr = ref Unsafe.Add(ref dy, runStart);
-                T mScalar = Unsafe.Add(ref center, c);
-                TVec mc = TOps.Broadcast(mScalar);
+                int e = c + (c1 - paired);
+                nint runC = ((nint)o * layout.Channels + c) * inner, runE = ((nint)o * layout.Channels + e) * inner;
+                T mc = Unsafe.Add(ref center, c), me = Unsafe.Add(ref center, e);
                 for (int j0 = 0; j0 < inner; j0 += BlockElements)
                 {
                     int count = Math.Min(BlockElements, inner - j0);
-                    // Two pairs of accumulators: add latency, not throughput, was the limit.
-                    TVec a1 = TOps.Zero, a2 = TOps.Zero, b1 = TOps.Zero, b2 = TOps.Zero;
-                    int j = j0;
-                    for (; j <= j0 + count - (2 * width); j += 2 * width)
-                    {
-                        if (prefetch)
-                        {
-                            Prefetch.PairAhead(ref gr, (nuint)j);
-                            Prefetch.PairAhead(ref xr, (nuint)j);
-                        }
+                    RunBlockGradientSumsPair<TVec, TOps, T>(
+                        ref Unsafe.Add(ref x, runC + j0), ref Unsafe.Add(ref dy, runC + j0), mc,
+                        ref Unsafe.Add(ref x, runE + j0), ref Unsafe.Add(ref dy, runE + j0), me,
+                        count, out double c1Sum, out double c2Sum, out double e1Sum, out double e2Sum);
+                    sumDy[c] += c1Sum;
+                    sumDyCentered[c] += c2Sum;
+                    sumDy[e] += e1Sum;
+                    sumDyCentered[e] += e2Sum;
+                }
+            }
 
-                        TVec g = TOps.Load(ref gr, (nuint)j);
-                        TVec h = TOps.Load(ref gr, (nuint)(j + width));
-                        a1 = TOps.Add(a1, g);
-                        b1 = TOps.Add(b1, h);
-                        a2 = TOps.Add(a2, TOps.Multiply(g, TOps.Subtract(TOps.Load(ref xr, (nuint)j), mc)));
-                        b2 = TOps.Add(b2, TOps.Multiply(h, TOps.Subtract(TOps.Load(ref xr, (nuint)(j + width)), mc)));
-                    }
-
-                    for (; j <= j0 + count - width; j += width)
-                    {
-                        TVec g = TOps.Load(ref gr, (nuint)j);
-                        a1 = TOps.Add(a1, g);
-                        a2 = TOps.Add(a2, TOps.Multiply(g, TOps.Subtract(TOps.Load(ref xr, (nuint)j), mc)));
-                    }
-
-                    double d1 = TOps.SumToDouble(TOps.Add(a1, b1));
-                    double d2 = TOps.SumToDouble(TOps.Add(a2, b2));
-                    for (; j < j0 + count; j++)
-                    {
-                        double g = double.CreateTruncating(Unsafe.Add(ref gr, j));
-                        d1 += g;
-                        d2 += g * double.CreateTruncating(Unsafe.Add(ref xr, j) - mScalar);
-                    }
-
+            for (int c = paired; c < c1 - half; c++)
+            {
+                nint runStart = ((nint)o * layout.Channels + c) * inner;
+                T m = Unsafe.Add(ref center, c);
+                for (int j0 = 0; j0 < inner; j0 += BlockElements)
+                {
+                    int count = Math.Min(BlockElements, inner - j0);
+                    double d1 = RunBlockGradientSums<TVec, TOps, T>(
+                        ref Unsafe.Add(ref x, runStart + j0), ref Unsafe.Add(ref dy, runStart + j0), m, count, prefetch, out double d2);
                     sumDy[c] += d1;
                     sumDyCentered[c] += d2;
                 }
             }
+        }
+    }
+
+    /// <summary>
+    /// <c>sum(dy)</c> (returned) and <c>sum(dy (x - m))</c> over one block of a channels-first run: two pairs of
+    /// accumulators (add latency, not throughput, was the limit), reduced to double, the elements after the last whole
+    /// vector added in double.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static double RunBlockGradientSums<TVec, TOps, T>(ref T x, ref T dy, T m, int count, bool prefetch, out double sum2)
+        where TVec : struct
+        where TOps : IVectorOps<TVec, T>
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        int width = TOps.Count;
+        TVec mc = TOps.Broadcast(m);
+        TVec a1 = TOps.Zero, a2 = TOps.Zero, b1 = TOps.Zero, b2 = TOps.Zero;
+        int j = 0;
+        for (; j <= count - (2 * width); j += 2 * width)
+        {
+            if (prefetch)
+            {
+                Prefetch.PairAhead(ref dy, (nuint)j);
+                Prefetch.PairAhead(ref x, (nuint)j);
+            }
+
+            TVec g = TOps.Load(ref dy, (nuint)j);
+            TVec h = TOps.Load(ref dy, (nuint)(j + width));
+            a1 = TOps.Add(a1, g);
+            b1 = TOps.Add(b1, h);
+            a2 = TOps.Add(a2, TOps.Multiply(g, TOps.Subtract(TOps.Load(ref x, (nuint)j), mc)));
+            b2 = TOps.Add(b2, TOps.Multiply(h, TOps.Subtract(TOps.Load(ref x, (nuint)(j + width)), mc)));
+        }
+
+        for (; j <= count - width; j += width)
+        {
+            TVec g = TOps.Load(ref dy, (nuint)j);
+            a1 = TOps.Add(a1, g);
+            a2 = TOps.Add(a2, TOps.Multiply(g, TOps.Subtract(TOps.Load(ref x, (nuint)j), mc)));
+        }
+
+        double d1 = TOps.SumToDouble(TOps.Add(a1, b1));
+        sum2 = TOps.SumToDouble(TOps.Add(a2, b2));
+        for (; j < count; j++)
+        {
+            double g = double.CreateTruncating(Unsafe.Add(ref dy, j));
+            d1 += g;
+            sum2 += g * double.CreateTruncating(Unsafe.Add(ref x, j) - m);
+        }
+
+        return d1;
+    }
+
+    /// <summary>
+    /// <see cref="RunBlockGradientSums"/> over the same block of two runs (channel c's x, dy and centre, then channel e's)
+    /// in one loop, both prefetched, each with its own accumulators and the same operations in the same order as alone.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void RunBlockGradientSumsPair<TVec, TOps, T>(
+        ref T xc, ref T gc, T mc, ref T xe, ref T ge, T me, int count, out double c1, out double c2, out double e1, out double e2)
+        where TVec : struct
+        where TOps : IVectorOps<TVec, T>
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        int width = TOps.Count;
+        TVec vc = TOps.Broadcast(mc), ve = TOps.Broadcast(me);
+        TVec ca1 = TOps.Zero, ca2 = TOps.Zero, cb1 = TOps.Zero, cb2 = TOps.Zero;
+        TVec ea1 = TOps.Zero, ea2 = TOps.Zero, eb1 = TOps.Zero, eb2 = TOps.Zero;
+        int j = 0;
+        for (; j <= count - (2 * width); j += 2 * width)
+        {
+            Prefetch.PairAhead(ref gc, (nuint)j);
+            Prefetch.PairAhead(ref xc, (nuint)j);
+            Prefetch.PairAhead(ref ge, (nuint)j);
+            Prefetch.PairAhead(ref xe, (nuint)j);
+            TVec g = TOps.Load(ref gc, (nuint)j);
+            TVec h = TOps.Load(ref gc, (nuint)(j + width));
+            TVec u = TOps.Load(ref ge, (nuint)j);
+            TVec v = TOps.Load(ref ge, (nuint)(j + width));
+            ca1 = TOps.Add(ca1, g);
+            cb1 = TOps.Add(cb1, h);
+            ca2 = TOps.Add(ca2, TOps.Multiply(g, TOps.Subtract(TOps.Load(ref xc, (nuint)j), vc)));
+            cb2 = TOps.Add(cb2, TOps.Multiply(h, TOps.Subtract(TOps.Load(ref xc, (nuint)(j + width)), vc)));
+            ea1 = TOps.Add(ea1, u);
+            eb1 = TOps.Add(eb1, v);
+            ea2 = TOps.Add(ea2, TOps.Multiply(u, TOps.Subtract(TOps.Load(ref xe, (nuint)j), ve)));
+            eb2 = TOps.Add(eb2, TOps.Multiply(v, TOps.Subtract(TOps.Load(ref xe, (nuint)(j + width)), ve)));
+        }
+
+        for (; j <= count - width; j += width)
+        {
+            TVec g = TOps.Load(ref gc, (nuint)j);
+            TVec u = TOps.Load(ref ge, (nuint)j);
+            ca1 = TOps.Add(ca1, g);
+            ca2 = TOps.Add(ca2, TOps.Multiply(g, TOps.Subtract(TOps.Load(ref xc, (nuint)j), vc)));
+            ea1 = TOps.Add(ea1, u);
+            ea2 = TOps.Add(ea2, TOps.Multiply(u, TOps.Subtract(TOps.Load(ref xe, (nuint)j), ve)));
+        }
+
+        c1 = TOps.SumToDouble(TOps.Add(ca1, cb1));
+        c2 = TOps.SumToDouble(TOps.Add(ca2, cb2));
+        e1 = TOps.SumToDouble(TOps.Add(ea1, eb1));
+        e2 = TOps.SumToDouble(TOps.Add(ea2, eb2));
+        for (; j < count; j++)
+        {
+            double g = double.CreateTruncating(Unsafe.Add(ref gc, j));
+            c1 += g;
+            c2 += g * double.CreateTruncating(Unsafe.Add(ref xc, j) - mc);
+            double u = double.CreateTruncating(Unsafe.Add(ref ge, j));
+            e1 += u;
+            e2 += u * double.CreateTruncating(Unsafe.Add(ref xe, j) - me);
         }
     }
 

@@ -27,6 +27,55 @@ public class BackwardKernelTests
     }
 
     /// <summary>
+    /// Channels first from memory, the gradient sums read two channels' runs in one loop, channel c beside channel
+    /// c + ceil(C/2), the middle one of an odd count alone. Each channel must get the bits it gets alone (the channel cut
+    /// out into an [outer, 1, inner] tensor of its own), on one thread and on two (channel groups, paired within each),
+    /// and the float64 sums bound the result. Runs are longer than a block.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(KernelTestData.Widths), MemberType = typeof(KernelTestData))]
+    public void Channels_first_gradient_sums_from_memory_give_each_channel_its_own_bits(int width)
+    {
+        Prefetch.IsWorthIt<double>(3 * 5 * 46604, Prefetch.BackwardTensors).Should().Be(Sse.IsSupported);
+        Prefetch.IsWorthIt<float>(2 * 7 * 99865, Prefetch.BackwardTensors).Should().Be(Sse.IsSupported);
+        PairedChannelSums<double>((VectorWidth)width, [3, 5, 46604]);
+        PairedChannelSums<float>((VectorWidth)width, [2, 7, 99865]);
+    }
+
+    private static void PairedChannelSums<T>(VectorWidth width, int[] shape)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        Sums<T>(width, shape);
+        int outer = shape[0], channels = shape[1], inner = shape[2], n = outer * channels * inner;
+        T[] x = Tolerance.FromDouble<T>(KernelTestData.Data(n, 17, offset: 2, spread: 3));
+        T[] dy = Tolerance.FromDouble<T>(KernelTestData.Data(n, 18, offset: 0, spread: 1));
+        T[] center = Tolerance.FromDouble<T>(KernelTestData.Data(channels, 19, offset: 2, spread: 1));
+        foreach (int degree in new[] { 1, 2 })
+        {
+            var sum1 = new double[channels];
+            var sum2 = new double[channels];
+            BatchNormKernels.GradientSums<T>(x, dy, ChannelLayout.FromShape(shape, 1), center, sum1, sum2, width, degree);
+            for (int c = 0; c < channels; c++)
+            {
+                var xc = new T[outer * inner];
+                var gc = new T[outer * inner];
+                for (int o = 0; o < outer; o++)
+                {
+                    x.AsSpan(((o * channels) + c) * inner, inner).CopyTo(xc.AsSpan(o * inner));
+                    dy.AsSpan(((o * channels) + c) * inner, inner).CopyTo(gc.AsSpan(o * inner));
+                }
+
+                var alone1 = new double[1];
+                var alone2 = new double[1];
+                BatchNormKernels.GradientSums<T>(xc, gc, new ChannelLayout(outer, 1, inner), [center[c]], alone1, alone2, width);
+                string because = $"{typeof(T).Name} {width} [{string.Join(", ", shape)}] channel {c}, {degree} threads";
+                BitConverter.DoubleToInt64Bits(sum1[c]).Should().Be(BitConverter.DoubleToInt64Bits(alone1[0]), because);
+                BitConverter.DoubleToInt64Bits(sum2[c]).Should().Be(BitConverter.DoubleToInt64Bits(alone2[0]), because);
+            }
+        }
+    }
+
+    /// <summary>
     /// The passes prefetch where the tensors of their operation together take 16 MiB or more: x and y for inference and
     /// the training forward (8 MiB each), x, dy and dx for the backward (16/3 MiB each). The element counts at which
     /// that starts are written out by hand: float 2097152 and 1398102 (16 MiB / 12 bytes = 1398101.3), double 1048576
