@@ -202,7 +202,10 @@ public class BackwardKernelTests
     /// about 64 KiB of each stream, a tile of 2 KiB of channels at a time down the block's rows, while the next block is
     /// prefetched. [683, 2050] float and [350, 2050] double end in a partial block (7 and 4 rows to a block) and in two
     /// channels past the last whole vector of every width, so dx is stored plainly and those channels go one by one;
-    /// [48, 30000] float has rows wider than a block (one row each) and a partial last tile, and streams its stores. With
+    /// [48, 30000] float has rows wider than a block (one row each) and a partial last tile, and streams its stores. Rows
+    /// of at most 2 KiB go in two halves at once instead, row r beside row r + ceil(rows / 2): [4099, 343] float (an odd
+    /// middle row, a ragged tail, plain stores) and [2731, 256] double (streamed; the streaming test below also takes it at
+    /// two alignments); their halves are not a multiple of 3 rows apart, so a pair's two rows differ in the mask. With
     /// and without a mask (every third row out), against the float64 map and in place on dy.
     /// </summary>
     [Theory]
@@ -212,11 +215,15 @@ public class BackwardKernelTests
         Prefetch.IsWorthIt<float>(683 * 2050, Prefetch.BackwardTensors).Should().Be(Sse.IsSupported);
         Prefetch.IsWorthIt<double>(350 * 2050, Prefetch.BackwardTensors).Should().Be(Sse.IsSupported);
         Prefetch.IsWorthIt<float>(48 * 30000, Prefetch.BackwardTensors).Should().Be(Sse.IsSupported);
+        Prefetch.IsWorthIt<float>(4099 * 343, Prefetch.BackwardTensors).Should().Be(Sse.IsSupported);
+        Prefetch.IsWorthIt<double>(2731 * 256, Prefetch.BackwardTensors).Should().Be(Sse.IsSupported);
         foreach (bool masked in new[] { false, true })
         {
             InputGradient<float>((VectorWidth)width, [683, 2050], masked, guardAfter: masked);
             InputGradient<double>((VectorWidth)width, [350, 2050], masked, guardAfter: !masked);
             InputGradient<float>((VectorWidth)width, [48, 30000], masked, guardAfter: true);
+            InputGradient<float>((VectorWidth)width, [4099, 343], masked, guardAfter: masked);
+            InputGradient<double>((VectorWidth)width, [2731, 256], masked, guardAfter: !masked);
         }
     }
 
@@ -281,6 +288,7 @@ public class BackwardKernelTests
         foreach (int offset in new[] { 0, 3 })
         {
             StreamedInputGradient<float>((VectorWidth)width, [684, 2048], masked: false, offset);
+            StreamedInputGradient<double>((VectorWidth)width, [2731, 256], masked: false, offset);
             foreach (bool masked in new[] { false, true })
             {
                 StreamedInputGradient<double>((VectorWidth)width, [3, 5, 46604], masked, offset);
