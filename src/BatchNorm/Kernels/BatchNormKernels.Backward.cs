@@ -937,9 +937,8 @@ internal static partial class BatchNormKernels
     }
 
     /// <summary>
-    /// <c>sum(dy)</c> (returned) and <c>sum(dy (x - m))</c> over one block of a channels-first run: two pairs of
-    /// accumulators (add latency, not throughput, was the limit), reduced to double, the elements after the last whole
-    /// vector added in double.
+    /// <c>sum(dy)</c> (returned) and <c>sum(dy (x - m))</c> over one block of a channels-first run, with
+    /// <see cref="GradientAccumulators{TVec, TOps, T}"/>.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static double RunBlockGradientSums<TVec, TOps, T>(ref T x, ref T dy, T m, int count, bool prefetch, out double sum2)
@@ -948,8 +947,7 @@ internal static partial class BatchNormKernels
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
         int width = TOps.Count;
-        TVec mc = TOps.Broadcast(m);
-        TVec a1 = TOps.Zero, a2 = TOps.Zero, b1 = TOps.Zero, b2 = TOps.Zero;
+        var sums = new GradientAccumulators<TVec, TOps, T>(m);
         int j = 0;
         for (; j <= count - (2 * width); j += 2 * width)
         {
@@ -959,36 +957,21 @@ internal static partial class BatchNormKernels
                 Prefetch.PairAhead(ref x, (nuint)j);
             }
 
-            TVec g = TOps.Load(ref dy, (nuint)j);
-            TVec h = TOps.Load(ref dy, (nuint)(j + width));
-            a1 = TOps.Add(a1, g);
-            b1 = TOps.Add(b1, h);
-            a2 = TOps.Add(a2, TOps.Multiply(g, TOps.Subtract(TOps.Load(ref x, (nuint)j), mc)));
-            b2 = TOps.Add(b2, TOps.Multiply(h, TOps.Subtract(TOps.Load(ref x, (nuint)(j + width)), mc)));
+            sums.AddTwo(ref x, ref dy, (nuint)j);
         }
 
         for (; j <= count - width; j += width)
         {
-            TVec g = TOps.Load(ref dy, (nuint)j);
-            a1 = TOps.Add(a1, g);
-            a2 = TOps.Add(a2, TOps.Multiply(g, TOps.Subtract(TOps.Load(ref x, (nuint)j), mc)));
+            sums.AddOne(ref x, ref dy, (nuint)j);
         }
 
-        double d1 = TOps.SumToDouble(TOps.Add(a1, b1));
-        sum2 = TOps.SumToDouble(TOps.Add(a2, b2));
-        for (; j < count; j++)
-        {
-            double g = double.CreateTruncating(Unsafe.Add(ref dy, j));
-            d1 += g;
-            sum2 += g * double.CreateTruncating(Unsafe.Add(ref x, j) - m);
-        }
-
-        return d1;
+        return sums.Finish(ref x, ref dy, j, count, out sum2);
     }
 
     /// <summary>
     /// <see cref="RunBlockGradientSums"/> over the same block of two runs (channel c's x, dy and centre, then channel e's)
-    /// in one loop, both prefetched, each with its own accumulators and the same operations in the same order as alone.
+    /// in one loop, both prefetched, each with its own <see cref="GradientAccumulators{TVec, TOps, T}"/>: the operations,
+    /// and so the bits, each run gets alone.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void RunBlockGradientSumsPair<TVec, TOps, T>(
@@ -998,9 +981,8 @@ internal static partial class BatchNormKernels
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
         int width = TOps.Count;
-        TVec vc = TOps.Broadcast(mc), ve = TOps.Broadcast(me);
-        TVec ca1 = TOps.Zero, ca2 = TOps.Zero, cb1 = TOps.Zero, cb2 = TOps.Zero;
-        TVec ea1 = TOps.Zero, ea2 = TOps.Zero, eb1 = TOps.Zero, eb2 = TOps.Zero;
+        var sc = new GradientAccumulators<TVec, TOps, T>(mc);
+        var se = new GradientAccumulators<TVec, TOps, T>(me);
         int j = 0;
         for (; j <= count - (2 * width); j += 2 * width)
         {
@@ -1008,42 +990,68 @@ internal static partial class BatchNormKernels
             Prefetch.PairAhead(ref xc, (nuint)j);
             Prefetch.PairAhead(ref ge, (nuint)j);
             Prefetch.PairAhead(ref xe, (nuint)j);
-            TVec g = TOps.Load(ref gc, (nuint)j);
-            TVec h = TOps.Load(ref gc, (nuint)(j + width));
-            TVec u = TOps.Load(ref ge, (nuint)j);
-            TVec v = TOps.Load(ref ge, (nuint)(j + width));
-            ca1 = TOps.Add(ca1, g);
-            cb1 = TOps.Add(cb1, h);
-            ca2 = TOps.Add(ca2, TOps.Multiply(g, TOps.Subtract(TOps.Load(ref xc, (nuint)j), vc)));
-            cb2 = TOps.Add(cb2, TOps.Multiply(h, TOps.Subtract(TOps.Load(ref xc, (nuint)(j + width)), vc)));
-            ea1 = TOps.Add(ea1, u);
-            eb1 = TOps.Add(eb1, v);
-            ea2 = TOps.Add(ea2, TOps.Multiply(u, TOps.Subtract(TOps.Load(ref xe, (nuint)j), ve)));
-            eb2 = TOps.Add(eb2, TOps.Multiply(v, TOps.Subtract(TOps.Load(ref xe, (nuint)(j + width)), ve)));
+            sc.AddTwo(ref xc, ref gc, (nuint)j);
+            se.AddTwo(ref xe, ref ge, (nuint)j);
         }
 
         for (; j <= count - width; j += width)
         {
-            TVec g = TOps.Load(ref gc, (nuint)j);
-            TVec u = TOps.Load(ref ge, (nuint)j);
-            ca1 = TOps.Add(ca1, g);
-            ca2 = TOps.Add(ca2, TOps.Multiply(g, TOps.Subtract(TOps.Load(ref xc, (nuint)j), vc)));
-            ea1 = TOps.Add(ea1, u);
-            ea2 = TOps.Add(ea2, TOps.Multiply(u, TOps.Subtract(TOps.Load(ref xe, (nuint)j), ve)));
+            sc.AddOne(ref xc, ref gc, (nuint)j);
+            se.AddOne(ref xe, ref ge, (nuint)j);
         }
 
-        c1 = TOps.SumToDouble(TOps.Add(ca1, cb1));
-        c2 = TOps.SumToDouble(TOps.Add(ca2, cb2));
-        e1 = TOps.SumToDouble(TOps.Add(ea1, eb1));
-        e2 = TOps.SumToDouble(TOps.Add(ea2, eb2));
-        for (; j < count; j++)
+        c1 = sc.Finish(ref xc, ref gc, j, count, out c2);
+        e1 = se.Finish(ref xe, ref ge, j, count, out e2);
+    }
+
+    /// <summary>
+    /// The accumulators of the channels-first gradient sums over one run around centre m: two pairs, <c>sum(dy)</c> and
+    /// <c>sum(dy (x - m))</c> for the even and the odd vector of each two (add latency, not throughput, was the limit).
+    /// </summary>
+    private struct GradientAccumulators<TVec, TOps, T>(T m)
+        where TVec : struct
+        where TOps : IVectorOps<TVec, T>
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        private readonly TVec _m = TOps.Broadcast(m);
+        private TVec _a1 = TOps.Zero, _a2 = TOps.Zero, _b1 = TOps.Zero, _b2 = TOps.Zero;
+
+        /// <summary>Adds the two vectors at element <paramref name="j"/>.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public void AddTwo(ref T x, ref T dy, nuint j)
         {
-            double g = double.CreateTruncating(Unsafe.Add(ref gc, j));
-            c1 += g;
-            c2 += g * double.CreateTruncating(Unsafe.Add(ref xc, j) - mc);
-            double u = double.CreateTruncating(Unsafe.Add(ref ge, j));
-            e1 += u;
-            e2 += u * double.CreateTruncating(Unsafe.Add(ref xe, j) - me);
+            nuint k = j + (nuint)TOps.Count;
+            TVec g = TOps.Load(ref dy, j);
+            TVec h = TOps.Load(ref dy, k);
+            _a1 = TOps.Add(_a1, g);
+            _b1 = TOps.Add(_b1, h);
+            _a2 = TOps.Add(_a2, TOps.Multiply(g, TOps.Subtract(TOps.Load(ref x, j), _m)));
+            _b2 = TOps.Add(_b2, TOps.Multiply(h, TOps.Subtract(TOps.Load(ref x, k), _m)));
+        }
+
+        /// <summary>Adds the vector at element <paramref name="j"/> (to the even pair).</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public void AddOne(ref T x, ref T dy, nuint j)
+        {
+            TVec g = TOps.Load(ref dy, j);
+            _a1 = TOps.Add(_a1, g);
+            _a2 = TOps.Add(_a2, TOps.Multiply(g, TOps.Subtract(TOps.Load(ref x, j), _m)));
+        }
+
+        /// <summary>Both sums in double: the pairs added and reduced, then elements <paramref name="j"/> to <paramref name="count"/> - 1 one by one.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public readonly double Finish(ref T x, ref T dy, int j, int count, out double sum2)
+        {
+            double sum1 = TOps.SumToDouble(TOps.Add(_a1, _b1));
+            sum2 = TOps.SumToDouble(TOps.Add(_a2, _b2));
+            for (; j < count; j++)
+            {
+                double g = double.CreateTruncating(Unsafe.Add(ref dy, j));
+                sum1 += g;
+                sum2 += g * double.CreateTruncating(Unsafe.Add(ref x, j) - m);
+            }
+
+            return sum1;
         }
     }
 

@@ -1212,10 +1212,7 @@ internal static partial class BatchNormKernels
         for (int g = 0; g < groupEnd; g += 4)
         {
             int r = GroupFirstRow(r0, g, spacing);
-            nuint q0 = RowOffset(rows, r, channels);
-            nuint q1 = RowOffset(rows, r + spacing, channels);
-            nuint q2 = RowOffset(rows, r + (2 * spacing), channels);
-            nuint q3 = RowOffset(rows, r + (3 * spacing), channels);
+            GroupRowOffsets(rows, r, spacing, channels, out nuint q0, out nuint q1, out nuint q2, out nuint q3);
             nuint p0 = 0, p1 = 0, p2 = 0, p3 = 0;
             if (TPrefetch.On)
             {
@@ -1301,10 +1298,7 @@ internal static partial class BatchNormKernels
         for (int g = 0; g < groupEnd; g += 4)
         {
             int r = GroupFirstRow(r0, g, spacing);
-            nuint q0 = RowOffset(rows, r, channels);
-            nuint q1 = RowOffset(rows, r + spacing, channels);
-            nuint q2 = RowOffset(rows, r + (2 * spacing), channels);
-            nuint q3 = RowOffset(rows, r + (3 * spacing), channels);
+            GroupRowOffsets(rows, r, spacing, channels, out nuint q0, out nuint q1, out nuint q2, out nuint q3);
             TVec sum = GroupSums<TVec, TOps, T>(ref x, q0, q1, q2, q3, 0, firstShift, out TVec squares);
             TVec s1 = TOps.Load(ref sum1, 0);
             TVec s2 = TOps.Load(ref sum2, 0);
@@ -1334,6 +1328,17 @@ internal static partial class BatchNormKernels
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static unsafe int GroupSpacing<T>(int channels, int groupRows)
         where T : unmanaged => channels * sizeof(T) <= WideTileBytes ? groupRows / 4 : 1;
+
+    /// <summary>The offsets of the four rows of a group: row <paramref name="r"/> and the three <paramref name="spacing"/> rows apart after it.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void GroupRowOffsets<TRows>(TRows rows, int r, int spacing, int channels, out nuint q0, out nuint q1, out nuint q2, out nuint q3)
+        where TRows : IRowSelection, allows ref struct
+    {
+        q0 = RowOffset(rows, r, channels);
+        q1 = RowOffset(rows, r + spacing, channels);
+        q2 = RowOffset(rows, r + (2 * spacing), channels);
+        q3 = RowOffset(rows, r + (3 * spacing), channels);
+    }
 
     /// <summary>The first row of the group starting at the block's row <paramref name="g"/> (a multiple of 4) with the rows <paramref name="spacing"/> apart.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -1502,8 +1507,9 @@ internal static partial class BatchNormKernels
     }
 
     /// <summary>
-    /// <see cref="ShiftedSums"/> over two runs of <paramref name="count"/> elements in one loop, each with its own
-    /// accumulators and the same operations in the same order as alone (so the same bits), both prefetched.
+    /// <see cref="ShiftedSums"/> over two runs of <paramref name="count"/> elements in one loop, each run with its own
+    /// <see cref="ShiftedAccumulators{TVec, TOps, T}"/> (so each gets exactly the operations it gets alone, and the same
+    /// bits), both prefetched.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void ShiftedSumsPair<TVec, TOps, T>(
@@ -1513,52 +1519,25 @@ internal static partial class BatchNormKernels
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
         int width = TOps.Count;
-        TVec kx = TOps.Broadcast(shiftX), kz = TOps.Broadcast(shiftZ);
-        TVec x1a = TOps.Zero, x2a = TOps.Zero, x1b = TOps.Zero, x2b = TOps.Zero;
-        TVec z1a = TOps.Zero, z2a = TOps.Zero, z1b = TOps.Zero, z2b = TOps.Zero;
+        var ax = new ShiftedAccumulators<TVec, TOps, T>(shiftX);
+        var az = new ShiftedAccumulators<TVec, TOps, T>(shiftZ);
         int i = 0;
         for (; i <= count - (2 * width); i += 2 * width)
         {
             Prefetch.Ahead(ref x, (nuint)i);
             Prefetch.Ahead(ref z, (nuint)i);
-            TVec da = TOps.Subtract(TOps.Load(ref x, (nuint)i), kx);
-            TVec db = TOps.Subtract(TOps.Load(ref x, (nuint)(i + width)), kx);
-            TVec ga = TOps.Subtract(TOps.Load(ref z, (nuint)i), kz);
-            TVec gb = TOps.Subtract(TOps.Load(ref z, (nuint)(i + width)), kz);
-            x1a = TOps.Add(x1a, da);
-            x1b = TOps.Add(x1b, db);
-            x2a = TOps.Add(x2a, TOps.Multiply(da, da));
-            x2b = TOps.Add(x2b, TOps.Multiply(db, db));
-            z1a = TOps.Add(z1a, ga);
-            z1b = TOps.Add(z1b, gb);
-            z2a = TOps.Add(z2a, TOps.Multiply(ga, ga));
-            z2b = TOps.Add(z2b, TOps.Multiply(gb, gb));
+            ax.AddTwo(ref x, (nuint)i);
+            az.AddTwo(ref z, (nuint)i);
         }
 
         for (; i <= count - width; i += width)
         {
-            TVec d = TOps.Subtract(TOps.Load(ref x, (nuint)i), kx);
-            TVec g = TOps.Subtract(TOps.Load(ref z, (nuint)i), kz);
-            x1a = TOps.Add(x1a, d);
-            x2a = TOps.Add(x2a, TOps.Multiply(d, d));
-            z1a = TOps.Add(z1a, g);
-            z2a = TOps.Add(z2a, TOps.Multiply(g, g));
+            ax.AddOne(ref x, (nuint)i);
+            az.AddOne(ref z, (nuint)i);
         }
 
-        x1 = TOps.SumToDouble(TOps.Add(x1a, x1b));
-        x2 = TOps.SumToDouble(TOps.Add(x2a, x2b));
-        z1 = TOps.SumToDouble(TOps.Add(z1a, z1b));
-        z2 = TOps.SumToDouble(TOps.Add(z2a, z2b));
-        double kxd = double.CreateTruncating(shiftX), kzd = double.CreateTruncating(shiftZ);
-        for (; i < count; i++)
-        {
-            double d = double.CreateTruncating(Unsafe.Add(ref x, i)) - kxd;
-            x1 += d;
-            x2 += d * d;
-            double g = double.CreateTruncating(Unsafe.Add(ref z, i)) - kzd;
-            z1 += g;
-            z2 += g * g;
-        }
+        x1 = ax.Finish(ref x, i, count, out x2);
+        z1 = az.Finish(ref z, i, count, out z2);
     }
 
     /// <summary><c>sum(x)</c> over a contiguous run, four independent accumulators (add latency, not throughput, was the limit).</summary>
@@ -1607,8 +1586,7 @@ internal static partial class BatchNormKernels
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
         int width = TOps.Count;
-        TVec k = TOps.Broadcast(shift);
-        TVec s1a = TOps.Zero, s2a = TOps.Zero, s1b = TOps.Zero, s2b = TOps.Zero;
+        var sums = new ShiftedAccumulators<TVec, TOps, T>(shift);
         int i = 0;
         for (; i <= count - (2 * width); i += 2 * width)
         {
@@ -1617,32 +1595,66 @@ internal static partial class BatchNormKernels
                 Prefetch.Ahead(ref x, (nuint)i);
             }
 
-            TVec da = TOps.Subtract(TOps.Load(ref x, (nuint)i), k);
-            TVec db = TOps.Subtract(TOps.Load(ref x, (nuint)(i + width)), k);
-            s1a = TOps.Add(s1a, da);
-            s1b = TOps.Add(s1b, db);
-            s2a = TOps.Add(s2a, TOps.Multiply(da, da));
-            s2b = TOps.Add(s2b, TOps.Multiply(db, db));
+            sums.AddTwo(ref x, (nuint)i);
         }
 
         for (; i <= count - width; i += width)
         {
-            TVec d = TOps.Subtract(TOps.Load(ref x, (nuint)i), k);
-            s1a = TOps.Add(s1a, d);
-            s2a = TOps.Add(s2a, TOps.Multiply(d, d));
+            sums.AddOne(ref x, (nuint)i);
         }
 
-        double sum1 = TOps.SumToDouble(TOps.Add(s1a, s1b));
-        sum2 = TOps.SumToDouble(TOps.Add(s2a, s2b));
-        double kd = double.CreateTruncating(shift);
-        for (; i < count; i++)
+        return sums.Finish(ref x, i, count, out sum2);
+    }
+
+    /// <summary>
+    /// The accumulators of <see cref="ShiftedSums"/> over one run: two pairs, <c>sum(x - shift)</c> and
+    /// <c>sum((x - shift)^2)</c> for the even and the odd vector of each two, so the add chains do not bound the loop.
+    /// </summary>
+    private struct ShiftedAccumulators<TVec, TOps, T>(T shift)
+        where TVec : struct
+        where TOps : IVectorOps<TVec, T>
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        private readonly TVec _k = TOps.Broadcast(shift);
+        private TVec _s1a = TOps.Zero, _s2a = TOps.Zero, _s1b = TOps.Zero, _s2b = TOps.Zero;
+
+        /// <summary>Adds the two vectors at element <paramref name="i"/> of <paramref name="x"/>.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public void AddTwo(ref T x, nuint i)
         {
-            double d = double.CreateTruncating(Unsafe.Add(ref x, i)) - kd;
-            sum1 += d;
-            sum2 += d * d;
+            TVec da = TOps.Subtract(TOps.Load(ref x, i), _k);
+            TVec db = TOps.Subtract(TOps.Load(ref x, i + (nuint)TOps.Count), _k);
+            _s1a = TOps.Add(_s1a, da);
+            _s1b = TOps.Add(_s1b, db);
+            _s2a = TOps.Add(_s2a, TOps.Multiply(da, da));
+            _s2b = TOps.Add(_s2b, TOps.Multiply(db, db));
         }
 
-        return sum1;
+        /// <summary>Adds the vector at element <paramref name="i"/> (to the even pair).</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public void AddOne(ref T x, nuint i)
+        {
+            TVec d = TOps.Subtract(TOps.Load(ref x, i), _k);
+            _s1a = TOps.Add(_s1a, d);
+            _s2a = TOps.Add(_s2a, TOps.Multiply(d, d));
+        }
+
+        /// <summary>Both sums in double: the pairs added and reduced, then elements <paramref name="i"/> to <paramref name="count"/> - 1 added one by one.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public readonly double Finish(ref T x, int i, int count, out double sum2)
+        {
+            double sum1 = TOps.SumToDouble(TOps.Add(_s1a, _s1b));
+            sum2 = TOps.SumToDouble(TOps.Add(_s2a, _s2b));
+            double kd = double.CreateTruncating(shift);
+            for (; i < count; i++)
+            {
+                double d = double.CreateTruncating(Unsafe.Add(ref x, i)) - kd;
+                sum1 += d;
+                sum2 += d * d;
+            }
+
+            return sum1;
+        }
     }
 
     /// <summary>
