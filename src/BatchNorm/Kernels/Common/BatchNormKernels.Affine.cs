@@ -513,23 +513,15 @@ internal static partial class BatchNormKernels
                 int second = runs - pairs;
                 for (int k = 0; k < pairs; k++)
                 {
-                    int c = k % channels, e = (k + second) % channels;
-                    nint a = (nint)k * inner, b = (nint)(k + second) * inner;
                     AffineTwoRunsStreaming<TVec, TOps, T>(
-                        ref Unsafe.Add(ref x, a), ref Unsafe.Add(ref y, a), ref Unsafe.Add(ref x, b), ref Unsafe.Add(ref y, b), inner,
-                        NonTemporal.ElementsToAlignment<T>(output + a, width * sizeof(T)), NonTemporal.ElementsToAlignment<T>(output + b, width * sizeof(T)),
-                        Unsafe.Add(ref center, c), Unsafe.Add(ref scale, c), Unsafe.Add(ref shift, c),
-                        Unsafe.Add(ref center, e), Unsafe.Add(ref scale, e), Unsafe.Add(ref shift, e));
+                        new AffineStreamRun<T>(ref x, ref y, ref center, ref scale, ref shift, k, channels, inner, width),
+                        new AffineStreamRun<T>(ref x, ref y, ref center, ref scale, ref shift, k + second, channels, inner, width),
+                        inner);
                 }
 
                 for (int k = pairs; k < second; k++)
                 {
-                    int c = k % channels;
-                    nint runStart = (nint)k * inner;
-                    int runHead = NonTemporal.ElementsToAlignment<T>(output + runStart, width * sizeof(T));
-                    AffineRunStreaming<TVec, TOps, T>(
-                        ref Unsafe.Add(ref x, runStart), ref Unsafe.Add(ref y, runStart), inner, runHead,
-                        Unsafe.Add(ref center, c), Unsafe.Add(ref scale, c), Unsafe.Add(ref shift, c), prefetch);
+                    AffineRunStreaming<TVec, TOps, T>(new AffineStreamRun<T>(ref x, ref y, ref center, ref scale, ref shift, k, channels, inner, width), inner, prefetch);
                 }
             }
         }
@@ -719,87 +711,121 @@ internal static partial class BatchNormKernels
     }
 
     /// <summary>
-    /// Two runs of the same length (<paramref name="count"/>) with streaming stores, in one loop: run A (<paramref name="xa"/>,
-    /// aligned from <paramref name="headA"/>, channel coefficients <paramref name="ma"/>, <paramref name="aa"/>,
-    /// <paramref name="ba"/>) and run B likewise. Each element gets the operations of <see cref="AffineRunStreaming"/>.
+    /// One channels-first run of the affine map with streaming stores: its x and y, its channel's coefficients, and
+    /// <see cref="Head"/>, the elements before its first store aligned for vectors of <c>lanes</c> (y is pinned).
     /// </summary>
-    private static void AffineTwoRunsStreaming<TVec, TOps, T>(
-        ref T xa, ref T ya, ref T xb, ref T yb, int count, int headA, int headB, T ma, T aa, T ba, T mb, T ab, T bb)
+    private readonly unsafe ref struct AffineStreamRun<T>
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        public readonly ref T X;
+        public readonly ref T Y;
+        public readonly T Center, Scale, Shift;
+        public readonly int Head;
+
+        /// <summary>Run <paramref name="run"/> of a <c>[outer, C, inner]</c> layout: channel run mod C, at run * inner.</summary>
+        public AffineStreamRun(ref T x, ref T y, ref T center, ref T scale, ref T shift, int run, int channels, int inner, int lanes)
+        {
+            int c = run % channels;
+            nint start = (nint)run * inner;
+            X = ref Unsafe.Add(ref x, start);
+            Y = ref Unsafe.Add(ref y, start);
+            Center = Unsafe.Add(ref center, c);
+            Scale = Unsafe.Add(ref scale, c);
+            Shift = Unsafe.Add(ref shift, c);
+            Head = Math.Min(inner, NonTemporal.ElementsToAlignment<T>(Unsafe.AsPointer(ref Y), lanes * sizeof(T)));
+        }
+
+        /// <summary>Maps element <paramref name="i"/> in T: <c>(x - center) * scale + shift</c>, the vector map's operations.</summary>
+        public void MapAt(int i) => Unsafe.Add(ref Y, i) = ((Unsafe.Add(ref X, i) - Center) * Scale) + Shift;
+
+        /// <summary>Maps the vector at element <paramref name="i"/> with the coefficients broadcast by the caller, streamed.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public void StreamAt<TVec, TOps>(int i, TVec center, TVec scale, TVec shift)
+            where TVec : struct
+            where TOps : IVectorOps<TVec, T> =>
+            TOps.StoreStreaming(TOps.Add(TOps.Multiply(TOps.Subtract(TOps.Load(ref X, (nuint)i), center), scale), shift), ref Y, (nuint)i);
+    }
+
+    /// <summary>
+    /// Two runs of the same length (<paramref name="count"/>) with streaming stores, in one loop, both prefetched; each
+    /// element gets the operations it gets alone (<see cref="AffineRunStreaming"/>).
+    /// </summary>
+    private static void AffineTwoRunsStreaming<TVec, TOps, T>(AffineStreamRun<T> a, AffineStreamRun<T> b, int count)
         where TVec : struct
         where TOps : IVectorOps<TVec, T>
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
         int width = TOps.Count;
-        int i = Math.Min(headA, count), j = Math.Min(headB, count);
-        for (int h = 0; h < i; h++)
+        int i = 0, j = 0;
+        for (; i < a.Head; i++)
         {
-            Unsafe.Add(ref ya, h) = ((Unsafe.Add(ref xa, h) - ma) * aa) + ba;
+            a.MapAt(i);
         }
 
-        for (int h = 0; h < j; h++)
+        for (; j < b.Head; j++)
         {
-            Unsafe.Add(ref yb, h) = ((Unsafe.Add(ref xb, h) - mb) * ab) + bb;
+            b.MapAt(j);
         }
 
-        TVec vma = TOps.Broadcast(ma), vaa = TOps.Broadcast(aa), vba = TOps.Broadcast(ba);
-        TVec vmb = TOps.Broadcast(mb), vab = TOps.Broadcast(ab), vbb = TOps.Broadcast(bb);
+        TVec ma = TOps.Broadcast(a.Center), sa = TOps.Broadcast(a.Scale), ha = TOps.Broadcast(a.Shift);
+        TVec mb = TOps.Broadcast(b.Center), sb = TOps.Broadcast(b.Scale), hb = TOps.Broadcast(b.Shift);
         for (; i <= count - width && j <= count - width; i += width, j += width)
         {
-            Prefetch.Ahead(ref xa, (nuint)i);
-            Prefetch.Ahead(ref xb, (nuint)j);
-            TOps.StoreStreaming(TOps.Add(TOps.Multiply(TOps.Subtract(TOps.Load(ref xa, (nuint)i), vma), vaa), vba), ref ya, (nuint)i);
-            TOps.StoreStreaming(TOps.Add(TOps.Multiply(TOps.Subtract(TOps.Load(ref xb, (nuint)j), vmb), vab), vbb), ref yb, (nuint)j);
+            Prefetch.Ahead(ref a.X, (nuint)i);
+            Prefetch.Ahead(ref b.X, (nuint)j);
+            a.StreamAt<TVec, TOps>(i, ma, sa, ha);
+            b.StreamAt<TVec, TOps>(j, mb, sb, hb);
         }
 
         for (; i <= count - width; i += width)
         {
-            TOps.StoreStreaming(TOps.Add(TOps.Multiply(TOps.Subtract(TOps.Load(ref xa, (nuint)i), vma), vaa), vba), ref ya, (nuint)i);
+            a.StreamAt<TVec, TOps>(i, ma, sa, ha);
         }
 
         for (; j <= count - width; j += width)
         {
-            TOps.StoreStreaming(TOps.Add(TOps.Multiply(TOps.Subtract(TOps.Load(ref xb, (nuint)j), vmb), vab), vbb), ref yb, (nuint)j);
+            b.StreamAt<TVec, TOps>(j, mb, sb, hb);
         }
 
         for (; i < count; i++)
         {
-            Unsafe.Add(ref ya, i) = ((Unsafe.Add(ref xa, i) - ma) * aa) + ba;
+            a.MapAt(i);
         }
 
         for (; j < count; j++)
         {
-            Unsafe.Add(ref yb, j) = ((Unsafe.Add(ref xb, j) - mb) * ab) + bb;
+            b.MapAt(j);
         }
     }
 
-    /// <summary>One run of a single channel with streaming stores, aligned from element <paramref name="head"/> on.</summary>
+    /// <summary>One run of a single channel with streaming stores, aligned from its head on.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void AffineRunStreaming<TVec, TOps, T>(ref T x, ref T y, int count, int head, T center, T scale, T shift, bool prefetch)
+    private static void AffineRunStreaming<TVec, TOps, T>(AffineStreamRun<T> run, int count, bool prefetch)
         where TVec : struct
         where TOps : IVectorOps<TVec, T>
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
         int width = TOps.Count;
         int i = 0;
-        for (; i < head && i < count; i++)
+        for (; i < run.Head; i++)
         {
-            Unsafe.Add(ref y, i) = ((Unsafe.Add(ref x, i) - center) * scale) + shift;
+            run.MapAt(i);
         }
 
-        TVec m = TOps.Broadcast(center), a = TOps.Broadcast(scale), b = TOps.Broadcast(shift);
+        TVec m = TOps.Broadcast(run.Center), a = TOps.Broadcast(run.Scale), b = TOps.Broadcast(run.Shift);
         for (; i <= count - width; i += width)
         {
             if (prefetch)
             {
-                Prefetch.Ahead(ref x, (nuint)i);
+                Prefetch.Ahead(ref run.X, (nuint)i);
             }
 
-            TOps.StoreStreaming(TOps.Add(TOps.Multiply(TOps.Subtract(TOps.Load(ref x, (nuint)i), m), a), b), ref y, (nuint)i);
+            run.StreamAt<TVec, TOps>(i, m, a, b);
         }
 
         for (; i < count; i++)
         {
-            Unsafe.Add(ref y, i) = ((Unsafe.Add(ref x, i) - center) * scale) + shift;
+            run.MapAt(i);
         }
     }
 
