@@ -1319,9 +1319,9 @@ internal static partial class BatchNormKernels
     /// tile at a time, group with the next three.
     /// </summary>
     /// <remarks>
-    /// From memory one core here reads several streams at once faster than one: a plain read of 51 MB took 0.74-0.79x a
-    /// copy in one stream and 0.55-0.57x in four (Intel Xeon, thirty-sixth session; software prefetch at 4-32 KiB or into
-    /// L2 did not help one stream). The statistics of double [32,56,56,64] (rows of 512 bytes) took 0.68-0.77 of their
+    /// From memory one core here reads several streams at once faster than one: a plain read of 51 MB took 0.70-0.81x a
+    /// copy in one stream and 0.48-0.58x in four (Intel Xeon, thirty-sixth session; software prefetch at 4-32 KiB or into
+    /// L2 did not help one stream). The statistics of double [32,56,56,64] (rows of 512 bytes) took 0.64-0.77 of their
     /// time with the quarters, in cache they did not move ([256,1024], [1024,256]), and rows of 8-32 KiB, whose tiles
     /// touch each page once, took 1.02-1.06 (see HISTORY.md).
     /// </remarks>
