@@ -2112,7 +2112,7 @@ internal static partial class BatchNormKernels
     /// 0.91-0.96 and 0.86-0.93 on float64 [64,7,7,2048], [12544,512] and float32 [64,7,7,2048]. Four and eight streams
     /// measured the same as two. Only the prefetches move: what is computed, and in what order, is unchanged.
     /// </remarks>
-    private struct BlockHalvesAhead(nuint start, nuint length, nuint width)
+    internal struct BlockHalvesAhead(nuint start, nuint length, nuint width)
     {
         private readonly nuint _half = length / 2 / width * width;
         private nuint _position = start;

@@ -1,4 +1,5 @@
 using System;
+using System.Collections.Generic;
 using System.Linq;
 using System.Numerics;
 using System.Runtime.Intrinsics.X86;
@@ -95,6 +96,33 @@ public class BackwardKernelTests
         {
             bool chosen = isFloat ? Prefetch.IsWorthIt<float>(elements, tensors) : Prefetch.IsWorthIt<double>(elements, tensors);
             chosen.Should().Be(expected && Sse.IsSupported, $"{elements} elements of {(isFloat ? "float" : "double")}, {tensors} tensors");
+        }
+    }
+
+    /// <summary>
+    /// The wide-row walks from memory prefetch the next block as two halves side by side, one offset per vector they
+    /// compute: a vector of the first half, the same vector of the second, and on, so that the reads from memory run as
+    /// two streams. For a block of an even number of vectors the offsets reach each vector once. Written out by hand:
+    /// 8 vectors of 4 elements from element 100 (and a block 3 elements longer, whose halves stay whole vectors), and
+    /// the scalar walk's 6 elements from 0.
+    /// </summary>
+    [Fact]
+    public void The_next_block_is_prefetched_in_two_halves_side_by_side()
+    {
+        Offsets(start: 100, length: 32, width: 4, count: 8).Should().Equal(100, 116, 104, 120, 108, 124, 112, 128);
+        Offsets(start: 100, length: 35, width: 4, count: 8).Should().Equal(100, 116, 104, 120, 108, 124, 112, 128);
+        Offsets(start: 0, length: 6, width: 1, count: 6).Should().Equal(0, 3, 1, 4, 2, 5);
+
+        static List<ulong> Offsets(nuint start, nuint length, nuint width, int count)
+        {
+            var ahead = new BatchNormKernels.BlockHalvesAhead(start, length, width);
+            var offsets = new List<ulong>();
+            for (int i = 0; i < count; i++)
+            {
+                offsets.Add(ahead.Next());
+            }
+
+            return offsets;
         }
     }
 
