@@ -1697,9 +1697,9 @@ internal static partial class BatchNormKernels
     /// stream, a tile of <see cref="InputGradientTileChannels{T}"/> channels at a time down the block's rows, so the tile's
     /// four coefficient arrays (8 KiB) stay in L1 beside x and dy; meanwhile the next block of x and dy (and of dx, when
     /// the stores are plain) is prefetched, one line of each per line's worth of elements computed, its two halves side by
-    /// side (<see cref="BlockHalvesAhead"/>). The
-    /// last C mod width channels of the block's rows go one by one (no overlapping vector: dx may be dy). Every element
-    /// takes the same operations as on any other path, so the walk does not change the bits.
+    /// side (<see cref="BlockHalvesAhead"/>). The last C mod width channels of the block's rows go one by one (no
+    /// overlapping vector: dx may be dy). Every element takes the same operations as on any other path, so the walk does
+    /// not change the bits.
     /// </summary>
     /// <remarks>
     /// Prototypes of the streaming pass on pinned buffers, float32 from memory at 256 bits, x, dy and dx on cache lines
