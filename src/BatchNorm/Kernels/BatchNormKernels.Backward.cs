@@ -1681,15 +1681,7 @@ internal static partial class BatchNormKernels
             }
         }
 
-        for (int r = 0; r < rows && vectorEnd < channels; r++)
-        {
-            nuint o = (nuint)r * stride;
-            bool statisticsTerm = weights.IsEmpty || weights[r] != T.Zero;
-            for (nuint c = (nuint)vectorEnd; c < (nuint)channels; c++)
-            {
-                Unsafe.Add(ref dx, o + c) = GradientAt<T, ScalarOps<T>, T>(ref Unsafe.Add(ref x, o), ref Unsafe.Add(ref dy, o), c, k, statisticsTerm);
-            }
-        }
+        InputGradientLastChannels(ref x, ref dy, ref dx, 0, rows, channels, vectorEnd, weights, k);
     }
 
     /// <summary>
@@ -1760,14 +1752,26 @@ internal static partial class BatchNormKernels
                 }
             }
 
-            for (int r = 0; r < count && vectorEnd < channels; r++)
+            InputGradientLastChannels(ref x, ref dy, ref dx, r0, count, channels, vectorEnd, weights, k);
+        }
+    }
+
+    /// <summary>
+    /// The last <c>C mod width</c> channels (from <paramref name="vectorEnd"/>) of rows <c>firstRow .. firstRow + count - 1</c>
+    /// of channels-last dx, one element at a time through the scalar map (no overlapping vector: dx may be dy), for the
+    /// wide-row walks that leave them out of their vectors.
+    /// </summary>
+    private static void InputGradientLastChannels<T>(
+        ref T x, ref T dy, ref T dx, int firstRow, int count, int channels, int vectorEnd, ReadOnlySpan<T> weights, GradientCoefficients<T> k)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        for (int r = firstRow; r < firstRow + count && vectorEnd < channels; r++)
+        {
+            nuint o = (nuint)r * (nuint)channels;
+            bool statisticsTerm = weights.IsEmpty || weights[r] != T.Zero;
+            for (nuint c = (nuint)vectorEnd; c < (nuint)channels; c++)
             {
-                nuint o = first + ((nuint)r * stride);
-                bool statisticsTerm = weights.IsEmpty || weights[r0 + r] != T.Zero;
-                for (nuint c = (nuint)vectorEnd; c < (nuint)channels; c++)
-                {
-                    Unsafe.Add(ref dx, o + c) = GradientAt<T, ScalarOps<T>, T>(ref Unsafe.Add(ref x, o), ref Unsafe.Add(ref dy, o), c, k, statisticsTerm);
-                }
+                Unsafe.Add(ref dx, o + c) = GradientAt<T, ScalarOps<T>, T>(ref Unsafe.Add(ref x, o), ref Unsafe.Add(ref dy, o), c, k, statisticsTerm);
             }
         }
     }
