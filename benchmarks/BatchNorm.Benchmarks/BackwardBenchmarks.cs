@@ -17,9 +17,8 @@ public class BackwardBenchmarks<T> : LayerBenchmark<T>
     private T[] _dgamma = [];
     private T[] _dbeta = [];
 
-    public override void Setup()
+    protected override void Prepare()
     {
-        base.Setup();
         _dy = Shape.OutputGradient<T>();
         _dx = new T[X.Length];
         _dgamma = new T[Layer.Channels];
@@ -28,4 +27,6 @@ public class BackwardBenchmarks<T> : LayerBenchmark<T>
 
     [Benchmark]
     public void Backward() => Layer.Backward(_dy, _dx, _dgamma, _dbeta);
+
+    protected override void Operation() => Backward();
 }

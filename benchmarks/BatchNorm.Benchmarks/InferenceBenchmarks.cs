@@ -10,4 +10,6 @@ public class InferenceBenchmarks<T> : LayerBenchmark<T>
 {
     [Benchmark]
     public void Inference() => Layer.Call(X, Y, training: false);
+
+    protected override void Operation() => Inference();
 }

@@ -10,4 +10,6 @@ public class TrainingForwardBenchmarks<T> : LayerBenchmark<T>
 {
     [Benchmark]
     public void TrainingForward() => Layer.Call(X, Y, training: true);
+
+    protected override void Operation() => TrainingForward();
 }
