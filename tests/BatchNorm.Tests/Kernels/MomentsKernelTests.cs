@@ -1,6 +1,7 @@
 using System;
 using System.Linq;
 using System.Numerics;
+using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
 using BatchNorm.Kernels;
 using BatchNorm.Tests.Reference;
@@ -222,6 +223,89 @@ public class MomentsKernelTests
         {
             Check<float>((VectorWidth)width, shape, 1, KernelTestData.Data(Product(shape), shape[0], offset: 2, spread: 3));
             Check<double>((VectorWidth)width, shape, 1, KernelTestData.Data(Product(shape), shape[0] + 1, offset: 2, spread: 3));
+        }
+    }
+
+    /// <summary>
+    /// The mean of a wide block's rows from memory (the shift of a stripe's first block, or of a block read again) reads
+    /// four rows at once but must add each channel's rows in row order, as one row at a time did: against a plain loop,
+    /// bit for bit, at every width, over all rows and over listed rows (a mask's), with 16 and 19 rows (groups of four and
+    /// rows left over) and channel counts with and without a remainder of a vector.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(KernelTestData.Widths), MemberType = typeof(KernelTestData))]
+    public void Wide_means_from_memory_add_the_rows_in_row_order(int width)
+    {
+        foreach (int channels in new[] { 64, 100, 2051 })
+        {
+            foreach (int count in new[] { 16, 19 })
+            {
+                RowOrderMean<float>((VectorWidth)width, channels, count);
+                RowOrderMean<double>((VectorWidth)width, channels, count);
+            }
+        }
+    }
+
+    private static void RowOrderMean<T>(VectorWidth width, int channels, int count)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        // Values of mixed sign and size, so that the order of the additions shows in the last bits.
+        const int rows = 40;
+        var random = new Random((channels * 100) + count);
+        T[] x = Tolerance.FromDouble<T>(Enumerable.Range(0, rows * channels)
+            .Select(_ => Math.Pow(10, random.Next(-3, 4)) * ((random.NextDouble() * 2) - 1)).ToArray());
+        int[] listed = Enumerable.Range(0, rows).Where(r => r % 3 != 1).ToArray();
+        foreach (bool all in new[] { true, false })
+        {
+            // Rows r0 .. r0 + count - 1 of the selection, r0 = 2.
+            const int r0 = 2;
+            var expected = new T[channels];
+            for (int c = 0; c < channels; c++)
+            {
+                T sum = T.Zero;
+                for (int r = r0; r < r0 + count; r++)
+                {
+                    sum += x[((all ? r : listed[r]) * channels) + c];
+                }
+
+                expected[c] = sum * (T.One / T.CreateTruncating(count));
+            }
+
+            var shift = new T[channels];
+            if (all)
+            {
+                BlockMean(width, x, new BatchNormKernels.AllRows(rows), r0, count, channels, shift);
+            }
+            else
+            {
+                BlockMean(width, x, new BatchNormKernels.SelectedRows(listed), r0, count, channels, shift);
+            }
+
+            for (int c = 0; c < channels; c++)
+            {
+                shift[c].Should().Be(expected[c], $"{typeof(T).Name} {width} C = {channels}, {count} rows, {(all ? "all rows" : "listed rows")}, channel {c}");
+            }
+        }
+    }
+
+    private static void BlockMean<T, TRows>(VectorWidth width, T[] x, TRows rows, int r0, int count, int channels, T[] shift)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+        where TRows : BatchNormKernels.IRowSelection, allows ref struct
+    {
+        switch (width)
+        {
+            case VectorWidth.Vector512:
+                BatchNormKernels.WideBlockMean<Vector512<T>, Vector512Ops<T>, T, TRows>(ref x[0], rows, r0, count, channels, ref shift[0], prefetch: true);
+                break;
+            case VectorWidth.Vector256:
+                BatchNormKernels.WideBlockMean<Vector256<T>, Vector256Ops<T>, T, TRows>(ref x[0], rows, r0, count, channels, ref shift[0], prefetch: true);
+                break;
+            case VectorWidth.Vector128:
+                BatchNormKernels.WideBlockMean<Vector128<T>, Vector128Ops<T>, T, TRows>(ref x[0], rows, r0, count, channels, ref shift[0], prefetch: true);
+                break;
+            default:
+                BatchNormKernels.WideBlockMean<T, ScalarOps<T>, T, TRows>(ref x[0], rows, r0, count, channels, ref shift[0], prefetch: true);
+                break;
         }
     }
 
