@@ -1074,7 +1074,7 @@ internal static partial class BatchNormKernels
             }
         }
 
-        // The last count mod 4 rows, which the last group's prefetches have already requested.
+        // The last count mod 4 rows, one at a time (no software prefetch for at most three rows).
         for (; r < count; r++)
         {
             nuint row = RowOffset(rows, r0 + r, channels);
