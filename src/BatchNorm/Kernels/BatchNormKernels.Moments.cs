@@ -1471,13 +1471,22 @@ internal static partial class BatchNormKernels
     {
         // In memory order (each channel's blocks are still merged in outer order, so the bits do not depend on it): the
         // next run is the next memory, which the prefetcher (and the software prefetch) has already requested. From
-        // memory, channel c goes beside channel c + half (ChannelPairMoments): two streams read faster than one.
+        // memory, channel c goes beside channels c + q, c + 2q and c + 3q, q a quarter of the channels
+        // (ChannelQuadMoments): four streams read faster than one or two. The channels left over, fewer than four, go
+        // in a pair (ChannelPairMoments) and alone. Runs shorter than QuadRunBytes go in pairs only.
         int inner = layout.Inner;
-        int half = prefetch ? (c1 - c0) / 2 : 0;
-        int paired = c0 + half;
+        int quarter = prefetch && (long)inner * Unsafe.SizeOf<T>() >= QuadRunBytes ? (c1 - c0) / 4 : 0;
+        int rest = c0 + (4 * quarter);
+        int half = prefetch ? (c1 - rest) / 2 : 0;
+        int paired = rest + half;
         for (int o = 0; o < layout.Outer; o++)
         {
-            for (int c = c0; c < paired; c++)
+            for (int c = c0; c < c0 + quarter; c++)
+            {
+                ChannelQuadMoments<TVec, TOps, T>(ref x, layout, o, c, quarter, mean, m2);
+            }
+
+            for (int c = rest; c < paired; c++)
             {
                 ChannelPairMoments<TVec, TOps, T>(ref x, layout, o, c, c + (c1 - paired), mean, m2);
             }
@@ -1510,6 +1519,108 @@ internal static partial class BatchNormKernels
                     MergeBlock(ref mean[c], ref m2[c], new BlockWeights(((double)o * inner) + j0, count), double.CreateTruncating(k), s1, s2);
                 }
             }
+        }
+    }
+
+    /// <summary>
+    /// One block of a channels-first run after its read around the running mean <paramref name="shift"/>
+    /// (<paramref name="wasRead"/>; a channel's first block is not): when that read was not close enough
+    /// (<see cref="ShiftWasClose(double, double, int)"/>), or there was none, the block's own T-rounded mean and a second
+    /// read around it from cache; then the block merged into the channel's running mean and M2.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void MergeRunBlock<TVec, TOps, T>(
+        ref T block, int count, T shift, bool wasRead, double sum1, double sum2, ref double mean, ref double m2, in BlockWeights weights, bool prefetch)
+        where TVec : struct
+        where TOps : IVectorOps<TVec, T>
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        if (!wasRead || !ShiftWasClose(sum1, sum2, count))
+        {
+            shift = T.CreateTruncating(Sum<TVec, TOps, T>(ref block, count, prefetch) / count);
+            sum1 = ShiftedSums<TVec, TOps, T>(ref block, count, shift, prefetch: false, out sum2);
+        }
+
+        MergeBlock(ref mean, ref m2, weights, double.CreateTruncating(shift), sum1, sum2);
+    }
+
+    /// <summary>The shortest channels-first run, in bytes, that the statistics read four at a time (<see cref="ChannelQuadMoments"/>).</summary>
+    private const int QuadRunBytes = 8192;
+
+    /// <summary>
+    /// The runs of channels <paramref name="c"/>, <c>c + q</c>, <c>c + 2q</c> and <c>c + 3q</c> at outer index
+    /// <paramref name="o"/> from memory, block by block side by side, as <see cref="ChannelPairMoments"/> takes two: each
+    /// run has its own <see cref="ShiftedAccumulators{TVec, TOps, T}"/>, so each block gets exactly what
+    /// <see cref="MomentsChannelsFirst{TVec, TOps, T}"/> gives it alone, and the same bits.
+    /// </summary>
+    /// <remarks>
+    /// Against the pairs, on runs of 12.5-25 KiB (builds alternating in one process, both slot orders, 12 rounds, two
+    /// builds of it; thirty-eighth session, benchmarks/HISTORY.md): the statistics of float64 [32, 64, 56, 56] took
+    /// 0.85-0.95 of their time (float32 0.88-1.11), the training forward 0.89-1.01 (float32 0.87-1.05, float64 on two
+    /// threads 0.86-1.02). On shorter
+    /// runs four lost: [16, 256, 28, 28], runs of 3 KiB in float32 and 6 KiB in float64, took 1.14-1.30 and 0.98-1.22
+    /// (one slot order, 16 rounds), hence <see cref="QuadRunBytes"/>.
+    /// </remarks>
+    private static void ChannelQuadMoments<TVec, TOps, T>(ref T x, ChannelLayout layout, int o, int c, int q, Span<double> mean, Span<double> m2)
+        where TVec : struct
+        where TOps : IVectorOps<TVec, T>
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        int inner = layout.Inner;
+        int width = TOps.Count;
+        int c2 = c + q, c3 = c + (2 * q), c4 = c + (3 * q);
+        ref T run1 = ref Unsafe.Add(ref x, ((nint)o * layout.Channels + c) * inner);
+        ref T run2 = ref Unsafe.Add(ref x, ((nint)o * layout.Channels + c2) * inner);
+        ref T run3 = ref Unsafe.Add(ref x, ((nint)o * layout.Channels + c3) * inner);
+        ref T run4 = ref Unsafe.Add(ref x, ((nint)o * layout.Channels + c4) * inner);
+        for (int j0 = 0; j0 < inner; j0 += BlockElements)
+        {
+            int count = Math.Min(BlockElements, inner - j0);
+            ref T block1 = ref Unsafe.Add(ref run1, j0);
+            ref T block2 = ref Unsafe.Add(ref run2, j0);
+            ref T block3 = ref Unsafe.Add(ref run3, j0);
+            ref T block4 = ref Unsafe.Add(ref run4, j0);
+            T k1 = T.CreateTruncating(mean[c]), k2 = T.CreateTruncating(mean[c2]), k3 = T.CreateTruncating(mean[c3]), k4 = T.CreateTruncating(mean[c4]);
+            double a1 = 0, a2 = 0, b1 = 0, b2 = 0, d1 = 0, d2 = 0, e1 = 0, e2 = 0;
+            bool read = o != 0 || j0 != 0;
+            if (read)
+            {
+                var acc1 = new ShiftedAccumulators<TVec, TOps, T>(k1);
+                var acc2 = new ShiftedAccumulators<TVec, TOps, T>(k2);
+                var acc3 = new ShiftedAccumulators<TVec, TOps, T>(k3);
+                var acc4 = new ShiftedAccumulators<TVec, TOps, T>(k4);
+                int i = 0;
+                for (; i <= count - (2 * width); i += 2 * width)
+                {
+                    Prefetch.Ahead(ref block1, (nuint)i);
+                    Prefetch.Ahead(ref block2, (nuint)i);
+                    Prefetch.Ahead(ref block3, (nuint)i);
+                    Prefetch.Ahead(ref block4, (nuint)i);
+                    acc1.AddTwo(ref block1, (nuint)i);
+                    acc2.AddTwo(ref block2, (nuint)i);
+                    acc3.AddTwo(ref block3, (nuint)i);
+                    acc4.AddTwo(ref block4, (nuint)i);
+                }
+
+                for (; i <= count - width; i += width)
+                {
+                    acc1.AddOne(ref block1, (nuint)i);
+                    acc2.AddOne(ref block2, (nuint)i);
+                    acc3.AddOne(ref block3, (nuint)i);
+                    acc4.AddOne(ref block4, (nuint)i);
+                }
+
+                a1 = acc1.Finish(ref block1, i, count, out a2);
+                b1 = acc2.Finish(ref block2, i, count, out b2);
+                d1 = acc3.Finish(ref block3, i, count, out d2);
+                e1 = acc4.Finish(ref block4, i, count, out e2);
+            }
+
+            var weights = new BlockWeights(((double)o * inner) + j0, count);
+            MergeRunBlock<TVec, TOps, T>(ref block1, count, k1, read, a1, a2, ref mean[c], ref m2[c], weights, prefetch: true);
+            MergeRunBlock<TVec, TOps, T>(ref block2, count, k2, read, b1, b2, ref mean[c2], ref m2[c2], weights, prefetch: true);
+            MergeRunBlock<TVec, TOps, T>(ref block3, count, k3, read, d1, d2, ref mean[c3], ref m2[c3], weights, prefetch: true);
+            MergeRunBlock<TVec, TOps, T>(ref block4, count, k4, read, e1, e2, ref mean[c4], ref m2[c4], weights, prefetch: true);
         }
     }
 

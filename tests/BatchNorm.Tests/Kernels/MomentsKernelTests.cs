@@ -157,11 +157,14 @@ public class MomentsKernelTests
     }
 
     /// <summary>
-    /// Channels first from memory read two channels' runs in one loop, channel c beside channel c + ceil(C/2), the middle
-    /// one of an odd count alone. Each channel must get the bits it gets alone: the same channel cut out into a
-    /// [outer, 1, inner] tensor of its own is the oracle, bit for bit, and the float64 reference bounds both. Runs longer
-    /// than a block (so a pair shares several blocks), and data that jumps by 1e4 in the later blocks of every third
-    /// channel, so that in some pairs one run is read again around its own block mean and the other is not.
+    /// Channels first from memory read several channels' runs in one loop: runs of 8 KiB or more four at a time, channel
+    /// c beside c + q, c + 2q and c + 3q (q = floor(C/4)), the channels left over in a pair and alone; shorter runs in
+    /// pairs, channel c beside channel c + ceil(C/2), the middle one of an odd count alone. Each channel must get the bits
+    /// it gets alone: the same channel cut out into a [outer, 1, inner] tensor of its own is the oracle, bit for bit, and
+    /// the float64 reference bounds both. C = 7 (a quad, a pair and one alone) and 9 (two quads and one alone) on long
+    /// runs, longer than a block (so a group shares several blocks); C = 7 on runs of 4000 bytes (pairs); and data that
+    /// jumps by 1e4 in the later blocks (of the short runs: the later runs) of every third channel, so that in some groups
+    /// one run is read again around its own block mean and the others are not.
     /// </summary>
     [Theory]
     [MemberData(nameof(KernelTestData.Widths), MemberType = typeof(KernelTestData))]
@@ -169,8 +172,10 @@ public class MomentsKernelTests
     {
         Prefetch.IsWorthIt<double>(3 * 7 * 50021, Prefetch.ForwardTensors).Should().Be(Sse.IsSupported);
         Prefetch.IsWorthIt<float>(2 * 9 * 116513, Prefetch.ForwardTensors).Should().Be(Sse.IsSupported);
+        Prefetch.IsWorthIt<double>(300 * 7 * 500, Prefetch.ForwardTensors).Should().Be(Sse.IsSupported);
         PairedChannels<double>((VectorWidth)width, [3, 7, 50021]);
         PairedChannels<float>((VectorWidth)width, [2, 9, 116513]);
+        PairedChannels<double>((VectorWidth)width, [300, 7, 500]);
     }
 
     private static void PairedChannels<T>(VectorWidth width, int[] shape)
@@ -182,7 +187,8 @@ public class MomentsKernelTests
         for (int i = 0; i < data.Length; i++)
         {
             int o = i / (channels * inner), c = i / inner % channels, j = i % inner;
-            data[i] = c + (c % 3 == 1 && o > 0 && j >= 20000 ? 1e4 : 0) + (random.NextDouble() * 2) - 1;
+            bool later = inner > 20000 ? o > 0 && j >= 20000 : o >= outer / 2; // later blocks of a long run, or later runs
+            data[i] = c + (c % 3 == 1 && later ? 1e4 : 0) + (random.NextDouble() * 2) - 1;
         }
 
         Check<T>(width, shape, 1, data);
