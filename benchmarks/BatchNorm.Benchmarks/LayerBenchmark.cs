@@ -1,8 +1,8 @@
 using System;
 using System.Collections.Generic;
 using System.Diagnostics;
-using System.Threading;
 using System.Numerics;
+using System.Threading;
 using BatchNorm.Tensors;
 using BenchmarkDotNet.Attributes;
 
@@ -60,11 +60,12 @@ public abstract class LayerBenchmark<T>
     /// <remarks>
     /// The runtime first runs a method as unoptimized tier-0 code (hot loops switch to optimized code on the stack),
     /// counts its calls once no new method has been compiled for 100 ms, and recompiles it optimized in the background
-    /// after 30 calls (dynamic PGO can put a round of instrumented code first). Until then the large shapes run about twice as slow: the
-    /// float64 [32,56,56,64] training forward took 21 ms a call for its first ten calls and 8.5 ms from about the
-    /// twenty-fifth. BenchmarkDotNet's pilot stage picks the calls per iteration from its first timed calls, so a slow
-    /// call there (one took 543 ms) left a row with two calls an iteration, too few ever to reach tier 1: it measured
-    /// 43-51 ms a call against 18 ms in a re-run (thirty-seventh session, benchmarks/HISTORY.md).
+    /// after 30 calls (dynamic PGO can put a round of instrumented code first). Until then the large shapes run about
+    /// twice as slow: the float64 [32,56,56,64] training forward took 21 ms a call for its first ten calls and 8.5 ms
+    /// from about the twenty-fifth. BenchmarkDotNet's pilot stage picks the calls per iteration from its first timed
+    /// calls, so a slow call there (one took 543 ms) left a row with two calls an iteration, too few ever to reach the
+    /// optimized code: it measured 43-51 ms a call against 18 ms in a re-run (thirty-seventh and thirty-eighth sessions,
+    /// benchmarks/HISTORY.md).
     /// </remarks>
     private void WarmUp()
     {
