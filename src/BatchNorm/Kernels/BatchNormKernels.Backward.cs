@@ -16,6 +16,7 @@ internal static partial class BatchNormKernels
     /// cache-sized blocks and in double across them. <paramref name="center"/> is the T-rounded mean used by the
     /// forward pass, so <c>x - center</c> is exact near the mean.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void GradientSums<T>(
         ReadOnlySpan<T> x, ReadOnlySpan<T> dy, ChannelLayout layout, ReadOnlySpan<T> center,
         Span<double> sumDy, Span<double> sumDyCentered, VectorWidth width, int maxDegree = 1)
@@ -320,6 +321,7 @@ internal static partial class BatchNormKernels
     /// Fixed parts (stripes of rows channels last, channel groups otherwise), summed in part order: the same bits for any
     /// number of threads.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void PartitionedGradientSums<T>(
         ReadOnlySpan<T> x, ReadOnlySpan<T> dy, ChannelLayout layout, ReadOnlySpan<T> center,
         Span<double> sumDy, Span<double> sumDyCentered, VectorWidth width, int maxDegree, bool prefetch)
@@ -358,6 +360,7 @@ internal static partial class BatchNormKernels
     }
 
     /// <summary>One part of <see cref="PartitionedGradientSums{T}"/>: a stripe of rows, or a group of channels.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void GradientPart<T>(
         ReadOnlySpan<T> x, ReadOnlySpan<T> dy, ChannelLayout layout, ReadOnlySpan<T> center, int part, int parts, double[] partial, VectorWidth width, bool prefetch)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
@@ -385,6 +388,7 @@ internal static partial class BatchNormKernels
     }
 
     /// <summary>The parts on several threads.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static unsafe void ParallelGradientParts<T>(
         ReadOnlySpan<T> x, ReadOnlySpan<T> dy, ChannelLayout layout, ReadOnlySpan<T> center, int parts, int degree, double[] partial, VectorWidth width, bool prefetch)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
@@ -401,12 +405,14 @@ internal static partial class BatchNormKernels
     private readonly unsafe struct GradientParts<T>(T* x, T* dy, T* center, ChannelLayout layout, int parts, double[] partial, VectorWidth width, bool prefetch) : IPartBody
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Invoke(int part) => GradientPart(
             new ReadOnlySpan<T>(x, layout.Length), new ReadOnlySpan<T>(dy, layout.Length), layout,
             new ReadOnlySpan<T>(center, layout.Channels), part, parts, partial, width, prefetch);
     }
 
     /// <summary>The gradient sums on the calling thread.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void GradientSums<T>(
         ReadOnlySpan<T> x, ReadOnlySpan<T> dy, ChannelLayout layout, ReadOnlySpan<T> center,
         Span<double> sumDy, Span<double> sumDyCentered, VectorWidth width, bool prefetch)
@@ -473,6 +479,7 @@ internal static partial class BatchNormKernels
     }
 
     /// <summary>Channel-not-last gradient sums for channels [c0, c1), each channel's runs in outer order.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void GradientSumsChannelsFirst<T>(
         ReadOnlySpan<T> x, ReadOnlySpan<T> dy, ChannelLayout layout, int c0, int c1, ReadOnlySpan<T> center,
         Span<double> sumDy, Span<double> sumDyCentered, VectorWidth width, bool prefetch)
@@ -498,6 +505,7 @@ internal static partial class BatchNormKernels
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void GradientSumsChannelsLast<TVec, TOps, T>(
         ref T x, ref T dy, ChannelLayout layout, ref T center, Span<double> sumDy, Span<double> sumDyCentered, Span<T> scratch, Span<T> interleaved, bool prefetch)
         where TVec : struct
@@ -598,6 +606,7 @@ internal static partial class BatchNormKernels
     /// A block of rows of at most four vectors: the sums stay in registers (chunk offsets as in the narrow moments, one
     /// specialised loop per chunk count; rows of one or two chunks in pairs of rows, so the add chains do not bound it).
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void NarrowGradientSums<TVec, TOps, T, TChunks>(ref T x, ref T dy, int rows, int channels, ref T center, ref T s1, ref T s2, bool prefetch)
         where TVec : struct
         where TOps : IVectorOps<TVec, T>
@@ -725,6 +734,7 @@ internal static partial class BatchNormKernels
     /// [512, 256] 0.998). The sums' last bits move (in 96-99% of the channels of [256, 1024] and [1024, 256]); dx came out
     /// bitwise equal between the builds on every shape timed.
     /// </remarks>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void WideGradientSums<TVec, TOps, T>(ref T x, ref T dy, int rows, int channels, ref T center, ref T s1, ref T s2)
         where TVec : struct
         where TOps : IVectorOps<TVec, T>
@@ -816,6 +826,7 @@ internal static partial class BatchNormKernels
     /// a wrong result, the same loop unprefetched took 0.92-0.98x against 1.44-1.54x), and the prefetch a sub-block ahead
     /// beats 4 KiB ahead even where the row fits (twenty-fourth session).
     /// </remarks>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void WideInterleavedGradientSums<TVec, TOps, T>(ref T x, ref T dy, int rows, int channels, ref T center, ref T s1, ref T s2, ref T interleaved)
         where TVec : struct
         where TOps : IVectorOps<TVec, T>
@@ -888,6 +899,7 @@ internal static partial class BatchNormKernels
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void GradientSumsChannelsFirst<TVec, TOps, T>(
         ref T x, ref T dy, ChannelLayout layout, int c0, int c1, ref T center, Span<double> sumDy, Span<double> sumDyCentered, bool prefetch)
         where TVec : struct
@@ -1062,6 +1074,7 @@ internal static partial class BatchNormKernels
     /// <paramref name="weights"/> is empty (no mask) or one 0/1 value per position of the input without its channel axis,
     /// i.e. <c>[Outer, Inner]</c>. <paramref name="dx"/> may be <paramref name="dy"/> (in place).
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void InputGradient<T>(
         ReadOnlySpan<T> x, ReadOnlySpan<T> dy, Span<T> dx, ChannelLayout layout, ReadOnlySpan<T> weights,
         ReadOnlySpan<T> center, ReadOnlySpan<T> a, ReadOnlySpan<T> p, ReadOnlySpan<T> q, VectorWidth width, int maxDegree = 1, bool? stream = null)
@@ -1099,6 +1112,7 @@ internal static partial class BatchNormKernels
     }
 
     /// <summary>The parallel branch.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static unsafe void ParallelInputGradient<T>(
         ReadOnlySpan<T> x, ReadOnlySpan<T> dy, Span<T> dx, ChannelLayout layout, ReadOnlySpan<T> weights,
         ReadOnlySpan<T> center, ReadOnlySpan<T> a, ReadOnlySpan<T> p, ReadOnlySpan<T> q, VectorWidth width, int maxDegree, bool prefetch, bool stream)
@@ -1121,6 +1135,7 @@ internal static partial class BatchNormKernels
     private readonly unsafe struct InputGradientParts<T>(T* x, T* dy, T* dx, T* weights, T* center, T* a, T* p, T* q, VectorWidth width, bool prefetch, bool stream) : IElementwiseBody
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Invoke(ChannelLayout part, nint element, int channel, nint maskStart) => InputGradientSequential(
             new ReadOnlySpan<T>(x + element, part.Length), new ReadOnlySpan<T>(dy + element, part.Length),
             new Span<T>(dx + element, part.Length), part,
@@ -1129,6 +1144,7 @@ internal static partial class BatchNormKernels
             new ReadOnlySpan<T>(p + channel, part.Channels), new ReadOnlySpan<T>(q + channel, part.Channels), width, prefetch, stream);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void InputGradientSequential<T>(
         ReadOnlySpan<T> x, ReadOnlySpan<T> dy, Span<T> dx, ChannelLayout layout, ReadOnlySpan<T> weights,
         ReadOnlySpan<T> center, ReadOnlySpan<T> a, ReadOnlySpan<T> p, ReadOnlySpan<T> q, VectorWidth width, bool prefetch, bool stream)
@@ -1174,6 +1190,7 @@ internal static partial class BatchNormKernels
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void InputGradient<TVec, TOps, T>(
         ref T x, ref T dy, ref T dx, ChannelLayout layout, ReadOnlySpan<T> weights, GradientCoefficients<T> k, bool prefetch, bool stream)
         where TVec : struct
@@ -1235,6 +1252,7 @@ internal static partial class BatchNormKernels
     /// </list>
     /// Returns false, having written nothing, in every other case (the caller then stores plainly).
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static unsafe bool InputGradientStreaming<TVec, TOps, T>(
         ref T x, ref T dy, ref T dx, ChannelLayout layout, ReadOnlySpan<T> weights, GradientCoefficients<T> k, bool prefetch)
         where TVec : struct
@@ -1280,6 +1298,7 @@ internal static partial class BatchNormKernels
     /// ones go through <see cref="InputGradientWideRows{TVec, TOps, T, TStream}"/>. With <typeparamref name="TStream"/>
     /// on, every store is a streaming one, so the rows must start aligned and C be a multiple of the width.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void InputGradientRows<TVec, TOps, T, TStream>(
         ref T x, ref T dy, ref T dx, int rows, int channels, ReadOnlySpan<T> weights, GradientCoefficients<T> k, bool prefetch)
         where TVec : struct
@@ -1316,6 +1335,7 @@ internal static partial class BatchNormKernels
     /// session), the layer's backward moved by no more than the noise: float32 [25088,256] 0.96 of its time, double
     /// [3136,1024] 1.05, float32 [3136,2048] 1.00.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void InputGradientShiftedRowsStreaming<TVec, TOps, T>(
         ref T x, ref T dy, ref T dx, int rows, int channels, int head, GradientCoefficients<T> k, bool prefetch)
         where TVec : struct
@@ -1371,6 +1391,7 @@ internal static partial class BatchNormKernels
     /// From memory the first half of the runs goes beside the second, pair by pair (two streams read faster than one), an
     /// odd middle run alone; run k is channel k mod C of outer index k / C.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static unsafe void InputGradientRunsStreaming<TVec, TOps, T>(
         ref T x, ref T dy, ref T dx, ChannelLayout layout, ReadOnlySpan<T> weights, GradientCoefficients<T> k, bool prefetch)
         where TVec : struct
@@ -1438,6 +1459,7 @@ internal static partial class BatchNormKernels
     }
 
     /// <summary>One run of <see cref="InputGradientRunsStreaming{TVec, TOps, T}"/> alone: its head one by one, aligned vectors, its end one by one.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void InputGradientRunStreaming<TVec, TOps, T>(GradientRun<T> run, int inner, bool prefetch)
         where TVec : struct
         where TOps : IVectorOps<TVec, T>
@@ -1469,6 +1491,7 @@ internal static partial class BatchNormKernels
     }
 
     /// <summary>Two runs of <see cref="InputGradientRunsStreaming{TVec, TOps, T}"/> in one loop, prefetched; each element gets the operations it gets alone.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void InputGradientTwoRunsStreaming<TVec, TOps, T>(GradientRun<T> a, GradientRun<T> b, int inner)
         where TVec : struct
         where TOps : IVectorOps<TVec, T>
@@ -1541,6 +1564,7 @@ internal static partial class BatchNormKernels
     /// Channels-last rows of at most four vectors: all coefficients in registers, one specialised loop per chunk count;
     /// each row's vectors are all loaded before any is stored (so dx may be dy, and the overlapping last chunk is exact).
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void InputGradientNarrowRows<TVec, TOps, T, TChunks, TStream>(ref T x, ref T dy, ref T dx, int rows, int channels, ReadOnlySpan<T> weights, GradientCoefficients<T> k)
         where TVec : struct
         where TOps : IVectorOps<TVec, T>
@@ -1602,6 +1626,7 @@ internal static partial class BatchNormKernels
     /// wider ones in blocks (<see cref="InputGradientWideBlocks{TVec, TOps, T, TStream}"/>); in cache one row at a time
     /// from the last (<see cref="InputGradientWideRowsDownward{TVec, TOps, T, TStream}"/>).
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void InputGradientWideRows<TVec, TOps, T, TStream>(
         ref T x, ref T dy, ref T dx, int rows, int channels, ReadOnlySpan<T> weights, GradientCoefficients<T> k, bool prefetch)
         where TVec : struct
@@ -1636,6 +1661,7 @@ internal static partial class BatchNormKernels
     /// part of the gain is the prefetch distance and part the second stream. Pairs of whole blocks, each with the next
     /// block prefetched, were slower (double [64,7,7,2048] 1.11-1.23, [32,56,56,64] 1.0-1.04).
     /// </remarks>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void InputGradientRowHalves<TVec, TOps, T, TStream>(
         ref T x, ref T dy, ref T dx, int rows, int channels, ReadOnlySpan<T> weights, GradientCoefficients<T> k)
         where TVec : struct
@@ -1703,6 +1729,7 @@ internal static partial class BatchNormKernels
     /// [3136, 2048] and 1.19-1.26x on [1568, 4096], blocks of 32 KiB 0.95-0.97x and 1.10-1.16x, and a prefetch per vector
     /// instead of per line 0.93x and 1.04x.
     /// </remarks>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void InputGradientWideBlocks<TVec, TOps, T, TStream>(
         ref T x, ref T dy, ref T dx, int rows, int channels, ReadOnlySpan<T> weights, GradientCoefficients<T> k)
         where TVec : struct
@@ -1761,6 +1788,7 @@ internal static partial class BatchNormKernels
     /// of channels-last dx, one element at a time through the scalar map (no overlapping vector: dx may be dy), for the
     /// wide-row walks that leave them out of their vectors.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void InputGradientLastChannels<T>(
         ref T x, ref T dy, ref T dx, int firstRow, int count, int channels, int vectorEnd, ReadOnlySpan<T> weights, GradientCoefficients<T> k)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
@@ -1790,6 +1818,7 @@ internal static partial class BatchNormKernels
     /// the pairs' time this way; [512,512], [1024,256] and float64 [512,256] 0.50-0.68, [2048,128] and float64
     /// [256,512] 0.73-0.80. Walking each row from its last vector took 0.65-1.29 over the same offsets (over 1 at seven).
     /// </remarks>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void InputGradientWideRowsDownward<TVec, TOps, T, TStream>(
         ref T x, ref T dy, ref T dx, int rows, int channels, ReadOnlySpan<T> weights, GradientCoefficients<T> k)
         where TVec : struct
@@ -1831,6 +1860,7 @@ internal static partial class BatchNormKernels
     /// two processes): double [256,1024] 3.38-3.98x against 3.57-4.20x, float32 [256,2048] 3.30-3.97x against
     /// 3.60-4.23x, [128,4096] 2.79-4.43x against 2.95-4.65x, lower in every round.
     /// </remarks>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void InputGradientWideTilesDownward<TVec, TOps, T, TStream>(
         ref T x, ref T dy, ref T dx, int rows, int channels, ReadOnlySpan<T> weights, GradientCoefficients<T> k)
         where TVec : struct
@@ -1979,6 +2009,7 @@ internal static partial class BatchNormKernels
     /// <c>q = -a sumDy / D - p ((mean - center) + mean * maskShift)</c>, D the statistics' denominator
     /// (<c>1/D = inverseDenominator</c>); after an inference call (empty <paramref name="r"/>) p = q = 0.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void ChannelGradientCoefficients<T>(
         ReadOnlySpan<double> mean, ReadOnlySpan<double> inverseStddev, ReadOnlySpan<double> effectiveGamma, ReadOnlySpan<T> center,
         ReadOnlySpan<double> sumDy, ReadOnlySpan<double> sumDyCentered, ReadOnlySpan<double> r, ReadOnlySpan<double> d,

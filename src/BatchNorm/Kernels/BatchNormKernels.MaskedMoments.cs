@@ -17,6 +17,7 @@ internal static partial class BatchNormKernels
     /// the returned count of unmasked positions per channel is one number. Channels with no unmasked position get
     /// mean = M2 = 0.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static double MaskedMoments<T>(
         ReadOnlySpan<T> x, ChannelLayout layout, ReadOnlySpan<T> weights, Span<double> mean, Span<double> m2, VectorWidth width)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
@@ -77,6 +78,7 @@ internal static partial class BatchNormKernels
         };
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static double MaskedMomentsChannelsFirst<TVec, TOps, T>(ref T x, ChannelLayout layout, ref T weights, Span<double> mean, Span<double> m2)
         where TVec : struct
         where TOps : IVectorOps<TVec, T>

@@ -55,6 +55,7 @@ internal static partial class BatchNormKernels
     /// precision with Chan et al.'s pairwise update. The variance is never negative. Small channels-last batches
     /// (<see cref="IsSmallBatch{T}"/>) are instead read twice in double precision: the exact two-pass mean and M2.
     /// </remarks>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Moments<T>(ReadOnlySpan<T> x, ChannelLayout layout, Span<double> mean, Span<double> variance, VectorWidth width, int maxDegree = 1)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
@@ -67,6 +68,7 @@ internal static partial class BatchNormKernels
     }
 
     /// <summary><see cref="Moments{T}"/> before the division: the mean and M2 = sum((x - mean)^2) per channel.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void MeansAndSquaredDeviations<T>(ReadOnlySpan<T> x, ChannelLayout layout, Span<double> mean, Span<double> m2, VectorWidth width, int maxDegree)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
@@ -384,6 +386,7 @@ internal static partial class BatchNormKernels
     /// Channel-not-last inputs split by channel group: each channel is reduced entirely by one thread, in the same order
     /// as on one thread.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static unsafe void ParallelMomentsChannelsFirst<T>(ReadOnlySpan<T> x, ChannelLayout layout, int groups, Span<double> mean, Span<double> m2, VectorWidth width, bool prefetch)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
@@ -399,6 +402,7 @@ internal static partial class BatchNormKernels
     private readonly unsafe struct ChannelGroupMoments<T>(T* x, ChannelLayout layout, int groups, double* mean, double* m2, VectorWidth width, bool prefetch) : IPartBody
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Invoke(int group)
         {
             int c0 = (int)((long)layout.Channels * group / groups);
@@ -421,6 +425,7 @@ internal static partial class BatchNormKernels
     /// 1.87-2.24 ms, [256,1024] 0.6-3%), on two threads 7-14% ([64,7,7,2048] 1.69-1.74 ms to 1.51-1.53 ms). The merge
     /// order, and so the bits, do not change.
     /// </remarks>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void StripedMomentsChannelsLast<T>(ReadOnlySpan<T> x, ChannelLayout layout, Span<double> mean, Span<double> m2, VectorWidth width, int maxDegree, bool prefetch)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
@@ -455,6 +460,7 @@ internal static partial class BatchNormKernels
     }
 
     /// <summary>One stripe of <see cref="StripedMomentsChannelsLast{T}"/>: its rows' mean and M2 into the stripe's slots.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void MomentStripe<T>(ReadOnlySpan<T> x, ChannelLayout layout, int stripe, double[] partMean, double[] partM2, double[] counts, VectorWidth width, bool prefetch)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
@@ -483,11 +489,13 @@ internal static partial class BatchNormKernels
     private readonly unsafe struct MomentStripes<T>(T* x, ChannelLayout layout, double[] partMean, double[] partM2, double[] counts, VectorWidth width, bool prefetch) : IPartBody
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Invoke(int part) =>
             MomentStripe(new ReadOnlySpan<T>(x, layout.Length), layout, Partition.StripeCount(layout) - 1 - part, partMean, partM2, counts, width, prefetch);
     }
 
     /// <summary>Mean and M2 of a channels-last <c>[rows, C]</c> span on the calling thread.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void MomentsChannelsLast<T>(ReadOnlySpan<T> x, int rows, int channels, Span<double> mean, Span<double> m2, VectorWidth width, bool prefetch)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
@@ -531,6 +539,7 @@ internal static partial class BatchNormKernels
     }
 
     /// <summary>Mean and M2 of channels [c0, c1) of a channel-not-last layout, on the calling thread.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void MomentsChannelsFirst<T>(ReadOnlySpan<T> x, ChannelLayout layout, int c0, int c1, Span<double> mean, Span<double> m2, VectorWidth width, bool prefetch)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
@@ -560,6 +569,7 @@ internal static partial class BatchNormKernels
     /// (sequential memory); rows of at most four vectors keep every accumulator in registers, wider rows accumulate into
     /// per-channel arrays that stay in L1.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void MomentsChannelsLast<TVec, TOps, T, TRows>(
         ref T x, TRows rows, int channels, Span<double> mean, Span<double> m2, Span<T> scratch, bool prefetch, int phase = 0)
         where TVec : struct
@@ -634,6 +644,7 @@ internal static partial class BatchNormKernels
     /// <paramref name="givenShift"/> the shift is read from <paramref name="shift"/> and the block is read once;
     /// otherwise the block's own (T-rounded) mean is computed into it first, a second read.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void BlockSums<TVec, TOps, T, TRows>(
         ref T x, TRows rows, int r0, int count, int channels, ref T shift, ref T sum1, ref T sum2, bool prefetch, bool givenShift, int phase)
         where TVec : struct
@@ -679,6 +690,7 @@ internal static partial class BatchNormKernels
     private const double ShiftCheckSquares = 13.0, ShiftCheckCount = 9.0;
 
     /// <summary><see cref="ShiftWasClose(double, double, int)"/> for every channel of a block of channels-last sums.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static bool ShiftWasClose<T>(ref T sum1, ref T sum2, int channels, int count)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
@@ -779,6 +791,7 @@ internal static partial class BatchNormKernels
     /// to C - w (an overlapping chunk computes identical per-channel values), every accumulator in registers. Rows of one
     /// or two chunks are taken in pairs with separate accumulators, so that the add chains do not bound the loop.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void NarrowBlockSums<TVec, TOps, T, TRows, TChunks>(
         ref T x, TRows rows, int r0, int count, int channels, ref T shift, ref T sum1, ref T sum2, bool prefetch, bool givenShift)
         where TVec : struct
@@ -1025,6 +1038,7 @@ internal static partial class BatchNormKernels
     /// One block of wide rows: per-channel accumulators in the scratch arrays (they stay in L1), each row read in order;
     /// the last <c>C mod w</c> channels are summed one by one so that no channel is counted twice.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void WideBlockSums<TVec, TOps, T, TRows>(
         ref T x, TRows rows, int r0, int count, int channels, ref T shift, ref T sum1, ref T sum2, bool prefetch, bool givenShift, int phase)
         where TVec : struct
@@ -1049,6 +1063,7 @@ internal static partial class BatchNormKernels
     }
 
     /// <summary>The mean of rows <c>r0 .. r0 + count - 1</c> of a block of wide rows, in T, into <paramref name="shift"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void WideBlockMean<TVec, TOps, T, TRows>(ref T x, TRows rows, int r0, int count, int channels, ref T shift, bool prefetch)
         where TVec : struct
         where TOps : IVectorOps<TVec, T>
@@ -1192,6 +1207,7 @@ internal static partial class BatchNormKernels
     /// [1568, 4096]. Each channel still sees its rows in the same order, so the bits do not change.
     /// </para>
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void WideShiftedSums<TVec, TOps, T, TRows, TPrefetch>(
         ref T x, TRows rows, int r0, int count, int channels, ref T shift, ref T sum1, ref T sum2, int phase = 0)
         where TVec : struct
@@ -1253,6 +1269,7 @@ internal static partial class BatchNormKernels
     /// channels <c>[c0, c1)</c>; the last tile (<paramref name="c1"/> at the end of the whole vectors) also takes the
     /// last <c>C mod w</c> channels one by one, so that no channel is counted twice.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void WideShiftedTile<TVec, TOps, T, TRows, TPrefetch>(
         ref T x, TRows rows, int r0, int groupEnd, int channels, int c0, int c1, ref T shift, ref T sum1, ref T sum2)
         where TVec : struct
@@ -1338,6 +1355,7 @@ internal static partial class BatchNormKernels
     /// bytes past a line, fastest of 16 rounds against a copy): 0.556-0.586x from the row starts, 0.455-0.489x in aligned
     /// vectors with these ends (with every buffer on a line: 0.44-0.47x).
     /// </remarks>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void WideShiftedEnds<TVec, TOps, T, TRows>(
         ref T x, TRows rows, int r0, int groupEnd, int channels, int phase, ref T shift, ref T sum1, ref T sum2)
         where TVec : struct
@@ -1464,6 +1482,7 @@ internal static partial class BatchNormKernels
     /// Channel not last, <c>[outer, C, inner]</c>, channels [c0, c1): vectors run along each contiguous run of a channel;
     /// each channel's runs are merged in outer order.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void MomentsChannelsFirst<TVec, TOps, T>(ref T x, ChannelLayout layout, int c0, int c1, Span<double> mean, Span<double> m2, bool prefetch)
         where TVec : struct
         where TOps : IVectorOps<TVec, T>
@@ -1561,6 +1580,7 @@ internal static partial class BatchNormKernels
     /// runs four lost: [16, 256, 28, 28], runs of 3 KiB in float32 and 6 KiB in float64, took 1.14-1.30 and 0.98-1.22
     /// (one slot order, 16 rounds), hence <see cref="QuadRunBytes"/>.
     /// </remarks>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void ChannelQuadMoments<TVec, TOps, T>(ref T x, ChannelLayout layout, int o, int c, int q, Span<double> mean, Span<double> m2)
         where TVec : struct
         where TOps : IVectorOps<TVec, T>
@@ -1631,6 +1651,7 @@ internal static partial class BatchNormKernels
     /// are the same. Only the reads of both runs around the running means share a loop; a first block, or one whose shift
     /// was too far, is read again on its own from cache.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void ChannelPairMoments<TVec, TOps, T>(ref T x, ChannelLayout layout, int o, int c, int e, Span<double> mean, Span<double> m2)
         where TVec : struct
         where TOps : IVectorOps<TVec, T>

@@ -8,6 +8,20 @@ using System.Runtime.Intrinsics;
 
 namespace BatchNorm.Kernels;
 
+/// <summary>The layer's data passes: batch statistics, the affine pass, the training forward and the backward.</summary>
+/// <remarks>
+/// Every method here that walks the tensor, or that runs once per block, stripe or part of it, or that dispatches to
+/// the loops (which are mostly inlined helpers), is marked <see cref="MethodImplOptions.AggressiveOptimization"/>. The
+/// runtime otherwise compiles a method unoptimized for its first 30 or so calls (tier 0), where nothing is inlined and
+/// every vector operation is a call, and recompiles it only after that and a 100 ms delay. A fresh process's calls 2-10
+/// then took up to 10x their steady time on the large shapes (2-3x on most), and float32 [256, 1024] training took
+/// 0.7-2.3 ms a call for its first 60 calls against 0.11-0.13 ms. With the attribute, calls from about the sixth on run
+/// at the steady speed (<c>--first-calls</c> in the benchmarks; benchmarks/HISTORY.md, thirty-ninth session). The
+/// steady speed did not move (0.93-1.07 on every shape timed, in both slot orders). The small-batch paths
+/// (<c>Small*</c>, and what only they call) stay tiered: a call costs nanoseconds there, and tier 1 may use what tier 0
+/// counted. A new kernel, or a new dispatcher in front of one, needs the attribute too;
+/// <c>DOTNET_JitDisasmSummary=1</c> lists any method still compiled at tier 0.
+/// </remarks>
 internal static partial class BatchNormKernels
 {
     /// <summary>Keras' <c>backend.epsilon()</c>, added to the count of unmasked positions in masked statistics.</summary>
@@ -19,6 +33,7 @@ internal static partial class BatchNormKernels
     /// <c>mean = sum(w x) / (W + 1e-7)</c> and <c>variance = sum(w (x - mean)^2) / (W + 1e-7)</c>, W = sum(w), so a fully
     /// masked batch gives mean = variance = 0. Returns the denominator (n, or W + 1e-7), which the backward pass needs.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static double BatchStatistics<T>(
         ReadOnlySpan<T> x, ChannelLayout layout, ReadOnlySpan<T> weights, Span<double> mean, Span<double> variance, VectorWidth width, int maxDegree = 1)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
@@ -83,6 +98,7 @@ internal static partial class BatchNormKernels
     /// <paramref name="inverseStddev"/> receives <c>1 / sqrt(variance + epsilon)</c> and <paramref name="center"/> the
     /// T-rounded mean, the values <see cref="InverseStddev"/> and <see cref="ChannelVector.Narrow{T}"/> give.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void TrainingNormalize<T>(
         ReadOnlySpan<T> x, Span<T> y, ChannelLayout layout, ReadOnlySpan<double> mean, ReadOnlySpan<double> variance,
         ReadOnlySpan<T> gamma, ReadOnlySpan<T> beta, Span<T> movingMean, Span<T> movingVariance, double momentum, double epsilon,
@@ -241,6 +257,7 @@ internal static partial class BatchNormKernels
     }
 
     /// <summary>The per-channel steps of <see cref="TrainingNormalize{T}"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void TrainingChannelSteps<T>(
         ReadOnlySpan<double> mean, ReadOnlySpan<double> variance, ReadOnlySpan<T> gamma, ReadOnlySpan<T> beta,
         Span<T> movingMean, Span<T> movingVariance, double momentum, double epsilon,

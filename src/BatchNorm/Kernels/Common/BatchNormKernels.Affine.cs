@@ -76,6 +76,7 @@ internal static partial class BatchNormKernels
     /// mean is large against the spread: <c>x - center</c> is exact near the mean, where <c>x * scale + shift</c> would
     /// lose <c>|mean * scale|</c> ulps. <paramref name="y"/> may be <paramref name="x"/> itself.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Affine<T>(
         ReadOnlySpan<T> x, Span<T> y, ChannelLayout layout, ReadOnlySpan<T> center, ReadOnlySpan<T> scale, ReadOnlySpan<T> shift,
         VectorWidth width, int maxDegree = 1, bool? stream = null)
@@ -153,6 +154,7 @@ internal static partial class BatchNormKernels
     }
 
     /// <summary>The parallel branch.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static unsafe void AffineParallel<T>(
         ReadOnlySpan<T> x, Span<T> y, ChannelLayout layout, ReadOnlySpan<T> center, ReadOnlySpan<T> scale, ReadOnlySpan<T> shift,
         VectorWidth width, int maxDegree, bool prefetch, bool stream)
@@ -172,12 +174,14 @@ internal static partial class BatchNormKernels
     private readonly unsafe struct AffineParts<T>(T* x, T* y, T* center, T* scale, T* shift, VectorWidth width, bool prefetch, bool stream) : IElementwiseBody
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Invoke(ChannelLayout part, nint element, int channel, nint maskStart) => AffineSequential(
             new ReadOnlySpan<T>(x + element, part.Length), new Span<T>(y + element, part.Length), part,
             new ReadOnlySpan<T>(center + channel, part.Channels), new ReadOnlySpan<T>(scale + channel, part.Channels),
             new ReadOnlySpan<T>(shift + channel, part.Channels), width, prefetch, stream);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void AffineSequential<T>(
         ReadOnlySpan<T> x, Span<T> y, ChannelLayout layout, ReadOnlySpan<T> center, ReadOnlySpan<T> scale, ReadOnlySpan<T> shift, VectorWidth width, bool prefetch, bool stream)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
@@ -229,6 +233,7 @@ internal static partial class BatchNormKernels
     /// session, fastest of 15 rounds, eight rounds in four processes). Other shapes measured ([64,1024], [1024,256], [128,512], [2048,96],
     /// [64,80], double [1024,160]) moved within the noise.
     /// </remarks>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void AffineInterleavedRows<TVec, TOps, T>(ref T x, ref T y, int rows, int channels, int phase, ref T center, ref T scale, ref T shift, ref T k)
         where TVec : struct
         where TOps : IVectorOps<TVec, T>
@@ -313,6 +318,7 @@ internal static partial class BatchNormKernels
     /// keep the untiled loop: blocks of two rows through this one measured 1.29-1.41x against 1.13-1.17x on [1024,256],
     /// and 4 KiB tiles of 6 KiB rows ([256,1536]) 1.32-1.34x against 1.27-1.28x.
     /// </remarks>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void AffineInterleavedTiles<TVec, TOps, T>(
         ref T x, ref T y, int rows, int channels, int phase, nuint end, ref T center, ref T scale, ref T shift, ref T k)
         where TVec : struct
@@ -405,6 +411,7 @@ internal static partial class BatchNormKernels
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Affine<TVec, TOps, T>(ref T x, ref T y, ChannelLayout layout, ref T center, ref T scale, ref T shift, bool prefetch, bool stream, int phase = -1)
         where TVec : struct
         where TOps : IVectorOps<TVec, T>
@@ -478,6 +485,7 @@ internal static partial class BatchNormKernels
     /// so in place stays exact. Returns false, having written nothing, when the output is not aligned to its element
     /// size or the rows (runs) are shorter than a vector; the caller then takes the plain path.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static unsafe bool AffineStreaming<TVec, TOps, T>(ref T x, ref T y, ChannelLayout layout, ref T center, ref T scale, ref T shift, bool prefetch)
         where TVec : struct
         where TOps : IVectorOps<TVec, T>
@@ -541,6 +549,7 @@ internal static partial class BatchNormKernels
     /// <see cref="StreamingTileBytes"/>, with C a multiple of the width, first go a tile of channels at a time
     /// (<see cref="AffineShiftedRowTilesStreaming{TVec, TOps, T}"/>); the flat walk then finishes the last row.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void AffineRowsStreaming<TVec, TOps, T>(
         ref T x, ref T y, nint length, int channels, int head, ref T center, ref T scale, ref T shift, bool prefetch)
         where TVec : struct
@@ -650,6 +659,7 @@ internal static partial class BatchNormKernels
     /// vectors, at most <see cref="StreamingTileBytes"/> wide, so the three copies of a tile's coefficients take at most
     /// half the 48 KiB L1 beside the input stream.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static nint AffineShiftedRowTilesStreaming<TVec, TOps, T>(
         ref T x, ref T y, int rows, int channels, int head, ref T center, ref T scale, ref T shift)
         where TVec : struct
@@ -702,6 +712,7 @@ internal static partial class BatchNormKernels
     /// <c>extended[j] = coefficients[j mod C]</c> for <c>j &lt; length</c> (at most <c>2 C</c>): per-channel coefficients
     /// continued past the last channel, for the streaming passes whose aligned vectors straddle two channels-last rows.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void ExtendPastLastChannel<T>(ref T coefficients, int channels, ref T extended, int length)
     {
         for (int j = 0; j < length; j++)
@@ -750,6 +761,7 @@ internal static partial class BatchNormKernels
     /// Two runs of the same length (<paramref name="count"/>) with streaming stores, in one loop, both prefetched; each
     /// element gets the operations it gets alone (<see cref="AffineRunStreaming"/>).
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void AffineTwoRunsStreaming<TVec, TOps, T>(AffineStreamRun<T> a, AffineStreamRun<T> b, int count)
         where TVec : struct
         where TOps : IVectorOps<TVec, T>
@@ -834,6 +846,7 @@ internal static partial class BatchNormKernels
     /// for the whole loop. A row's K = ceil(C / width) vectors start at 0, width, 2 width, ... with the last one moved back
     /// to end at C (overlapping); all K are loaded before any is stored, so in place stays exact.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void AffineNarrowRows<TVec, TOps, T>(ref T x, ref T y, int rows, int channels, ref T center, ref T scale, ref T shift)
         where TVec : struct
         where TOps : IVectorOps<TVec, T>
@@ -906,6 +919,7 @@ internal static partial class BatchNormKernels
     /// Rows in cache wider than <see cref="AffineUntiledRowBytes"/> take <see cref="AffineRowTiles{TVec, TOps, T}"/>.
     /// Requires channels &gt;= width.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void AffineRows<TVec, TOps, T>(ref T x, ref T y, int rows, int channels, ref T center, ref T scale, ref T shift, bool prefetch)
         where TVec : struct
         where TOps : IVectorOps<TVec, T>
@@ -967,6 +981,7 @@ internal static partial class BatchNormKernels
     /// 1.25-1.36x, [128,4100] 2.34-2.53x against 1.27-1.53x, double [256,1025] 1.57-1.68x against 1.28-1.33x; the
     /// training forward 0.2-0.6x lower on the same shapes.
     /// </remarks>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void AffineRowTiles<TVec, TOps, T>(ref T x, ref T y, int rows, int channels, ref T center, ref T scale, ref T shift)
         where TVec : struct
         where TOps : IVectorOps<TVec, T>

@@ -77,6 +77,11 @@ internal interface IChannelLoop
 /// </summary>
 internal static class ChannelLoop
 {
+    /// <summary>
+    /// Runs <paramref name="loop"/> over every channel. Inlined, so that a caller compiled optimized from its first call
+    /// (see <see cref="BatchNormKernels"/>) runs its per-block channel loops optimized too.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void Run<TLoop>(ref TLoop loop)
         where TLoop : struct, IChannelLoop, allows ref struct
     {

@@ -63,6 +63,7 @@ internal static class Partition
     private readonly struct ElementwiseParts<TBody>(TBody body, ChannelLayout layout, bool byUnit, int units, int parts) : IPartBody
         where TBody : struct, IElementwiseBody
     {
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Invoke(int part)
         {
             int u0 = (int)((long)units * part / parts);
@@ -83,6 +84,7 @@ internal static class Partition
     /// (Chan et al.); <paramref name="m2"/> receives the total M2. The first part merges into a mean and M2 of zero
     /// taken as constants (no clearing; the same operations, so the same bits).
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void MergeParts(ReadOnlySpan<double> partMean, ReadOnlySpan<double> partM2, ReadOnlySpan<double> counts, int channels, Span<double> mean, Span<double> m2)
     {
         ref double mu = ref MemoryMarshal.GetReference(mean);
