@@ -42,7 +42,8 @@ internal static class Alternating
     /// <summary>Calls before the rounds, so that tiered compilation has settled on its final code.</summary>
     private static readonly TimeSpan WarmUpTime = TimeSpan.FromMilliseconds(400);
 
-    private static readonly string[] Modes = ["inference", "training", "backward"];
+    /// <summary>The modes both this harness and <see cref="FirstCalls"/> time.</summary>
+    internal static readonly string[] Modes = ["inference", "training", "backward"];
 
     /// <summary>Runs the harness with the arguments after <c>--alternate</c>; returns the process exit code.</summary>
     public static int Run(IReadOnlyList<string> args)
@@ -87,9 +88,7 @@ internal static class Alternating
 
             if (!ok)
             {
-                Console.Error.WriteLine($"bad argument near '{args[i]}'");
-                Console.Error.WriteLine(Usage);
-                return 2;
+                return BadArgument(args[i], Usage);
             }
         }
 
@@ -208,9 +207,17 @@ internal static class Alternating
     private static string AgainstCopy(ShapeCase shape, Result result, int contender) =>
         shape.Shape.Length < 4096 ? $"{result.Fastest[contender]:F0} ns" : $"{result.Fastest[contender] / result.CopyFastest:F2}x";
 
-    private static string Threads(int t) => t == -1 ? "all" : t.ToString(CultureInfo.InvariantCulture);
+    /// <summary>Reports a bad argument and the usage on stderr; returns the exit code for it, 2.</summary>
+    internal static int BadArgument(string near, string usage)
+    {
+        Console.Error.WriteLine($"bad argument near '{near}'");
+        Console.Error.WriteLine(usage);
+        return 2;
+    }
 
-    private static bool TryParseThreads(string? value, out int[] threads)
+    internal static string Threads(int t) => t == -1 ? "all" : t.ToString(CultureInfo.InvariantCulture);
+
+    internal static bool TryParseThreads(string? value, out int[] threads)
     {
         threads = [];
         if (value is null)
@@ -233,7 +240,7 @@ internal static class Alternating
         return true;
     }
 
-    private static string Time(double nanoseconds) =>
+    internal static string Time(double nanoseconds) =>
         nanoseconds >= 1e6 ? $"{nanoseconds / 1e6:F3} ms" : nanoseconds >= 1e3 ? $"{nanoseconds / 1e3:F2} us" : $"{nanoseconds:F0} ns";
 
     /// <summary>
@@ -392,7 +399,7 @@ internal static class Alternating
         return Stopwatch.GetElapsedTime(start).TotalNanoseconds / calls;
     }
 
-    private static double Median(double[] values)
+    internal static double Median(double[] values)
     {
         double[] sorted = values.Order().ToArray();
         return (sorted[(sorted.Length - 1) / 2] + sorted[sorted.Length / 2]) / 2;

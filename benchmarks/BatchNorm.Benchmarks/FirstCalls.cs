@@ -24,8 +24,6 @@ internal static class FirstCalls
     private const string Usage =
         "usage: --first-calls [--shape TEXT (default [32,56,56,64])] [--type float|double (default float)] [--mode inference|training|backward (default training)] [--calls N (default 60, at least 12)] [--threads T (1, -1 for every core, or N; default 1)]";
 
-    private static readonly string[] Modes = ["inference", "training", "backward"];
-
     /// <summary>Runs the mode with the arguments after <c>--first-calls</c>; returns the process exit code.</summary>
     public static int Run(IReadOnlyList<string> args)
     {
@@ -43,14 +41,14 @@ internal static class FirstCalls
                 case "--type" when value is "float" or "double":
                     type = value;
                     break;
-                case "--mode" when value is not null && Modes.Contains(value):
+                case "--mode" when value is not null && Alternating.Modes.Contains(value):
                     mode = value;
                     break;
                 case "--calls":
                     ok = int.TryParse(value, NumberStyles.Integer, CultureInfo.InvariantCulture, out calls) && calls >= 12;
                     break;
-                case "--threads":
-                    ok = int.TryParse(value, NumberStyles.Integer, CultureInfo.InvariantCulture, out threads) && (threads == -1 || threads >= 1);
+                case "--threads" when Alternating.TryParseThreads(value, out int[] parsed) && parsed.Length == 1:
+                    threads = parsed[0];
                     break;
                 default:
                     ok = false;
@@ -59,9 +57,7 @@ internal static class FirstCalls
 
             if (!ok)
             {
-                Console.Error.WriteLine($"bad argument near '{args[i]}'");
-                Console.Error.WriteLine(Usage);
-                return 2;
+                return Alternating.BadArgument(args[i], Usage);
             }
         }
 
@@ -73,10 +69,9 @@ internal static class FirstCalls
         }
 
         double[] times = type == "float" ? Measure<float>(shape, mode, threads, calls, out double copy) : Measure<double>(shape, mode, threads, calls, out copy);
-        double steady = Median(times[^10..]);
-        string setting = threads == -1 ? "all" : threads.ToString(CultureInfo.InvariantCulture);
-        Console.WriteLine($"# first calls: {shape.Name} {type} {mode}, threads {setting}, {Environment.ProcessorCount} cores, .NET {Environment.Version}");
-        Console.WriteLine($"steady (median of the last 10 calls): {Time(steady)}; a copy of the same bytes: {Time(copy)}");
+        double steady = Alternating.Median(times[^10..]);
+        Console.WriteLine($"# first calls: {shape.Name} {type} {mode}, threads {Alternating.Threads(threads)}, {Environment.ProcessorCount} cores, .NET {Environment.Version}");
+        Console.WriteLine($"steady (median of the last 10 calls): {Alternating.Time(steady)}; a copy of the same bytes: {Alternating.Time(copy)}");
         Console.WriteLine("| calls | mean time | over steady |");
         Console.WriteLine("|---|---:|---:|");
         Row("1", times[..1]);
@@ -92,13 +87,13 @@ internal static class FirstCalls
         Row($"{last + 1}-{times.Length}", times[last..]);
         return 0;
 
-        void Row(string label, double[] part) => Console.WriteLine($"| {label} | {Time(part.Average())} | {part.Average() / steady:F2}x |");
+        void Row(string label, double[] part) => Console.WriteLine($"| {label} | {Alternating.Time(part.Average())} | {part.Average() / steady:F2}x |");
     }
 
     /// <summary>
     /// Times each of the first <paramref name="calls"/> calls of <paramref name="mode"/>, one at a time (the backward after
-    /// one untimed training call, which it needs); <paramref name="copy"/> is the fastest of five copies of the same bytes,
-    /// made afterwards.
+    /// one untimed training call, which it needs); <paramref name="copy"/> is the time of a copy of the same bytes, made
+    /// afterwards: the fastest of five timed loops, per copy.
     /// </summary>
     private static double[] Measure<T>(ShapeCase shape, string mode, int threads, int calls, out double copy)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
@@ -135,23 +130,20 @@ internal static class FirstCalls
             times[i] = Stopwatch.GetElapsedTime(start).TotalNanoseconds;
         }
 
+        // The copy in loops of enough calls to time a small tensor's (one call of [8,16] is below the clock's resolution).
+        int reps = Math.Max(1, 1_000_000 / input.Length);
         copy = double.MaxValue;
         for (int i = 0; i < 5; i++)
         {
             long start = Stopwatch.GetTimestamp();
-            input.CopyTo(y.Span);
-            copy = Math.Min(copy, Stopwatch.GetElapsedTime(start).TotalNanoseconds);
+            for (int r = 0; r < reps; r++)
+            {
+                input.CopyTo(y.Span);
+            }
+
+            copy = Math.Min(copy, Stopwatch.GetElapsedTime(start).TotalNanoseconds / reps);
         }
 
         return times;
-    }
-
-    private static string Time(double nanoseconds) =>
-        nanoseconds >= 1e6 ? $"{nanoseconds / 1e6:F2} ms" : nanoseconds >= 1e3 ? $"{nanoseconds / 1e3:F1} us" : $"{nanoseconds:F0} ns";
-
-    private static double Median(double[] values)
-    {
-        double[] sorted = values.Order().ToArray();
-        return (sorted[(sorted.Length - 1) / 2] + sorted[sorted.Length / 2]) / 2;
     }
 }
