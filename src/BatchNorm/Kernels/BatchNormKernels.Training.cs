@@ -17,7 +17,7 @@ namespace BatchNorm.Kernels;
 /// then took up to 10x their steady time on the large shapes (2-3x on most), and float32 [256, 1024] training took
 /// 0.7-2.3 ms a call for its first 60 calls against 0.11-0.13 ms. With the attribute, calls from about the sixth on run
 /// at the steady speed (<c>--first-calls</c> in the benchmarks; benchmarks/HISTORY.md, thirty-ninth session). The
-/// steady speed did not move (0.93-1.07 on every shape timed, in both slot orders). The small-batch paths
+/// steady speed did not move (new over old 0.87-1.12 on the shapes timed, no direction holding in both slot orders). The small-batch paths
 /// (<c>Small*</c>, and what only they call) stay tiered: a call costs nanoseconds there, and tier 1 may use what tier 0
 /// counted. A new kernel, or a new dispatcher in front of one, needs the attribute too;
 /// <c>DOTNET_JitDisasmSummary=1</c> lists any method still compiled at tier 0.
