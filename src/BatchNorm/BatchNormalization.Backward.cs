@@ -1,5 +1,6 @@
 using System;
 using System.Buffers;
+using System.Diagnostics.CodeAnalysis;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using BatchNorm.Kernels;
@@ -122,18 +123,62 @@ public partial class BatchNormalization<T>
 
     /// <summary>
     /// The backward pass of a small batch after an unmasked training call: the sums, the coefficients and dx in one routine
-    /// (<see cref="BatchNormKernels.SmallBackward{T}"/>, the same bits as the separate kernels). <paramref name="buffer"/>
-    /// is BackwardCore's from its sums of dy (x - centre): those, then dgamma and dbeta in double. Kept out of BackwardCore
-    /// so that its frame does not grow by the call's arguments.
+    /// (<see cref="BatchNormKernels.SmallBackward{T}"/>, the same bits as the separate kernels), then dgamma and dbeta as
+    /// <see cref="FinishParameterGradients"/> makes them. Its own method with its own three per-channel arrays (sums of
+    /// dy (x - centre), dgamma and dbeta in double), so that the checks in BackwardCore are all such a call runs of it:
+    /// none of the general path's buffers, alignment or slicing.
     /// </summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private void SmallBackward(ReadOnlySpan<T> x, ReadOnlySpan<T> dy, Span<T> dx, ChannelLayout layout, Span<double> buffer, VectorWidth width)
+    private void SmallBackward(
+        ReadOnlySpan<T> x, ReadOnlySpan<T> dy, Span<T> dx, ChannelLayout layout, VectorWidth width,
+        Span<T> gammaGradient, Span<T> betaGradient, bool includeRegularization)
     {
+        const int StackChannels = 128;
         ForwardContext context = _context!;
         int channels = layout.Channels;
+        double[]? rented = null;
+        Span<double> buffer = channels <= StackChannels ? stackalloc double[3 * StackChannels] : (rented = ArrayPool<double>.Shared.Rent(3 * channels));
+        Span<double> gammaGrad = buffer.Slice(channels, channels);
+        Span<double> betaGrad = buffer.Slice(2 * channels, channels);
         BatchNormKernels.SmallBackward(
             x, dy, dx, layout, context.Center, context.Mean, context.InverseStddev, context.EffectiveGamma, context.R, context.D,
-            1.0 / context.Denominator, buffer[..channels], buffer.Slice(channels, channels), buffer.Slice(2 * channels, channels), width);
+            1.0 / context.Denominator, buffer[..channels], gammaGrad, betaGrad, width);
+        FinishParameterGradients(gammaGrad, betaGrad, gammaGradient, betaGradient, includeRegularization);
+        if (rented is not null)
+        {
+            ArrayPool<double>.Shared.Return(rented);
+        }
+    }
+
+    /// <summary>
+    /// dgamma and dbeta from their double sums: the regularizers' gradients added when <paramref name="includeRegularization"/>,
+    /// then each rounded to T into the caller's span (present only with scale or center).
+    /// </summary>
+    private void FinishParameterGradients(
+        Span<double> gammaGrad, Span<double> betaGrad, Span<T> gammaGradient, Span<T> betaGradient, bool includeRegularization)
+    {
+        if (includeRegularization)
+        {
+            if (GammaRegularizer is not null && _gamma is not null)
+            {
+                GammaRegularizer.AddGradient<T>(_gamma.ReadOnlySpan, gammaGrad);
+            }
+
+            if (BetaRegularizer is not null && _beta is not null)
+            {
+                BetaRegularizer.AddGradient<T>(_beta.ReadOnlySpan, betaGrad);
+            }
+        }
+
+        if (Scale)
+        {
+            ChannelVector.Narrow(gammaGrad, gammaGradient);
+        }
+
+        if (Center)
+        {
+            ChannelVector.Narrow(betaGrad, betaGradient);
+        }
     }
 
     private void BackwardCore(
@@ -143,11 +188,11 @@ public partial class BatchNormalization<T>
         RequireForward();
         ForwardContext context = _context!;
         bool batch = _lastMode == ForwardMode.Batch;
+        // The checks, without the messages: those are built out of line (ThrowBadGradientShape, ThrowBadLength,
+        // ThrowBadParameterGradient), so that this method, called on every backward, keeps a small frame.
         if (!shape.SequenceEqual(gradientShape) || (batch && !shape.SequenceEqual(context.Shape)))
         {
-            ThrowHelper.ThrowArgument("outputGradient",
-                $"Expected the shape of the last call's input {NdShape.Format(batch ? context.Shape : shape)}, got {NdShape.Format(gradientShape)}" +
-                (batch ? $" for an input of shape {NdShape.Format(shape)}." : "."));
+            ThrowBadGradientShape(shape, gradientShape, batch ? context.Shape : null);
         }
 
         int axis = ResolveAxis(shape, "inputs");
@@ -155,12 +200,12 @@ public partial class BatchNormalization<T>
         int channels = layout.Channels;
         if (dy.Length != layout.Length)
         {
-            ThrowHelper.ThrowArgument("outputGradient", $"Expected {layout.Length} elements, got {dy.Length}.");
+            ThrowBadLength("outputGradient", layout.Length, dy.Length);
         }
 
         if (dx.Length != layout.Length)
         {
-            ThrowHelper.ThrowArgument("inputGradient", $"Expected {layout.Length} elements, got {dx.Length}.");
+            ThrowBadLength("inputGradient", layout.Length, dx.Length);
         }
 
         if (dy.Overlaps(dx, out int offset) && offset != 0)
@@ -168,8 +213,38 @@ public partial class BatchNormalization<T>
             ThrowHelper.ThrowArgument("inputGradient", "Expected the input gradient to be the output gradient itself (in place) or not to overlap it.");
         }
 
-        CheckParameterGradient(gammaGradient, Scale, channels, "gammaGradient", "scale");
-        CheckParameterGradient(betaGradient, Center, channels, "betaGradient", "center");
+        if (gammaGradient.Length != (Scale ? channels : 0))
+        {
+            ThrowBadParameterGradient("gammaGradient", gammaGradient.Length, Scale, channels, "scale");
+        }
+
+        if (betaGradient.Length != (Center ? channels : 0))
+        {
+            ThrowBadParameterGradient("betaGradient", betaGradient.Length, Center, channels, "center");
+        }
+
+        VectorWidth width = BatchNormKernels.BackwardWidth<T>(VectorWidths.Best, layout);
+        if (batch && context.MaskWeights.IsEmpty && BatchNormKernels.IsSmallBackward<T>(layout, width))
+        {
+            SmallBackward(x, dy, dx, layout, width, gammaGradient, betaGradient, includeRegularization);
+        }
+        else
+        {
+            GeneralBackward(x, dy, dx, layout, width, batch, gammaGradient, betaGradient, includeRegularization);
+        }
+    }
+
+    /// <summary>
+    /// The backward pass of every call <see cref="SmallBackward"/> does not take (checked by BackwardCore): the gradient
+    /// sums, the per-channel coefficients, then dx, each its own kernel.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void GeneralBackward(
+        ReadOnlySpan<T> x, ReadOnlySpan<T> dy, Span<T> dx, ChannelLayout layout, VectorWidth width, bool batch,
+        Span<T> gammaGradient, Span<T> betaGradient, bool includeRegularization)
+    {
+        ForwardContext context = _context!;
+        int channels = layout.Channels;
 
         // Per-channel coefficients, all in double: 7 arrays of C; rented so that steady-state calls allocate nothing.
         const int StackChannels = 128;
@@ -230,65 +305,36 @@ public partial class BatchNormalization<T>
                 inverseStddev = inverse;
             }
 
-            VectorWidth width = BatchNormKernels.BackwardWidth<T>(VectorWidths.Best, layout);
             double inverseDenominator = 1.0 / context.Denominator;
             bool masked = batch && !context.MaskWeights.IsEmpty;
-            if (batch && !masked && BatchNormKernels.IsSmallBackward<T>(layout, width))
+            if (batch)
             {
-                SmallBackward(x, dy, dx, layout, buffer[(4 * channels)..], width);
+                context.Center.AsSpan().CopyTo(center);
+            }
+
+            if (layout.Length != 0)
+            {
+                BatchNormKernels.GradientSums(x, dy, layout, center, sumDy, sumDyCentered, width, MaxDegreeOfParallelism);
             }
             else
             {
-                if (batch)
-                {
-                    context.Center.AsSpan().CopyTo(center);
-                }
-
-                if (layout.Length != 0)
-                {
-                    BatchNormKernels.GradientSums(x, dy, layout, center, sumDy, sumDyCentered, width, MaxDegreeOfParallelism);
-                }
-                else
-                {
-                    sumDy.Clear();
-                    sumDyCentered.Clear();
-                }
-
-                double maskShift = masked ? BatchNormKernels.MaskCountEpsilon * inverseDenominator : 0.0;
-                BatchNormKernels.ChannelGradientCoefficients(
-                    mean, inverseStddev, effectiveGamma, center, sumDy, sumDyCentered,
-                    batch ? context.R : default, batch ? context.D : default, inverseDenominator, maskShift,
-                    gammaGrad, betaGrad, a, p, q);
-
-                if (layout.Length != 0)
-                {
-                    BatchNormKernels.InputGradient(
-                        x, dy, dx, layout, batch ? context.MaskWeights : default, center, a, p, q, width, MaxDegreeOfParallelism);
-                }
+                sumDy.Clear();
+                sumDyCentered.Clear();
             }
 
-            if (includeRegularization)
+            double maskShift = masked ? BatchNormKernels.MaskCountEpsilon * inverseDenominator : 0.0;
+            BatchNormKernels.ChannelGradientCoefficients(
+                mean, inverseStddev, effectiveGamma, center, sumDy, sumDyCentered,
+                batch ? context.R : default, batch ? context.D : default, inverseDenominator, maskShift,
+                gammaGrad, betaGrad, a, p, q);
+
+            if (layout.Length != 0)
             {
-                if (GammaRegularizer is not null && _gamma is not null)
-                {
-                    GammaRegularizer.AddGradient<T>(_gamma.ReadOnlySpan, gammaGrad);
-                }
-
-                if (BetaRegularizer is not null && _beta is not null)
-                {
-                    BetaRegularizer.AddGradient<T>(_beta.ReadOnlySpan, betaGrad);
-                }
+                BatchNormKernels.InputGradient(
+                    x, dy, dx, layout, batch ? context.MaskWeights : default, center, a, p, q, width, MaxDegreeOfParallelism);
             }
 
-            if (Scale)
-            {
-                ChannelVector.Narrow(gammaGrad, gammaGradient);
-            }
-
-            if (Center)
-            {
-                ChannelVector.Narrow(betaGrad, betaGradient);
-            }
+            FinishParameterGradients(gammaGrad, betaGrad, gammaGradient, betaGradient, includeRegularization);
         }
         finally
         {
@@ -304,17 +350,34 @@ public partial class BatchNormalization<T>
         }
     }
 
-    private static void CheckParameterGradient(Span<T> gradient, bool present, int channels, string paramName, string flag)
+    /// <summary>The exception for an output gradient whose shape is not the input's (or, after a training call, not that call's).</summary>
+    [DoesNotReturn]
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void ThrowBadGradientShape(ReadOnlySpan<int> shape, ReadOnlySpan<int> gradientShape, int[]? trainingShape) =>
+        ThrowHelper.ThrowArgument("outputGradient",
+            $"Expected the shape of the last call's input {NdShape.Format(trainingShape ?? shape)}, got {NdShape.Format(gradientShape)}" +
+            (trainingShape is not null ? $" for an input of shape {NdShape.Format(shape)}." : "."));
+
+    /// <summary>The exception for a gradient buffer of the wrong length.</summary>
+    [DoesNotReturn]
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void ThrowBadLength(string paramName, int expected, int actual) =>
+        ThrowHelper.ThrowArgument(paramName, $"Expected {expected} elements, got {actual}.");
+
+    /// <summary>
+    /// The exception for a dgamma or dbeta span of the wrong length: C elements when the weight exists, empty when
+    /// <paramref name="flag"/> is false.
+    /// </summary>
+    [DoesNotReturn]
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void ThrowBadParameterGradient(string paramName, int length, bool present, int channels, string flag)
     {
-        if (present && gradient.Length != channels)
+        if (present)
         {
-            ThrowHelper.ThrowArgument(paramName, $"Expected {channels} elements (one per channel), got {gradient.Length}.");
+            ThrowHelper.ThrowArgument(paramName, $"Expected {channels} elements (one per channel), got {length}.");
         }
 
-        if (!present && !gradient.IsEmpty)
-        {
-            ThrowHelper.ThrowArgument(paramName, $"Expected an empty span: the layer has {flag}=false, so there is no such weight.");
-        }
+        ThrowHelper.ThrowArgument(paramName, $"Expected an empty span: the layer has {flag}=false, so there is no such weight.");
     }
 
     /// <summary>What a training-mode forward pass keeps for the backward pass: per-channel statistics and coefficients, never a copy of the input.</summary>

@@ -2,6 +2,7 @@ using System;
 using System.Collections.Generic;
 using System.Linq;
 using System.Numerics;
+using BatchNorm.Kernels;
 using BatchNorm.Regularizers;
 using BatchNorm.Tensors;
 using BatchNorm.Tests.Reference;
@@ -146,6 +147,35 @@ public class BackwardTests
     }
 
     [Fact]
+    public void Regularizer_gradients_are_added_on_the_small_batch_path_too()
+    {
+        // [8, 16] takes the small backward routine (its own method since the fortieth session) at every width.
+        var shape = new NdShape(8, 16);
+        BatchNormKernels.IsSmallBackward<double>(ChannelLayout.FromShape(shape.Dimensions, 1), VectorWidths.Best).Should().BeTrue();
+        var random = new Random(40);
+        double[] gamma = Enumerable.Range(0, 16).Select(_ => random.NextDouble() - 0.5).ToArray();
+        double[] beta = Enumerable.Range(0, 16).Select(c => c % 3 == 0 ? 0.0 : random.NextDouble() - 0.5).ToArray();
+        var layer = new BatchNormalization<double>(gammaRegularizer: new L2(0.3), betaRegularizer: new L1L2(0.2, 0.1));
+        var x = new NdArray<double>(Enumerable.Range(0, 128).Select(_ => random.NextDouble()).ToArray(), shape);
+        layer.Build(shape);
+        layer.SetWeights(gamma, beta, new double[16], Enumerable.Repeat(1.0, 16).ToArray());
+        layer.Call(x, training: true);
+        var dy = new NdArray<double>(Enumerable.Range(0, 128).Select(_ => random.NextDouble() - 0.5).ToArray(), shape);
+
+        BatchNormalizationGradients<double> data = layer.Backward(dy, includeRegularization: false);
+        BatchNormalizationGradients<double> total = layer.Backward(dy);
+
+        for (int c = 0; c < 16; c++)
+        {
+            // d/dgamma of 0.3 * sum(gamma^2) is 0.6 * gamma; d/dbeta of 0.2 |beta| + 0.1 beta^2 is 0.2 sign(beta) + 0.2 beta.
+            total.GammaGradient![c].Should().BeApproximately(data.GammaGradient![c] + (0.6 * gamma[c]), 1e-12);
+            total.BetaGradient![c].Should().BeApproximately(data.BetaGradient![c] + (0.2 * Math.Sign(beta[c])) + (0.2 * beta[c]), 1e-12);
+        }
+
+        total.InputGradient.ToArray().Should().Equal(data.InputGradient.ToArray());
+    }
+
+    [Fact]
     public void Backward_without_a_forward_pass_or_with_a_mismatched_shape_is_a_clear_error()
     {
         var layer = new BatchNormalization();
@@ -168,6 +198,36 @@ public class BackwardTests
         Action beta = () => noBeta.Backward(new float[6], new float[6], new float[3], new float[3]);
         beta.Should().Throw<ArgumentException>().Where(e => e.ParamName == "betaGradient" && e.Message.Contains("center=false"));
         noBeta.Backward(new NdArray<float>(new NdShape(2, 3))).BetaGradient.Should().BeNull();
+    }
+
+    [Fact]
+    public void Backward_argument_errors_name_the_parameter_and_the_expected_value()
+    {
+        var x = new NdArray<float>([1f, 2f, 3f, 4f, 5f, 7f], new NdShape(2, 3));
+        var layer = new BatchNormalization();
+        layer.Call(x, training: true);
+
+        void Expect(Action call, string paramName, string message) =>
+            call.Should().Throw<ArgumentException>().Where(e => e.ParamName == paramName && e.Message.StartsWith(message, StringComparison.Ordinal));
+
+        Expect(() => layer.Backward(new float[5], new float[6], new float[3], new float[3]), "outputGradient", "Expected 6 elements, got 5.");
+        Expect(() => layer.Backward(new float[6], new float[7], new float[3], new float[3]), "inputGradient", "Expected 6 elements, got 7.");
+        Expect(() => layer.Backward(new float[6], new float[6], new float[2], new float[3]), "gammaGradient", "Expected 3 elements (one per channel), got 2.");
+        Expect(() => layer.Backward(new float[6], new float[6], new float[3], new float[4]), "betaGradient", "Expected 3 elements (one per channel), got 4.");
+        Expect(
+            () => layer.Backward(x.ReadOnlySpan, new NdShape(3, 2), new float[6], new float[6], new float[3], new float[3]),
+            "outputGradient",
+            "Expected the shape of the last call's input [2, 3], got [3, 2] for an input of shape [3, 2].");
+
+        layer.Call(x, training: false);
+        Expect(() => layer.Backward(new NdArray<float>(new NdShape(3, 2))), "outputGradient", "Expected the shape of the last call's input [2, 3], got [3, 2].");
+
+        var noScale = new BatchNormalization(scale: false);
+        noScale.Call(x, training: true);
+        Expect(
+            () => noScale.Backward(new float[6], new float[6], new float[3], new float[3]),
+            "gammaGradient",
+            "Expected an empty span: the layer has scale=false, so there is no such weight.");
     }
 
     internal static void Check<T>(Case k, double tolerance)
