@@ -679,11 +679,11 @@ public partial class BatchNormalization<T>
         ReadOnlySpan<T> x, ReadOnlySpan<int> shape, Span<T> y, ReadOnlySpan<int> destinationShape, bool training,
         NdArray<bool>? mask, NdArray<T>? savedInput, bool inPlace)
     {
-        // Validate everything before touching any state: a call that throws leaves the layer as it was.
+        // Validate everything before touching any state: a call that throws leaves the layer as it was. The messages are
+        // built out of line (ThrowBadDestination, ThrowEmptyTrainingBatch), so that this method keeps a small frame.
         if (!shape.SequenceEqual(destinationShape))
         {
-            ThrowHelper.ThrowArgument("destination",
-                $"Expected the destination to have the input's shape {NdShape.Format(shape)}, got {NdShape.Format(destinationShape)}.");
+            ThrowBadDestination(shape, destinationShape);
         }
 
         if (x.Overlaps(y, out int elementOffset) && elementOffset != 0)
@@ -701,7 +701,7 @@ public partial class BatchNormalization<T>
         bool useBatchStatistics = training && Trainable;
         if (useBatchStatistics && layout.CountPerChannel == 0)
         {
-            ThrowHelper.ThrowArgument("inputs", $"Expected at least one element per channel in a training batch, got shape {NdShape.Format(shape)}.");
+            ThrowEmptyTrainingBatch(shape);
         }
 
         if (!IsBuilt)
@@ -772,6 +772,19 @@ public partial class BatchNormalization<T>
         _lastInput = inPlace ? null : savedInput;
         _lastMode = ForwardMode.Batch;
     }
+
+    /// <summary>The exception for a destination whose shape is not the input's.</summary>
+    [DoesNotReturn]
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void ThrowBadDestination(ReadOnlySpan<int> shape, ReadOnlySpan<int> destinationShape) =>
+        ThrowHelper.ThrowArgument("destination",
+            $"Expected the destination to have the input's shape {NdShape.Format(shape)}, got {NdShape.Format(destinationShape)}.");
+
+    /// <summary>The exception for a training batch with no element in some channel (a zero-length dimension).</summary>
+    [DoesNotReturn]
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void ThrowEmptyTrainingBatch(ReadOnlySpan<int> shape) =>
+        ThrowHelper.ThrowArgument("inputs", $"Expected at least one element per channel in a training batch, got shape {NdShape.Format(shape)}.");
 
     /// <summary>
     /// Keras 3's Batch Renormalization step: corrections from the renorm statistics BEFORE their update,
