@@ -709,44 +709,77 @@ public partial class BatchNormalization<T>
             Build(new NdShape(shape));
         }
 
+        // Each path is its own method, so that this one, which every call runs, keeps the frame of its checks.
         if (!useBatchStatistics)
         {
-            // Inference writes no shared scratch (concurrent calls are safe); what a backward pass needs is the
-            // input and the current weights and moving statistics, which inference does not change.
+            InferenceCall(x, y, layout);
             _lastInput = inPlace ? null : savedInput;
             _lastMode = ForwardMode.Moving;
-            if (layout.Length != 0)
-            {
-                InferenceFold fold = CurrentInferenceFold();
-                if (BatchNormKernels.IsSmallAffine<T>(layout, VectorWidths.Best))
-                {
-                    BatchNormKernels.SmallAffine<T>(x, y, layout, fold.Center, fold.Scale, fold.Shift, VectorWidths.Best);
-                }
-                else
-                {
-                    BatchNormKernels.Affine<T>(x, y, layout, fold.Center, fold.Scale, fold.Shift, VectorWidths.Best, _maxDegreeOfParallelism);
-                }
-            }
-
             return;
         }
 
         ForwardContext context = _context!;
         context.Begin(shape);
-        Span<double> mean = context.Mean;
-        Span<double> variance = context.Variance;
-        ReadOnlySpan<T> weights = context.SetMask(mask, layout);
-        if (weights.IsEmpty && !Renorm && BatchNormKernels.IsSmallTraining<T>(layout, VectorWidths.Best))
+        if (mask is null && !Renorm && BatchNormKernels.IsSmallTraining<T>(layout, VectorWidths.Best))
         {
-            // A small batch: the statistics, the steps and the map in one routine, with the same bits.
-            context.Denominator = BatchNormKernels.SmallTrainingForward(
-                x, y, layout, mean, variance, GammaSpan, BetaSpan, _movingMean!.Span, _movingVariance!.Span, Momentum, Epsilon,
-                context.EffectiveGamma, context.InverseStddev, context.Center, VectorWidths.Best);
-            _lastInput = inPlace ? null : savedInput;
-            _lastMode = ForwardMode.Batch;
+            SmallTrainingCall(x, y, layout, context);
+        }
+        else
+        {
+            TrainingCall(x, y, layout, mask, context);
+        }
+
+        _lastInput = inPlace ? null : savedInput;
+        _lastMode = ForwardMode.Batch;
+    }
+
+    /// <summary>
+    /// An inference call's work after the checks: the affine map with the current weights' folded coefficients.
+    /// Inference writes no shared scratch (concurrent calls are safe); what a backward pass needs is the input and the
+    /// current weights and moving statistics, which inference does not change.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void InferenceCall(ReadOnlySpan<T> x, Span<T> y, ChannelLayout layout)
+    {
+        if (layout.Length == 0)
+        {
             return;
         }
 
+        InferenceFold fold = CurrentInferenceFold();
+        if (BatchNormKernels.IsSmallAffine<T>(layout, VectorWidths.Best))
+        {
+            BatchNormKernels.SmallAffine<T>(x, y, layout, fold.Center, fold.Scale, fold.Shift, VectorWidths.Best);
+        }
+        else
+        {
+            BatchNormKernels.Affine<T>(x, y, layout, fold.Center, fold.Scale, fold.Shift, VectorWidths.Best, _maxDegreeOfParallelism);
+        }
+    }
+
+    /// <summary>
+    /// A small unmasked batch's training call without renorm: the statistics, the steps and the map in one routine
+    /// (<see cref="BatchNormKernels.SmallTrainingForward{T}"/>), with the same bits as <see cref="TrainingCall"/>. The
+    /// context's mask was cleared by <see cref="ForwardContext.Begin"/>, so the backward sees none.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void SmallTrainingCall(ReadOnlySpan<T> x, Span<T> y, ChannelLayout layout, ForwardContext context)
+    {
+        context.Denominator = BatchNormKernels.SmallTrainingForward(
+            x, y, layout, context.Mean, context.Variance, GammaSpan, BetaSpan, _movingMean!.Span, _movingVariance!.Span, Momentum, Epsilon,
+            context.EffectiveGamma, context.InverseStddev, context.Center, VectorWidths.Best);
+    }
+
+    /// <summary>
+    /// A training call's work after the checks, for every batch <see cref="SmallTrainingCall"/> does not take: the batch
+    /// statistics (masked or not), then renorm's corrections or the moving statistics' update, and the normalization.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void TrainingCall(ReadOnlySpan<T> x, Span<T> y, ChannelLayout layout, NdArray<bool>? mask, ForwardContext context)
+    {
+        Span<double> mean = context.Mean;
+        Span<double> variance = context.Variance;
+        ReadOnlySpan<T> weights = context.SetMask(mask, layout);
         context.Denominator = BatchNormKernels.BatchStatistics(
             x, layout, weights, mean, variance, BatchNormKernels.StatisticsWidth<T>(VectorWidths.Best, layout), _maxDegreeOfParallelism);
         if (Renorm)
@@ -768,9 +801,6 @@ public partial class BatchNormalization<T>
                 x, y, layout, mean, variance, GammaSpan, BetaSpan, _movingMean!.Span, _movingVariance!.Span, Momentum, Epsilon,
                 context.EffectiveGamma, context.InverseStddev, context.Center, VectorWidths.Best, _maxDegreeOfParallelism);
         }
-
-        _lastInput = inPlace ? null : savedInput;
-        _lastMode = ForwardMode.Batch;
     }
 
     /// <summary>The exception for a destination whose shape is not the input's.</summary>

@@ -176,6 +176,57 @@ public class BackwardTests
     }
 
     [Fact]
+    public void A_small_unmasked_training_call_after_a_masked_one_is_differentiated_without_the_mask()
+    {
+        // The masked call takes the general training path and keeps its mask for the backward; the unmasked one after it
+        // takes the small routine, and the backward must then see no mask, or it treats the rows the old mask left out as
+        // masked.
+        const int Rows = 8, Channels = 16;
+        var shape = new NdShape(Rows, Channels);
+        var random = new Random(41);
+        double[] xs = Enumerable.Range(0, Rows * Channels).Select(_ => random.NextDouble() * 4).ToArray();
+        double[] g = Enumerable.Range(0, Rows * Channels).Select(_ => random.NextDouble() - 0.5).ToArray();
+        var layer = new BatchNormalization<double>();
+        var x = new NdArray<double>(xs, shape);
+        layer.Call(x, training: true, mask: new NdArray<bool>(Enumerable.Range(0, Rows).Select(r => r % 3 != 0).ToArray(), new NdShape(Rows)));
+        layer.Call(x, training: true);
+
+        BatchNormalizationGradients<double> gradients = layer.Backward(new NdArray<double>(g, shape));
+
+        for (int c = 0; c < Channels; c++)
+        {
+            // The float64 formulas with gamma = 1: dx = (dy - dbeta / n - xhat dgamma / n) / sqrt(var + eps).
+            double mean = 0, variance = 0, dbeta = 0, dgamma = 0;
+            for (int r = 0; r < Rows; r++)
+            {
+                mean += xs[(r * Channels) + c] / Rows;
+            }
+
+            for (int r = 0; r < Rows; r++)
+            {
+                double d = xs[(r * Channels) + c] - mean;
+                variance += d * d / Rows;
+            }
+
+            double inverse = 1 / Math.Sqrt(variance + layer.Epsilon);
+            for (int r = 0; r < Rows; r++)
+            {
+                dbeta += g[(r * Channels) + c];
+                dgamma += g[(r * Channels) + c] * (xs[(r * Channels) + c] - mean) * inverse;
+            }
+
+            gradients.BetaGradient![c].Should().BeApproximately(dbeta, 1e-12);
+            gradients.GammaGradient![c].Should().BeApproximately(dgamma, 1e-12);
+            for (int r = 0; r < Rows; r++)
+            {
+                int i = (r * Channels) + c;
+                double xhat = (xs[i] - mean) * inverse;
+                gradients.InputGradient[r, c].Should().BeApproximately(inverse * (g[i] - (dbeta / Rows) - (xhat * dgamma / Rows)), 1e-11, $"dx[{r}, {c}]");
+            }
+        }
+    }
+
+    [Fact]
     public void Backward_without_a_forward_pass_or_with_a_mismatched_shape_is_a_clear_error()
     {
         var layer = new BatchNormalization();
