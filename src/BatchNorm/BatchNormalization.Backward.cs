@@ -11,6 +11,9 @@ namespace BatchNorm;
 /// <content>The backward pass: gradients of a loss with respect to the input, gamma and beta.</content>
 public partial class BatchNormalization<T>
 {
+    /// <summary>The most channels whose per-channel arrays the backward keeps on the stack; more are rented.</summary>
+    private const int StackChannels = 128;
+
     private ForwardContext? _context;
     private NdArray<T>? _lastInput;
     private ForwardMode _lastMode;
@@ -133,7 +136,6 @@ public partial class BatchNormalization<T>
         ReadOnlySpan<T> x, ReadOnlySpan<T> dy, Span<T> dx, ChannelLayout layout, VectorWidth width,
         Span<T> gammaGradient, Span<T> betaGradient, bool includeRegularization)
     {
-        const int StackChannels = 128;
         ForwardContext context = _context!;
         int channels = layout.Channels;
         double[]? rented = null;
@@ -247,7 +249,6 @@ public partial class BatchNormalization<T>
         int channels = layout.Channels;
 
         // Per-channel coefficients, all in double: 7 arrays of C; rented so that steady-state calls allocate nothing.
-        const int StackChannels = 128;
         double[]? rentedBuffer = null;
         T[]? rentedCoefficients = null;
         Span<double> buffer = channels <= StackChannels ? stackalloc double[7 * channels] : (rentedBuffer = ArrayPool<double>.Shared.Rent(7 * channels));
