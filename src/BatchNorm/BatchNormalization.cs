@@ -713,24 +713,23 @@ public partial class BatchNormalization<T>
         if (!useBatchStatistics)
         {
             InferenceCall(x, y, layout);
-            _lastInput = inPlace ? null : savedInput;
-            _lastMode = ForwardMode.Moving;
-            return;
-        }
-
-        ForwardContext context = _context!;
-        context.Begin(shape);
-        if (mask is null && !Renorm && BatchNormKernels.IsSmallTraining<T>(layout, VectorWidths.Best))
-        {
-            SmallTrainingCall(x, y, layout, context);
         }
         else
         {
-            TrainingCall(x, y, layout, mask, context);
+            ForwardContext context = _context!;
+            context.Begin(shape);
+            if (mask is null && !Renorm && BatchNormKernels.IsSmallTraining<T>(layout, VectorWidths.Best))
+            {
+                SmallTrainingCall(x, y, layout, context);
+            }
+            else
+            {
+                TrainingCall(x, y, layout, mask, context);
+            }
         }
 
         _lastInput = inPlace ? null : savedInput;
-        _lastMode = ForwardMode.Batch;
+        _lastMode = useBatchStatistics ? ForwardMode.Batch : ForwardMode.Moving;
     }
 
     /// <summary>
