@@ -115,7 +115,7 @@ internal static partial class BatchNormKernels
 
     /// <summary>
     /// Whether the affine map over <paramref name="layout"/> at <paramref name="width"/> can take
-    /// <see cref="SmallAffine{T}"/>: a small channels-last batch (<see cref="IsSmallBatch{T}"/>) whose rows are one to four
+    /// <see cref="SmallAffine{T}(ReadOnlySpan{T}, Span{T}, ChannelLayout, ReadOnlySpan{T}, ReadOnlySpan{T}, ReadOnlySpan{T}, VectorWidth)"/>: a small channels-last batch (<see cref="IsSmallBatch{T}"/>) whose rows are one to four
     /// vectors.
     /// </summary>
     internal static bool IsSmallAffine<T>(ChannelLayout layout, VectorWidth width)
@@ -130,12 +130,21 @@ internal static partial class BatchNormKernels
         ReadOnlySpan<T> x, Span<T> y, ChannelLayout layout, ReadOnlySpan<T> center, ReadOnlySpan<T> scale, ReadOnlySpan<T> shift, VectorWidth width)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
+        Debug.Assert(center.Length >= layout.Channels && scale.Length >= layout.Channels && shift.Length >= layout.Channels);
+        SmallAffine(
+            x, y, layout, ref MemoryMarshal.GetReference(center), ref MemoryMarshal.GetReference(scale), ref MemoryMarshal.GetReference(shift), width);
+    }
+
+    /// <summary>
+    /// <see cref="SmallAffine{T}(ReadOnlySpan{T}, Span{T}, ChannelLayout, ReadOnlySpan{T}, ReadOnlySpan{T}, ReadOnlySpan{T}, VectorWidth)"/>
+    /// with each coefficient array given by its first element (the layer's fold, whose arrays hold C values each).
+    /// </summary>
+    public static void SmallAffine<T>(ReadOnlySpan<T> x, Span<T> y, ChannelLayout layout, ref T m, ref T a, ref T b, VectorWidth width)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
         Debug.Assert(IsSmallAffine<T>(layout, width) && x.Length == layout.Length && y.Length == layout.Length);
         ref T src = ref MemoryMarshal.GetReference(x);
         ref T dst = ref MemoryMarshal.GetReference(y);
-        ref T m = ref MemoryMarshal.GetReference(center);
-        ref T a = ref MemoryMarshal.GetReference(scale);
-        ref T b = ref MemoryMarshal.GetReference(shift);
         switch (width)
         {
             case VectorWidth.Vector512:
@@ -852,62 +861,67 @@ internal static partial class BatchNormKernels
         where TOps : IVectorOps<TVec, T>
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
+        // Each case loads only the coefficient vectors its rows use: a row of one vector (float32 [8,16] at 512 bits)
+        // needs three loads, not twelve.
         int width = TOps.Count;
         int chunks = (channels + width - 1) / width;
-        nuint c1 = (nuint)Math.Min(width, channels - width);
-        nuint c2 = (nuint)Math.Min(2 * width, channels - width);
-        nuint c3 = (nuint)Math.Min(3 * width, channels - width);
-        TVec m0 = TOps.Load(ref center, 0), a0 = TOps.Load(ref scale, 0), b0 = TOps.Load(ref shift, 0);
-        TVec m1 = TOps.Load(ref center, c1), a1 = TOps.Load(ref scale, c1), b1 = TOps.Load(ref shift, c1);
-        TVec m2 = TOps.Load(ref center, c2), a2 = TOps.Load(ref scale, c2), b2 = TOps.Load(ref shift, c2);
-        TVec m3 = TOps.Load(ref center, c3), a3 = TOps.Load(ref scale, c3), b3 = TOps.Load(ref shift, c3);
         nuint stride = (nuint)channels;
         nuint o = 0;
-        switch (chunks)
+        TVec m0 = TOps.Load(ref center, 0), a0 = TOps.Load(ref scale, 0), b0 = TOps.Load(ref shift, 0);
+        if (chunks == 1)
         {
-            case 1:
-                for (int r = 0; r < rows; r++, o += stride)
-                {
-                    TOps.Store(TOps.Add(TOps.Multiply(TOps.Subtract(TOps.Load(ref x, o), m0), a0), b0), ref y, o);
-                }
+            for (int r = 0; r < rows; r++, o += stride)
+            {
+                TOps.Store(TOps.Add(TOps.Multiply(TOps.Subtract(TOps.Load(ref x, o), m0), a0), b0), ref y, o);
+            }
 
-                break;
-            case 2:
-                for (int r = 0; r < rows; r++, o += stride)
-                {
-                    TVec x0 = TOps.Load(ref x, o);
-                    TVec x1 = TOps.Load(ref x, o + c1);
-                    TOps.Store(TOps.Add(TOps.Multiply(TOps.Subtract(x0, m0), a0), b0), ref y, o);
-                    TOps.Store(TOps.Add(TOps.Multiply(TOps.Subtract(x1, m1), a1), b1), ref y, o + c1);
-                }
+            return;
+        }
 
-                break;
-            case 3:
-                for (int r = 0; r < rows; r++, o += stride)
-                {
-                    TVec x0 = TOps.Load(ref x, o);
-                    TVec x1 = TOps.Load(ref x, o + c1);
-                    TVec x2 = TOps.Load(ref x, o + c2);
-                    TOps.Store(TOps.Add(TOps.Multiply(TOps.Subtract(x0, m0), a0), b0), ref y, o);
-                    TOps.Store(TOps.Add(TOps.Multiply(TOps.Subtract(x1, m1), a1), b1), ref y, o + c1);
-                    TOps.Store(TOps.Add(TOps.Multiply(TOps.Subtract(x2, m2), a2), b2), ref y, o + c2);
-                }
+        nuint c1 = (nuint)Math.Min(width, channels - width);
+        TVec m1 = TOps.Load(ref center, c1), a1 = TOps.Load(ref scale, c1), b1 = TOps.Load(ref shift, c1);
+        if (chunks == 2)
+        {
+            for (int r = 0; r < rows; r++, o += stride)
+            {
+                TVec x0 = TOps.Load(ref x, o);
+                TVec x1 = TOps.Load(ref x, o + c1);
+                TOps.Store(TOps.Add(TOps.Multiply(TOps.Subtract(x0, m0), a0), b0), ref y, o);
+                TOps.Store(TOps.Add(TOps.Multiply(TOps.Subtract(x1, m1), a1), b1), ref y, o + c1);
+            }
 
-                break;
-            default:
-                for (int r = 0; r < rows; r++, o += stride)
-                {
-                    TVec x0 = TOps.Load(ref x, o);
-                    TVec x1 = TOps.Load(ref x, o + c1);
-                    TVec x2 = TOps.Load(ref x, o + c2);
-                    TVec x3 = TOps.Load(ref x, o + c3);
-                    TOps.Store(TOps.Add(TOps.Multiply(TOps.Subtract(x0, m0), a0), b0), ref y, o);
-                    TOps.Store(TOps.Add(TOps.Multiply(TOps.Subtract(x1, m1), a1), b1), ref y, o + c1);
-                    TOps.Store(TOps.Add(TOps.Multiply(TOps.Subtract(x2, m2), a2), b2), ref y, o + c2);
-                    TOps.Store(TOps.Add(TOps.Multiply(TOps.Subtract(x3, m3), a3), b3), ref y, o + c3);
-                }
+            return;
+        }
 
-                break;
+        nuint c2 = (nuint)Math.Min(2 * width, channels - width);
+        TVec m2 = TOps.Load(ref center, c2), a2 = TOps.Load(ref scale, c2), b2 = TOps.Load(ref shift, c2);
+        if (chunks == 3)
+        {
+            for (int r = 0; r < rows; r++, o += stride)
+            {
+                TVec x0 = TOps.Load(ref x, o);
+                TVec x1 = TOps.Load(ref x, o + c1);
+                TVec x2 = TOps.Load(ref x, o + c2);
+                TOps.Store(TOps.Add(TOps.Multiply(TOps.Subtract(x0, m0), a0), b0), ref y, o);
+                TOps.Store(TOps.Add(TOps.Multiply(TOps.Subtract(x1, m1), a1), b1), ref y, o + c1);
+                TOps.Store(TOps.Add(TOps.Multiply(TOps.Subtract(x2, m2), a2), b2), ref y, o + c2);
+            }
+
+            return;
+        }
+
+        nuint c3 = (nuint)Math.Min(3 * width, channels - width);
+        TVec m3 = TOps.Load(ref center, c3), a3 = TOps.Load(ref scale, c3), b3 = TOps.Load(ref shift, c3);
+        for (int r = 0; r < rows; r++, o += stride)
+        {
+            TVec x0 = TOps.Load(ref x, o);
+            TVec x1 = TOps.Load(ref x, o + c1);
+            TVec x2 = TOps.Load(ref x, o + c2);
+            TVec x3 = TOps.Load(ref x, o + c3);
+            TOps.Store(TOps.Add(TOps.Multiply(TOps.Subtract(x0, m0), a0), b0), ref y, o);
+            TOps.Store(TOps.Add(TOps.Multiply(TOps.Subtract(x1, m1), a1), b1), ref y, o + c1);
+            TOps.Store(TOps.Add(TOps.Multiply(TOps.Subtract(x2, m2), a2), b2), ref y, o + c2);
+            TOps.Store(TOps.Add(TOps.Multiply(TOps.Subtract(x3, m3), a3), b3), ref y, o + c3);
         }
     }
 
