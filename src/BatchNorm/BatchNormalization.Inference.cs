@@ -1,5 +1,7 @@
 using System;
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
 using System.Threading;
 using BatchNorm.Kernels;
 
@@ -19,62 +21,130 @@ public partial class BatchNormalization<T>
     private InferenceFold CurrentInferenceFold()
     {
         InferenceFold? fold = Volatile.Read(ref _inferenceFold);
-        ReadOnlySpan<T> gamma = GammaSpan;
-        ReadOnlySpan<T> beta = BetaSpan;
-        ReadOnlySpan<T> movingMean = _movingMean!.ReadOnlySpan;
-        ReadOnlySpan<T> movingVariance = _movingVariance!.ReadOnlySpan;
-        if (fold is not null && fold.Matches(gamma, beta, movingMean, movingVariance))
-        {
-            return fold;
-        }
+        return fold is not null && fold.IsCurrent() ? fold : Refold();
+    }
 
-        fold = new InferenceFold(gamma, beta, movingMean, movingVariance, Epsilon);
+    /// <summary>Folds the current weights and publishes the result (out of line: it runs once per set of weights).</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private InferenceFold Refold()
+    {
+        // The weight arrays are created once, by Build (SetWeights copies into them), so the fold can keep them.
+        var fold = new InferenceFold(
+            _gamma?.GetUnderlyingArray() ?? [], _beta?.GetUnderlyingArray() ?? [], _movingMean!.GetUnderlyingArray(),
+            _movingVariance!.GetUnderlyingArray(), Epsilon);
         Volatile.Write(ref _inferenceFold, fold);
         return fold;
     }
 
+    /// <summary>
+    /// One set of folded coefficients, with the live weight arrays it came from and a copy of what they held. Everything
+    /// it reads on a call sits in one pinned array, each part on a cache line of its own: center, scale and shift for the
+    /// map, then the copies of gamma, beta, moving mean and moving variance for <see cref="IsCurrent"/>.
+    /// </summary>
     private sealed class InferenceFold
     {
         private readonly T[] _gamma;
         private readonly T[] _beta;
         private readonly T[] _movingMean;
         private readonly T[] _movingVariance;
-        private readonly T[] _coefficients;
+        private readonly T[] _data;
         private readonly int _start;
         private readonly int _stride;
         private readonly int _channels;
 
-        public InferenceFold(ReadOnlySpan<T> gamma, ReadOnlySpan<T> beta, ReadOnlySpan<T> movingMean, ReadOnlySpan<T> movingVariance, double epsilon)
+        /// <summary>Folds the live weight arrays (empty for an absent gamma or beta), keeping them and a copy of them.</summary>
+        public InferenceFold(T[] gamma, T[] beta, T[] movingMean, T[] movingVariance, double epsilon)
         {
-            _gamma = gamma.ToArray();
-            _beta = beta.ToArray();
-            _movingMean = movingMean.ToArray();
-            _movingVariance = movingVariance.ToArray();
+            _gamma = gamma;
+            _beta = beta;
+            _movingMean = movingMean;
+            _movingVariance = movingVariance;
             _channels = movingMean.Length;
             _stride = CacheLine.RoundUp<T>(_channels);
 
-            // One pinned array (it never moves, so a 64-byte boundary found now stays one) holding the three coefficient
-            // arrays, each starting on a line: loops that read them a vector at a time beside data streamed from memory
-            // then never load across two lines. [1024,2048] float32 inference (8 MiB, rows one at a time) took 1.56-2.07x
-            // a copy with them off a line and 1.47-1.65x on one (fifteenth session).
-            _coefficients = GC.AllocateUninitializedArray<T>((3 * _stride) + CacheLine.Slack<T>(), pinned: true);
-            _start = CacheLine.Skip<T>(_coefficients);
+            // Pinned, so that a 64-byte boundary found now stays one: loops that read the coefficients a vector at a time
+            // beside data streamed from memory then never load across two lines. [1024,2048] float32 inference (8 MiB,
+            // rows one at a time) took 1.56-2.07x a copy with them off a line and 1.47-1.65x on one (fifteenth session).
+            _data = GC.AllocateUninitializedArray<T>((7 * _stride) + CacheLine.Slack<T>(), pinned: true);
+            _start = CacheLine.Skip<T>(_data);
+            gamma.CopyTo(_data.AsSpan(Part(3), gamma.Length));
+            beta.CopyTo(_data.AsSpan(Part(4), beta.Length));
+            movingMean.CopyTo(_data.AsSpan(Part(5), _channels));
+            movingVariance.CopyTo(_data.AsSpan(Part(6), _channels));
             BatchNormKernels.InferenceCoefficients(
                 gamma, beta, movingMean, movingVariance, epsilon,
-                _coefficients.AsSpan(_start, _channels), _coefficients.AsSpan(_start + _stride, _channels), _coefficients.AsSpan(_start + (2 * _stride), _channels));
+                _data.AsSpan(Part(0), _channels), _data.AsSpan(Part(1), _channels), _data.AsSpan(Part(2), _channels));
         }
 
-        public ReadOnlySpan<T> Center => _coefficients.AsSpan(_start, _channels);
+        /// <summary>The map's <c>m</c>: the moving mean rounded to <typeparamref name="T"/>.</summary>
+        public ReadOnlySpan<T> Center => _data.AsSpan(Part(0), _channels);
 
-        public ReadOnlySpan<T> Scale => _coefficients.AsSpan(_start + _stride, _channels);
+        /// <summary>The map's <c>a = gamma / sqrt(moving variance + epsilon)</c>.</summary>
+        public ReadOnlySpan<T> Scale => _data.AsSpan(Part(1), _channels);
 
-        public ReadOnlySpan<T> Shift => _coefficients.AsSpan(_start + (2 * _stride), _channels);
+        /// <summary>The map's <c>b</c>, beta less the rounding of the centre times <c>a</c>.</summary>
+        public ReadOnlySpan<T> Shift => _data.AsSpan(Part(2), _channels);
 
-        public bool Matches(ReadOnlySpan<T> gamma, ReadOnlySpan<T> beta, ReadOnlySpan<T> movingMean, ReadOnlySpan<T> movingVariance) =>
-            Same(_movingVariance, movingVariance) && Same(_movingMean, movingMean) && Same(_gamma, gamma) && Same(_beta, beta);
+        /// <summary><see cref="Center"/>'s first element, for kernels that take references.</summary>
+        public ref T CenterReference => ref At(0);
 
-        /// <summary>Bitwise equality (NaN payloads and signed zeros included).</summary>
-        private static bool Same(ReadOnlySpan<T> saved, ReadOnlySpan<T> current) =>
-            MemoryMarshal.AsBytes(saved).SequenceEqual(MemoryMarshal.AsBytes(current));
+        /// <summary><see cref="Scale"/>'s first element.</summary>
+        public ref T ScaleReference => ref At(1);
+
+        /// <summary><see cref="Shift"/>'s first element.</summary>
+        public ref T ShiftReference => ref At(2);
+
+        /// <summary>Whether the live weights still hold, bit for bit (NaN payloads and signed zeros included), what this
+        /// fold was made from.</summary>
+        public bool IsCurrent() =>
+            Same(6, _movingVariance) && Same(5, _movingMean) && Same(3, _gamma) && Same(4, _beta);
+
+        private int Part(int index) => _start + (index * _stride);
+
+        /// <summary>The first element of part <paramref name="index"/>, without a bounds check: the array was made to
+        /// hold all seven parts from <c>_start</c>.</summary>
+        private ref T At(int index) => ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_data), Part(index));
+
+        /// <summary>
+        /// Whether part <paramref name="index"/> and <paramref name="live"/> hold the same bytes. The part is as long as
+        /// the live array by construction, so no lengths are compared; whole vectors, the last one moved back to end at
+        /// the last byte (overlapping), and <see cref="MemoryExtensions.SequenceEqual{T}(ReadOnlySpan{T}, ReadOnlySpan{T})"/>
+        /// for arrays shorter than a vector or machines without 256-bit vectors.
+        /// </summary>
+        private bool Same(int index, T[] live)
+        {
+            ref byte saved = ref Unsafe.As<T, byte>(ref At(index));
+            ref byte current = ref Unsafe.As<T, byte>(ref MemoryMarshal.GetArrayDataReference(live));
+            nuint bytes = (nuint)live.Length * (nuint)Unsafe.SizeOf<T>();
+            if (Vector512.IsHardwareAccelerated && bytes >= (nuint)Vector512<byte>.Count)
+            {
+                nuint last = bytes - (nuint)Vector512<byte>.Count;
+                for (nuint i = 0; i < last; i += (nuint)Vector512<byte>.Count)
+                {
+                    if (Vector512.LoadUnsafe(ref saved, i) != Vector512.LoadUnsafe(ref current, i))
+                    {
+                        return false;
+                    }
+                }
+
+                return Vector512.LoadUnsafe(ref saved, last) == Vector512.LoadUnsafe(ref current, last);
+            }
+
+            if (Vector256.IsHardwareAccelerated && bytes >= (nuint)Vector256<byte>.Count)
+            {
+                nuint last = bytes - (nuint)Vector256<byte>.Count;
+                for (nuint i = 0; i < last; i += (nuint)Vector256<byte>.Count)
+                {
+                    if (Vector256.LoadUnsafe(ref saved, i) != Vector256.LoadUnsafe(ref current, i))
+                    {
+                        return false;
+                    }
+                }
+
+                return Vector256.LoadUnsafe(ref saved, last) == Vector256.LoadUnsafe(ref current, last);
+            }
+
+            return MemoryMarshal.CreateReadOnlySpan(ref saved, (int)bytes).SequenceEqual(MemoryMarshal.CreateReadOnlySpan(ref current, (int)bytes));
+        }
     }
 }

@@ -748,7 +748,7 @@ public partial class BatchNormalization<T>
         InferenceFold fold = CurrentInferenceFold();
         if (BatchNormKernels.IsSmallAffine<T>(layout, VectorWidths.Best))
         {
-            BatchNormKernels.SmallAffine<T>(x, y, layout, fold.Center, fold.Scale, fold.Shift, VectorWidths.Best);
+            BatchNormKernels.SmallAffine(x, y, layout, ref fold.CenterReference, ref fold.ScaleReference, ref fold.ShiftReference, VectorWidths.Best);
         }
         else
         {
