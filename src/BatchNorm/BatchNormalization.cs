@@ -728,7 +728,13 @@ public partial class BatchNormalization<T>
             }
         }
 
-        _lastInput = inPlace ? null : savedInput;
+        // Written only when it changes: a reference store costs a GC write barrier, and small calls repeat the same input.
+        NdArray<T>? lastInput = inPlace ? null : savedInput;
+        if (!ReferenceEquals(_lastInput, lastInput))
+        {
+            _lastInput = lastInput;
+        }
+
         _lastMode = useBatchStatistics ? ForwardMode.Batch : ForwardMode.Moving;
     }
 
