@@ -49,8 +49,8 @@ internal static partial class BatchNormKernels
     /// Robust by construction, never <c>E[x^2] - E[x]^2</c>: the data is cut into blocks of rows (or runs), each summed
     /// around a shift <c>k</c> as <c>S1 = sum(x - k)</c> and <c>S2 = sum((x - k)^2)</c>, which give the block's mean
     /// <c>k + S1/m</c> and squared deviations <c>S2 - S1^2/m</c>. The first block of a stripe takes as <c>k</c> its own
-    /// mean (a short block read twice; rows of at most four vectors) or the mean of its first 16 rows (a full-length
-    /// block; wider rows); later blocks take the running mean and are read once. A block whose given shift proves more
+    /// mean (a short block read twice; rows of at most four vectors) or the mean of the input's first 16 rows (a
+    /// full-length block; wider rows); later blocks take the running mean and are read once. A block whose given shift proves more
     /// than 1.5 block standard deviations from its mean is read again around its own mean. Blocks are merged in double
     /// precision with Chan et al.'s pairwise update. The variance is never negative. Small channels-last batches
     /// (<see cref="IsSmallBatch{T}"/>) are instead read twice in double precision: the exact two-pass mean and M2.
@@ -434,19 +434,25 @@ internal static partial class BatchNormKernels
         double[] partMean = ArrayPool<double>.Shared.Rent(stripes * channels);
         double[] partM2 = ArrayPool<double>.Shared.Rent(stripes * channels);
         double[] counts = ArrayPool<double>.Shared.Rent(stripes);
+        T[]? firstShift = IsWide<T>(channels, width) ? ArrayPool<T>.Shared.Rent(channels) : null;
         try
         {
+            if (firstShift is not null)
+            {
+                FirstRowsMean(x, layout.Outer, channels, firstShift.AsSpan(0, channels), width, prefetch);
+            }
+
             int degree = Partition.Degree(maxDegree, stripes);
             if (degree == 1)
             {
                 for (int stripe = stripes - 1; stripe >= 0; stripe--)
                 {
-                    MomentStripe(x, layout, stripe, partMean, partM2, counts, width, prefetch);
+                    MomentStripe(x, layout, stripe, partMean, partM2, counts, firstShift, width, prefetch);
                 }
             }
             else
             {
-                ParallelMomentStripes(x, layout, stripes, degree, partMean, partM2, counts, width, prefetch);
+                ParallelMomentStripes(x, layout, stripes, degree, partMean, partM2, counts, firstShift, width, prefetch);
             }
 
             Partition.MergeParts(partMean, partM2, counts.AsSpan(0, stripes), channels, mean, m2);
@@ -456,12 +462,65 @@ internal static partial class BatchNormKernels
             ArrayPool<double>.Shared.Return(partMean);
             ArrayPool<double>.Shared.Return(partM2);
             ArrayPool<double>.Shared.Return(counts);
+            if (firstShift is not null)
+            {
+                ArrayPool<T>.Shared.Return(firstShift);
+            }
+        }
+    }
+
+    /// <summary>
+    /// Whether channels-last rows of <paramref name="channels"/> are wide at <paramref name="width"/> for the statistics
+    /// (more than four vectors, or than four channels where a row is narrower than a vector and is summed one channel at
+    /// a time): the rows whose first block is shifted by the mean of its first rows.
+    /// </summary>
+    private static bool IsWide<T>(int channels, VectorWidth width)
+        where T : unmanaged
+    {
+        int lanes = VectorWidths.Lanes<T>(width);
+        return channels > 4 * (channels < lanes ? 1 : lanes);
+    }
+
+    /// <summary>
+    /// The mean of the first <see cref="MinBlockRows"/> rows of a wide channels-last input, in T, into
+    /// <paramref name="shift"/>: the shift of every stripe's first block (<see cref="StripedMomentsChannelsLast{T}"/>).
+    /// </summary>
+    /// <remarks>
+    /// Each stripe took the mean of its own first rows, one more read of them from memory before its sums: skipping it
+    /// (timing only) took the statistics of float64 [3136, 2048] to 0.85-0.87 of their time (thirty-eighth session). One
+    /// shift for all is what a stripe's later blocks already get (the running mean) and passes the same check, so a
+    /// stripe far from the first rows' mean is read again around its own. It is computed once for any number of threads,
+    /// so the result stays the same bits for every thread count.
+    /// </remarks>
+    private static void FirstRowsMean<T>(ReadOnlySpan<T> x, int rows, int channels, Span<T> shift, VectorWidth width, bool prefetch)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        ref T src = ref MemoryMarshal.GetReference(x);
+        ref T s = ref MemoryMarshal.GetReference(shift);
+        var all = new AllRows(rows);
+        int count = Math.Min(MinBlockRows, rows);
+        int lanes = VectorWidths.Lanes<T>(width);
+        switch (channels < lanes ? VectorWidth.Scalar : width)
+        {
+            case VectorWidth.Vector512:
+                WideBlockMean<Vector512<T>, Vector512Ops<T>, T, AllRows>(ref src, all, 0, count, channels, ref s, prefetch);
+                break;
+            case VectorWidth.Vector256:
+                WideBlockMean<Vector256<T>, Vector256Ops<T>, T, AllRows>(ref src, all, 0, count, channels, ref s, prefetch);
+                break;
+            case VectorWidth.Vector128:
+                WideBlockMean<Vector128<T>, Vector128Ops<T>, T, AllRows>(ref src, all, 0, count, channels, ref s, prefetch);
+                break;
+            default:
+                WideBlockMean<T, ScalarOps<T>, T, AllRows>(ref src, all, 0, count, channels, ref s, prefetch);
+                break;
         }
     }
 
     /// <summary>One stripe of <see cref="StripedMomentsChannelsLast{T}"/>: its rows' mean and M2 into the stripe's slots.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void MomentStripe<T>(ReadOnlySpan<T> x, ChannelLayout layout, int stripe, double[] partMean, double[] partM2, double[] counts, VectorWidth width, bool prefetch)
+    private static void MomentStripe<T>(
+        ReadOnlySpan<T> x, ChannelLayout layout, int stripe, double[] partMean, double[] partM2, double[] counts, T[]? firstShift, VectorWidth width, bool prefetch)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
         int channels = layout.Channels;
@@ -470,33 +529,37 @@ internal static partial class BatchNormKernels
         int rows = Math.Min(stripeRows, layout.Outer - r0);
         MomentsChannelsLast(
             x.Slice(r0 * channels, rows * channels), rows, channels,
-            partMean.AsSpan(stripe * channels, channels), partM2.AsSpan(stripe * channels, channels), width, prefetch);
+            partMean.AsSpan(stripe * channels, channels), partM2.AsSpan(stripe * channels, channels), width, prefetch,
+            firstShift is null ? default : firstShift.AsSpan(0, channels));
         counts[stripe] = rows;
     }
 
     /// <summary>The stripes on several threads.</summary>
     private static unsafe void ParallelMomentStripes<T>(
-        ReadOnlySpan<T> x, ChannelLayout layout, int stripes, int degree, double[] partMean, double[] partM2, double[] counts, VectorWidth width, bool prefetch)
+        ReadOnlySpan<T> x, ChannelLayout layout, int stripes, int degree, double[] partMean, double[] partM2, double[] counts, T[]? firstShift,
+        VectorWidth width, bool prefetch)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
         fixed (T* px = x)
         {
-            Partition.For(stripes, degree, new MomentStripes<T>(px, layout, partMean, partM2, counts, width, prefetch));
+            Partition.For(stripes, degree, new MomentStripes<T>(px, layout, partMean, partM2, counts, firstShift, width, prefetch));
         }
     }
 
     /// <summary>One stripe of <see cref="ParallelMomentStripes{T}"/> (the input is pinned by the caller).</summary>
-    private readonly unsafe struct MomentStripes<T>(T* x, ChannelLayout layout, double[] partMean, double[] partM2, double[] counts, VectorWidth width, bool prefetch) : IPartBody
+    private readonly unsafe struct MomentStripes<T>(
+        T* x, ChannelLayout layout, double[] partMean, double[] partM2, double[] counts, T[]? firstShift, VectorWidth width, bool prefetch) : IPartBody
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        public void Invoke(int part) =>
-            MomentStripe(new ReadOnlySpan<T>(x, layout.Length), layout, Partition.StripeCount(layout) - 1 - part, partMean, partM2, counts, width, prefetch);
+        public void Invoke(int part) => MomentStripe(
+            new ReadOnlySpan<T>(x, layout.Length), layout, Partition.StripeCount(layout) - 1 - part, partMean, partM2, counts, firstShift, width, prefetch);
     }
 
     /// <summary>Mean and M2 of a channels-last <c>[rows, C]</c> span on the calling thread.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void MomentsChannelsLast<T>(ReadOnlySpan<T> x, int rows, int channels, Span<double> mean, Span<double> m2, VectorWidth width, bool prefetch)
+    private static void MomentsChannelsLast<T>(
+        ReadOnlySpan<T> x, int rows, int channels, Span<double> mean, Span<double> m2, VectorWidth width, bool prefetch, ReadOnlySpan<T> firstShift = default)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
         // No clearing of mean and m2: the first block is merged into a running mean and M2 of zero written directly.
@@ -516,16 +579,16 @@ internal static partial class BatchNormKernels
             switch (width)
             {
                 case VectorWidth.Vector512:
-                    MomentsChannelsLast<Vector512<T>, Vector512Ops<T>, T, AllRows>(ref src, new AllRows(rows), channels, mean, m2, scratch, prefetch, phase);
+                    MomentsChannelsLast<Vector512<T>, Vector512Ops<T>, T, AllRows>(ref src, new AllRows(rows), channels, mean, m2, scratch, prefetch, phase, firstShift);
                     break;
                 case VectorWidth.Vector256:
-                    MomentsChannelsLast<Vector256<T>, Vector256Ops<T>, T, AllRows>(ref src, new AllRows(rows), channels, mean, m2, scratch, prefetch, phase);
+                    MomentsChannelsLast<Vector256<T>, Vector256Ops<T>, T, AllRows>(ref src, new AllRows(rows), channels, mean, m2, scratch, prefetch, phase, firstShift);
                     break;
                 case VectorWidth.Vector128:
-                    MomentsChannelsLast<Vector128<T>, Vector128Ops<T>, T, AllRows>(ref src, new AllRows(rows), channels, mean, m2, scratch, prefetch, phase);
+                    MomentsChannelsLast<Vector128<T>, Vector128Ops<T>, T, AllRows>(ref src, new AllRows(rows), channels, mean, m2, scratch, prefetch, phase, firstShift);
                     break;
                 default:
-                    MomentsChannelsLast<T, ScalarOps<T>, T, AllRows>(ref src, new AllRows(rows), channels, mean, m2, scratch, prefetch);
+                    MomentsChannelsLast<T, ScalarOps<T>, T, AllRows>(ref src, new AllRows(rows), channels, mean, m2, scratch, prefetch, 0, firstShift);
                     break;
             }
         }
@@ -571,7 +634,8 @@ internal static partial class BatchNormKernels
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void MomentsChannelsLast<TVec, TOps, T, TRows>(
-        ref T x, TRows rows, int channels, Span<double> mean, Span<double> m2, Span<T> scratch, bool prefetch, int phase = 0)
+        ref T x, TRows rows, int channels, Span<double> mean, Span<double> m2, Span<T> scratch, bool prefetch, int phase = 0,
+        ReadOnlySpan<T> firstShift = default)
         where TVec : struct
         where TOps : IVectorOps<TVec, T>
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
@@ -580,7 +644,7 @@ internal static partial class BatchNormKernels
         int width = TOps.Count;
         if (channels < width)
         {
-            MomentsChannelsLast<T, ScalarOps<T>, T, TRows>(ref x, rows, channels, mean, m2, scratch, prefetch);
+            MomentsChannelsLast<T, ScalarOps<T>, T, TRows>(ref x, rows, channels, mean, m2, scratch, prefetch, 0, firstShift);
             return;
         }
 
@@ -599,7 +663,9 @@ internal static partial class BatchNormKernels
         // Wide rows instead make the first block as long as the later ones, shifted by the mean of its first rows (one
         // read of those rows, no sums): a block fewer per stripe saves its per-channel steps (clearing, the check, the
         // merge; on [32, 1024] float32 the training forward went from 5.5-5.8x a copy to 5.2-5.3x). That shift gets the
-        // same check as the running mean, and the block is read again around its own mean if it fails.
+        // same check as the running mean, and the block is read again around its own mean if it fails. A stripe of a large
+        // input is given that shift (firstShift: the mean of the input's first rows, computed once for all stripes), so
+        // that it reads none of its rows twice.
         bool wide = channels > 4 * width;
         int firstRows = Math.Min(MinBlockRows, rows.Count);
         int shiftedRows = Math.Max(blockRows, ShiftedBlockRows);
@@ -616,7 +682,15 @@ internal static partial class BatchNormKernels
             }
             else if (wide && blockCount > firstRows)
             {
-                WideBlockMean<TVec, TOps, T, TRows>(ref x, rows, 0, firstRows, channels, ref shift, prefetch);
+                if (firstShift.IsEmpty)
+                {
+                    WideBlockMean<TVec, TOps, T, TRows>(ref x, rows, 0, firstRows, channels, ref shift, prefetch);
+                }
+                else
+                {
+                    firstShift.CopyTo(MemoryMarshal.CreateSpan(ref shift, channels));
+                }
+
                 BlockSums<TVec, TOps, T, TRows>(ref x, rows, 0, blockCount, channels, ref shift, ref sum1, ref sum2, prefetch, givenShift: true, phase);
                 shifted = ShiftWasClose(ref sum1, ref sum2, channels, blockCount);
             }

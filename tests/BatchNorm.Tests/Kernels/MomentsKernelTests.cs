@@ -131,8 +131,8 @@ public class MomentsKernelTests
     /// <summary>
     /// The same on wide rows from memory ([2100, 1000], 8.4 MB of float, over the prefetch threshold: split in stripes of
     /// <see cref="Partition.MinStripeRows"/> rows). Each stripe is one block, read once, four rows at a time, around the
-    /// mean of its first 16 rows. Here every stripe's first 16 rows sit 1e4 below the rest, so every block starts 1e4
-    /// from its shift and is read again around its own mean. This checks the answer on that path; like the
+    /// mean of the input's first 16 rows (computed once for all stripes). Here every stripe's first 16 rows sit 1e4 below
+    /// the rest, so every block's mean is about 0.9e4 from that shift and the block is read again around its own mean. This checks the answer on that path; like the
     /// channels-first cases above, its bound cannot see a wrongly accepted shift (the 1e4 steps make the variance itself
     /// large). The once-read loop's own results are checked by the large-input tests in ParallelismTests (a row read
     /// twice there fails them).
