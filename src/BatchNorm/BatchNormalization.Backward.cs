@@ -143,8 +143,7 @@ public partial class BatchNormalization<T>
         Span<double> gammaGrad = buffer.Slice(channels, channels);
         Span<double> betaGrad = buffer.Slice(2 * channels, channels);
         BatchNormKernels.SmallBackward(
-            x, dy, dx, layout, ForwardContext.Whole(context.Center), ForwardContext.Whole(context.Mean), ForwardContext.Whole(context.InverseStddev),
-            ForwardContext.Whole(context.EffectiveGamma), ForwardContext.Whole(context.R), ForwardContext.Whole(context.D),
+            x, dy, dx, layout, context.Center, context.Mean, context.InverseStddev, context.EffectiveGamma, context.R, context.D,
             1.0 / context.Denominator, buffer[..channels], gammaGrad, betaGrad, width);
         FinishParameterGradients(gammaGrad, betaGrad, gammaGradient, betaGradient, includeRegularization);
         if (rented is not null)
@@ -426,13 +425,6 @@ public partial class BatchNormalization<T>
         public double Denominator { get; set; }
 
         public ReadOnlySpan<T> MaskWeights => _maskWeights.AsSpan(0, _maskLength);
-
-        /// <summary>
-        /// <paramref name="array"/> as a span, without the null test of the implicit conversion: the context's arrays are
-        /// never null, and the JIT laid each test out with the null case inline (the small backward converts six).
-        /// </summary>
-        public static Span<TElement> Whole<TElement>(TElement[] array) =>
-            MemoryMarshal.CreateSpan(ref MemoryMarshal.GetArrayDataReference(array), array.Length);
 
         public void Begin(ReadOnlySpan<int> shape)
         {
