@@ -50,10 +50,10 @@ internal static partial class BatchNormKernels
     /// around a shift <c>k</c> as <c>S1 = sum(x - k)</c> and <c>S2 = sum((x - k)^2)</c>, which give the block's mean
     /// <c>k + S1/m</c> and squared deviations <c>S2 - S1^2/m</c>. The first block of a stripe takes as <c>k</c> its own
     /// mean (a short block read twice; rows of at most four vectors) or the mean of the input's first 16 rows (a
-    /// full-length block; wider rows); later blocks take the running mean and are read once. A block whose given shift proves more
-    /// than 1.5 block standard deviations from its mean is read again around its own mean. Blocks are merged in double
-    /// precision with Chan et al.'s pairwise update. The variance is never negative. Small channels-last batches
-    /// (<see cref="IsSmallBatch{T}"/>) are instead read twice in double precision: the exact two-pass mean and M2.
+    /// full-length block; wider rows); later blocks take the running mean and are read once. A block whose given shift
+    /// proves more than 1.5 block standard deviations from its mean is read again around its own mean. Blocks are merged
+    /// in double precision with Chan et al.'s pairwise update. The variance is never negative. Small channels-last
+    /// batches (<see cref="IsSmallBatch{T}"/>) are instead read twice in double precision: the exact two-pass mean and M2.
     /// </remarks>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Moments<T>(ReadOnlySpan<T> x, ChannelLayout layout, Span<double> mean, Span<double> variance, VectorWidth width, int maxDegree = 1)
