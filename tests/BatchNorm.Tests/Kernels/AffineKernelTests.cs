@@ -271,9 +271,9 @@ public class AffineKernelTests
         var expected = new T[n];
         BatchNormKernels.Affine<T>(x, expected, layout, center, scale, shift, VectorWidth.Scalar);
         var y = new T[n];
-        BatchNormKernels.SmallAffine<T>(x, y, layout, center, scale, shift, width);
+        BatchNormKernels.SmallAffine<T>(x, y, layout, ref center[0], ref scale[0], ref shift[0], width);
         T[] inPlace = (T[])x.Clone();
-        BatchNormKernels.SmallAffine<T>(inPlace, inPlace, layout, center, scale, shift, width);
+        BatchNormKernels.SmallAffine<T>(inPlace, inPlace, layout, ref center[0], ref scale[0], ref shift[0], width);
 
         string what = $"{typeof(T).Name} {width} [{rows}, {channels}]";
         y.Should().Equal(expected, what);

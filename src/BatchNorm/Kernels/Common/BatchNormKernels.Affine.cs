@@ -115,7 +115,7 @@ internal static partial class BatchNormKernels
 
     /// <summary>
     /// Whether the affine map over <paramref name="layout"/> at <paramref name="width"/> can take
-    /// <see cref="SmallAffine{T}(ReadOnlySpan{T}, Span{T}, ChannelLayout, ReadOnlySpan{T}, ReadOnlySpan{T}, ReadOnlySpan{T}, VectorWidth)"/>: a small channels-last batch (<see cref="IsSmallBatch{T}"/>) whose rows are one to four
+    /// <see cref="SmallAffine{T}"/>: a small channels-last batch (<see cref="IsSmallBatch{T}"/>) whose rows are one to four
     /// vectors.
     /// </summary>
     internal static bool IsSmallAffine<T>(ChannelLayout layout, VectorWidth width)
@@ -124,20 +124,9 @@ internal static partial class BatchNormKernels
     /// <summary>
     /// <see cref="Affine{T}"/> over a small batch (<see cref="IsSmallAffine{T}"/>): the loop it ends in,
     /// <see cref="AffineNarrowRows{TVec, TOps, T}"/>, without the checks for folding, prefetching, streaming and threads
-    /// that cannot apply at this size. The same bits.
-    /// </summary>
-    public static void SmallAffine<T>(
-        ReadOnlySpan<T> x, Span<T> y, ChannelLayout layout, ReadOnlySpan<T> center, ReadOnlySpan<T> scale, ReadOnlySpan<T> shift, VectorWidth width)
-        where T : unmanaged, IBinaryFloatingPointIeee754<T>
-    {
-        Debug.Assert(center.Length >= layout.Channels && scale.Length >= layout.Channels && shift.Length >= layout.Channels);
-        SmallAffine(
-            x, y, layout, ref MemoryMarshal.GetReference(center), ref MemoryMarshal.GetReference(scale), ref MemoryMarshal.GetReference(shift), width);
-    }
-
-    /// <summary>
-    /// <see cref="SmallAffine{T}(ReadOnlySpan{T}, Span{T}, ChannelLayout, ReadOnlySpan{T}, ReadOnlySpan{T}, ReadOnlySpan{T}, VectorWidth)"/>
-    /// with each coefficient array given by its first element (the layer's fold, whose arrays hold C values each).
+    /// that cannot apply at this size. The same bits. The coefficients (<c>m</c>, <c>a</c> and <c>b</c> of
+    /// <c>y = (x - m) * a + b</c>) are given by their first elements, C values each: the layer's fold holds them in one
+    /// pinned array, and references skip the spans' bounds checks.
     /// </summary>
     public static void SmallAffine<T>(ReadOnlySpan<T> x, Span<T> y, ChannelLayout layout, ref T m, ref T a, ref T b, VectorWidth width)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
@@ -854,8 +843,7 @@ internal static partial class BatchNormKernels
     /// Channels-last rows of at most four vectors (e.g. C = 64 floats with AVX-512): all coefficients stay in registers
     /// for the whole loop. A row's K = ceil(C / width) vectors start at 0, width, 2 width, ... with the last one moved back
     /// to end at C (overlapping); all K are loaded before any is stored, so in place stays exact. Inlined: a small
-    /// inference (<see cref="SmallAffine{T}(ReadOnlySpan{T}, Span{T}, ChannelLayout, ref T, ref T, ref T, VectorWidth)"/>)
-    /// is a few vectors, and the call's frame cost it as much as they did (float32 [8, 16] 0.91-0.94 of its time inlined,
+    /// inference (<see cref="SmallAffine{T}"/>) is a few vectors, and the call's frame cost it as much as they did (float32 [8, 16] 0.91-0.94 of its time inlined,
     /// float64 0.92-0.96; the large shapes' inference within the noise).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
