@@ -137,9 +137,10 @@ public class AffineKernelTests
     }
 
     /// <summary>
-    /// Wide channels-last rows whose length is a whole number of vectors all start at the same phase: the pass walks every
-    /// row in aligned vectors from it, reading their coefficients from an interleaved copy, and when the phase is not
-    /// zero covers each row's ends with one overlapping vector (<see cref="RowPhase"/>). Rows wider than 6 KiB go 4 KiB
+    /// Wide channels-last rows whose length is a whole number of vectors all start at the same phase: the pass walks the
+    /// rows as one flat run of aligned vectors from it (when the phase is not zero, one vector a row spans two rows),
+    /// reading their coefficients from an interleaved copy, and covers the tensor's two ends with one overlapping vector
+    /// each (<see cref="RowPhase"/>). Rows wider than 6 KiB go 4 KiB
     /// tiles at a time through blocks of 32 rows: [37, 2048] ends in a partial block of odd length, and [66, 1552] is
     /// tiled only when the phase is zero (97 vectors of 16 floats, 6208 bytes: a whole tile and a partial one; 96
     /// vectors, 6 KiB, walk whole). For every input phase (0 to 16 elements past a 64-byte boundary), outputs at another

@@ -214,22 +214,26 @@ internal static partial class BatchNormKernels
 
     /// <summary>
     /// Wide channels-last rows in cache whose output rows all start at the same phase (<see cref="RowPhase"/>, zero
-    /// included): each row is walked from that phase, so that every store is aligned (the loads are too when the input
-    /// shares the phase), and the coefficients of those vectors are first copied into one
-    /// interleaved array, vector by vector (centre, scale, shift of the first vector, then of the second, ...), so the
-    /// loop reads them as one sequential stream beside the two rows it maps per load. Rows whose aligned part is wider than
-    /// <see cref="AffineUntiledRowBytes"/> take <see cref="AffineInterleavedTiles{TVec, TOps, T}"/>. Requires channels a multiple
-    /// of the width and 0 &lt;= phase &lt; width. The aligned vectors run from <c>phase</c> while a whole one fits; when the
-    /// phase is not zero, the first and last vectors of each row overlap them and are computed before any store of the
-    /// row (so in place stays exact, and an element written twice gets the same value twice). <paramref name="k"/> takes
-    /// <c>3 * channels</c> elements.
+    /// included), walked as one flat run of aligned vectors from that phase, so that every store is aligned (the loads
+    /// are too when the input shares the phase). A flat row is C elements from <c>phase + q * C</c>: its vectors map the
+    /// channels from <c>phase</c> on, and, when the phase is not zero, its last vector maps the row's last
+    /// <c>W - phase</c> channels and the next row's first <c>phase</c>. The coefficients of those vectors are first
+    /// copied into one interleaved array, vector by vector (centre, scale, shift of the first vector, then of the second,
+    /// ...), so the loop reads them as one sequential stream beside the two rows it maps per load. Only the tensor's first
+    /// <c>phase</c> and last <c>W - phase</c> elements are left, one overlapping vector each, computed before any store
+    /// (so in place stays exact, and an element written twice gets the same value twice). Rows whose aligned part is wider
+    /// than <see cref="AffineUntiledRowBytes"/> take <see cref="AffineInterleavedTiles{TVec, TOps, T}"/>. Requires
+    /// channels a multiple of the width and 0 &lt;= phase &lt; width. <paramref name="k"/> takes <c>3 * channels</c>
+    /// elements.
     /// </summary>
     /// <remarks>
     /// Against the three phase-shifted copies this replaced, alternating in one process (float32 [256,1024], the layer's
     /// inference, 18 rounds in six processes, medians): 1.15-1.39x a copy against 1.16-1.48x, a lower median in all 18.
     /// Double [256,1024] moved within the noise then; the tiles took its inference from 1.43-1.69x to 1.19-1.41x (fifteenth
     /// session, fastest of 15 rounds, eight rounds in four processes). Other shapes measured ([64,1024], [1024,256], [128,512], [2048,96],
-    /// [64,80], double [1024,160]) moved within the noise.
+    /// [64,80], double [1024,160]) moved within the noise. Until the forty-second session each row was walked from its
+    /// own phase and its two ends were covered by overlapping vectors stored after the row: two split loads and two
+    /// split stores a row, which cost float32 [256,1024] about a tenth of its time when the output was off a line.
     /// </remarks>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void AffineInterleavedRows<TVec, TOps, T>(ref T x, ref T y, int rows, int channels, int phase, ref T center, ref T scale, ref T shift, ref T k)
@@ -239,74 +243,80 @@ internal static partial class BatchNormKernels
     {
         int width = TOps.Count;
         nuint w = (nuint)width;
+        nuint p = (nuint)phase;
         nuint stride = (nuint)channels;
         nuint last = (nuint)(channels - width);
-        nuint end = 0;
-        for (nuint c = (nuint)phase; c <= last; c += w, end += 3 * w)
+        nuint aligned = 0;
+        for (nuint c = p; c <= last; c += w, aligned += 3 * w)
         {
-            TOps.Store(TOps.Load(ref center, c), ref k, end);
-            TOps.Store(TOps.Load(ref scale, c), ref k, end + w);
-            TOps.Store(TOps.Load(ref shift, c), ref k, end + (2 * w));
+            TOps.Store(TOps.Load(ref center, c), ref k, aligned);
+            TOps.Store(TOps.Load(ref scale, c), ref k, aligned + w);
+            TOps.Store(TOps.Load(ref shift, c), ref k, aligned + (2 * w));
         }
 
-        if (end > 3 * (nuint)InterleavedChannels<T>(AffineUntiledRowBytes))
-        {
-            AffineInterleavedTiles<TVec, TOps, T>(ref x, ref y, rows, channels, phase, end, ref center, ref scale, ref shift, ref k);
-            return;
-        }
-
+        // The vector that wraps into the next row: channels last + p to the end, then 0 to p.
         bool ends = phase != 0;
-        TVec mh = TOps.Load(ref center, 0), ah = TOps.Load(ref scale, 0), bh = TOps.Load(ref shift, 0);
-        TVec mt = TOps.Load(ref center, last), at = TOps.Load(ref scale, last), bt = TOps.Load(ref shift, last);
-        int r = 0;
-        for (; r <= rows - 2; r += 2)
+        nuint end = aligned;
+        if (ends)
         {
-            nuint o0 = (nuint)r * stride;
-            nuint o1 = o0 + stride;
-            TVec h0 = default, h1 = default, t0 = default, t1 = default;
-            if (ends)
+            for (nuint l = 0; l < w; l++)
             {
-                h0 = TOps.Add(TOps.Multiply(TOps.Subtract(TOps.Load(ref x, o0), mh), ah), bh);
-                h1 = TOps.Add(TOps.Multiply(TOps.Subtract(TOps.Load(ref x, o1), mh), ah), bh);
-                t0 = TOps.Add(TOps.Multiply(TOps.Subtract(TOps.Load(ref x, o0 + last), mt), at), bt);
-                t1 = TOps.Add(TOps.Multiply(TOps.Subtract(TOps.Load(ref x, o1 + last), mt), at), bt);
+                nuint c = l < w - p ? last + p + l : l - (w - p);
+                Unsafe.Add(ref k, end + l) = Unsafe.Add(ref center, c);
+                Unsafe.Add(ref k, end + w + l) = Unsafe.Add(ref scale, c);
+                Unsafe.Add(ref k, end + (2 * w) + l) = Unsafe.Add(ref shift, c);
             }
 
-            AffineInterleavedPair<TVec, TOps, T>(ref x, ref y, o0, o1, (nuint)phase, 0, end, ref k);
-            if (ends)
+            end += 3 * w;
+        }
+
+        // The tensor's first and last vectors, before any store; the last flat row stops one vector short of its end.
+        nuint total = (nuint)rows * stride;
+        TVec head = default, tail = default;
+        if (ends)
+        {
+            head = TOps.Add(TOps.Multiply(TOps.Subtract(TOps.Load(ref x, 0), TOps.Load(ref center, 0)), TOps.Load(ref scale, 0)), TOps.Load(ref shift, 0));
+            tail = TOps.Add(TOps.Multiply(TOps.Subtract(TOps.Load(ref x, total - w), TOps.Load(ref center, last)), TOps.Load(ref scale, last)), TOps.Load(ref shift, last));
+        }
+
+        if (aligned > 3 * (nuint)InterleavedChannels<T>(AffineUntiledRowBytes))
+        {
+            AffineInterleavedTiles<TVec, TOps, T>(ref x, ref y, rows, channels, phase, aligned, end, ref k);
+        }
+        else
+        {
+            int r = 0;
+            for (; r <= rows - 2; r += 2)
             {
-                TOps.Store(h0, ref y, o0);
-                TOps.Store(h1, ref y, o1);
-                TOps.Store(t0, ref y, o0 + last);
-                TOps.Store(t1, ref y, o1 + last);
+                nuint o0 = ((nuint)r * stride) + p;
+                nuint j1 = r + 2 == rows ? aligned : end;
+                AffineInterleavedPair<TVec, TOps, T>(ref x, ref y, o0, o0 + stride, 0, 0, j1, ref k);
+                if (j1 != end)
+                {
+                    AffineInterleavedRow<TVec, TOps, T>(ref x, ref y, o0, j1 / 3, j1, end, ref k);
+                }
+            }
+
+            if (r < rows)
+            {
+                AffineInterleavedRow<TVec, TOps, T>(ref x, ref y, ((nuint)r * stride) + p, 0, 0, aligned, ref k);
             }
         }
 
-        if (r < rows)
+        if (ends)
         {
-            nuint o0 = (nuint)r * stride;
-            TVec h0 = default, t0 = default;
-            if (ends)
-            {
-                h0 = TOps.Add(TOps.Multiply(TOps.Subtract(TOps.Load(ref x, o0), mh), ah), bh);
-                t0 = TOps.Add(TOps.Multiply(TOps.Subtract(TOps.Load(ref x, o0 + last), mt), at), bt);
-            }
-
-            AffineInterleavedRow<TVec, TOps, T>(ref x, ref y, o0, (nuint)phase, 0, end, ref k);
-            if (ends)
-            {
-                TOps.Store(h0, ref y, o0);
-                TOps.Store(t0, ref y, o0 + last);
-            }
+            TOps.Store(head, ref y, 0);
+            TOps.Store(tail, ref y, total - w);
         }
     }
 
     /// <summary>
     /// <see cref="AffineInterleavedRows{TVec, TOps, T}"/> for rows wider than <see cref="AffineUntiledRowBytes"/>: a tile
-    /// of <see cref="WideTileBytes"/> of channels at a time through blocks of <see cref="TiledBlockRows"/> rows, two rows per load of
-    /// the coefficients, so that the tile's coefficients stay in L1 beside the rows' streams. The first and last vectors
-    /// of a block's rows (when the phase is not zero) are computed into a stack buffer before the block's first store and
-    /// stored after its last. <paramref name="end"/> is the length of the interleaved coefficients in <paramref name="k"/>.
+    /// of <see cref="WideTileBytes"/> of channels at a time through blocks of <see cref="TiledBlockRows"/> flat rows, two
+    /// rows per load of the coefficients, so that the tile's coefficients stay in L1 beside the rows' streams. The flat
+    /// rows start at <paramref name="phase"/>; <paramref name="end"/> is the length of the interleaved coefficients in
+    /// <paramref name="k"/>, and the last flat row stops at <paramref name="aligned"/>. The caller covers the tensor's
+    /// two ends.
     /// </summary>
     /// <remarks>
     /// Whole rows of 8 KiB (24 KiB of coefficients and 32 KiB of data per pair of rows) do not leave the coefficients in
@@ -317,55 +327,53 @@ internal static partial class BatchNormKernels
     /// and 4 KiB tiles of 6 KiB rows ([256,1536]) 1.32-1.34x against 1.27-1.28x.
     /// </remarks>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void AffineInterleavedTiles<TVec, TOps, T>(
-        ref T x, ref T y, int rows, int channels, int phase, nuint end, ref T center, ref T scale, ref T shift, ref T k)
+    private static void AffineInterleavedTiles<TVec, TOps, T>(ref T x, ref T y, int rows, int channels, int phase, nuint aligned, nuint end, ref T k)
         where TVec : struct
         where TOps : IVectorOps<TVec, T>
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
-        nuint w = (nuint)TOps.Count;
         nuint stride = (nuint)channels;
-        nuint last = (nuint)channels - w;
         nuint tile = 3 * (nuint)TileChannels<T>();
-        bool ends = phase != 0;
-        Span<T> endValues = stackalloc T[ends ? 2 * TiledBlockRows * TOps.Count : 0];
-        ref T e = ref MemoryMarshal.GetReference(endValues);
-        TVec mh = TOps.Load(ref center, 0), ah = TOps.Load(ref scale, 0), bh = TOps.Load(ref shift, 0);
-        TVec mt = TOps.Load(ref center, last), at = TOps.Load(ref scale, last), bt = TOps.Load(ref shift, last);
         for (int r0 = 0; r0 < rows; r0 += TiledBlockRows)
         {
             int r1 = Math.Min(rows, r0 + TiledBlockRows);
-            for (int r = r0; ends && r < r1; r++)
-            {
-                nuint o = (nuint)r * stride;
-                nuint slot = (nuint)(2 * (r - r0)) * w;
-                TOps.Store(TOps.Add(TOps.Multiply(TOps.Subtract(TOps.Load(ref x, o), mh), ah), bh), ref e, slot);
-                TOps.Store(TOps.Add(TOps.Multiply(TOps.Subtract(TOps.Load(ref x, o + last), mt), at), bt), ref e, slot + w);
-            }
-
             for (nuint j0 = 0; j0 < end; j0 += tile)
             {
                 nuint j1 = Math.Min(end, j0 + tile);
-                nuint c0 = (nuint)phase + (j0 / 3);
+                nuint c0 = j0 / 3;
+
+                // The last flat row has no vector past `aligned`.
+                nuint j1Last = Math.Min(j1, aligned);
                 int r = r0;
                 for (; r <= r1 - 2; r += 2)
                 {
-                    nuint o0 = (nuint)r * stride;
-                    AffineInterleavedPair<TVec, TOps, T>(ref x, ref y, o0, o0 + stride, c0, j0, j1, ref k);
+                    nuint o0 = ((nuint)r * stride) + (nuint)phase;
+                    if (r + 2 == rows)
+                    {
+                        if (j0 < j1Last)
+                        {
+                            AffineInterleavedPair<TVec, TOps, T>(ref x, ref y, o0, o0 + stride, c0, j0, j1Last, ref k);
+                        }
+
+                        if (j1Last < j1)
+                        {
+                            AffineInterleavedRow<TVec, TOps, T>(ref x, ref y, o0, Math.Max(j0, j1Last) / 3, Math.Max(j0, j1Last), j1, ref k);
+                        }
+                    }
+                    else
+                    {
+                        AffineInterleavedPair<TVec, TOps, T>(ref x, ref y, o0, o0 + stride, c0, j0, j1, ref k);
+                    }
                 }
 
                 if (r < r1)
                 {
-                    AffineInterleavedRow<TVec, TOps, T>(ref x, ref y, (nuint)r * stride, c0, j0, j1, ref k);
+                    nuint stop = r + 1 == rows ? j1Last : j1;
+                    if (j0 < stop)
+                    {
+                        AffineInterleavedRow<TVec, TOps, T>(ref x, ref y, ((nuint)r * stride) + (nuint)phase, c0, j0, stop, ref k);
+                    }
                 }
-            }
-
-            for (int r = r0; ends && r < r1; r++)
-            {
-                nuint o = (nuint)r * stride;
-                nuint slot = (nuint)(2 * (r - r0)) * w;
-                TOps.Store(TOps.Load(ref e, slot), ref y, o);
-                TOps.Store(TOps.Load(ref e, slot + w), ref y, o + last);
             }
         }
     }

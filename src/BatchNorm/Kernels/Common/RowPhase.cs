@@ -7,10 +7,11 @@ namespace BatchNorm.Kernels;
 /// Aligning the vector accesses of a channels-last pass to one of its buffers when that buffer is not aligned. Managed
 /// arrays seldom are: large float and double arrays start 16 to 40 bytes past a 64-byte boundary (checked on .NET 10), so
 /// every 512-bit access of a row walked from its start spans two cache lines. When the row length is a whole number of vectors, every row starts at the same
-/// <em>phase</em> p (elements to the next vector boundary): the pass then walks each row from p in aligned vectors,
-/// covers <c>[0, p)</c> and the last <c>W - p</c> elements with one overlapping vector each, and reads the per-channel
-/// coefficients of the aligned vectors from an interleaved copy made for the call (since the fourteenth session; before,
-/// three copies placed at the same phase). Every element gets the same operations as before, so the results are the
+/// <em>phase</em> p (elements to the next vector boundary): the affine pass then walks the rows as one flat run of aligned
+/// vectors from p, one vector a row spanning the row's last <c>W - p</c> channels and the next row's first p, covers the
+/// tensor's first p and last <c>W - p</c> elements with one overlapping vector each (per row until the forty-second
+/// session), and reads the per-channel coefficients of the aligned vectors from an interleaved copy made for the call
+/// (since the fourteenth session; before, three copies placed at the same phase). Every element gets the same operations as before, so the results are the
 /// same bits at any phase. The in-cache statistics of wide rows walk the same way (since the thirty-second session):
 /// the shifted sums take x's phase, with the shift and sums placed at it, and add each row's two ends through a masked
 /// vector (<c>WideShiftedEnds</c>).
