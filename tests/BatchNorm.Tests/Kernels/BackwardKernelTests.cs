@@ -325,6 +325,33 @@ public class BackwardKernelTests
         }
     }
 
+    /// <summary>
+    /// Wide channels-last rows in cache, for every alignment of dx (0 to 16 elements past a 64-byte boundary): the rows
+    /// go from the last to the first, each from its first vector, so where dx starts decides which stores split across
+    /// lines, and must not decide the bits. With and without a mask, out of place and in place on dy: dx within the
+    /// float64 map's bound, the scalar path's bits, and nothing written outside dx. [9, 2048] float and [37, 1024] double
+    /// have rows wider than a tile; [8, 80] float is five vectors of 16, [12, 96] double twelve of 8.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(KernelTestData.Widths), MemberType = typeof(KernelTestData))]
+    public void Input_gradient_in_cache_gives_the_scalar_bits_at_every_alignment_of_dx(int width)
+    {
+        int[][] shapes = [[8, 80], [12, 96], [9, 160], [33, 256], [10, 1024], [9, 2048]];
+        foreach (int[] shape in shapes)
+        {
+            for (int offset = 0; offset <= 16; offset++)
+            {
+                foreach (bool masked in new[] { false, true })
+                {
+                    PhasedInputGradient<float>((VectorWidth)width, shape, masked, offset);
+                    PhasedInputGradient<double>((VectorWidth)width, shape, masked, offset);
+                }
+            }
+        }
+
+        PhasedInputGradient<double>((VectorWidth)width, [37, 1024], masked: false, offset: 3);
+    }
+
     [Theory]
     [MemberData(nameof(KernelTestData.Widths), MemberType = typeof(KernelTestData))]
     public void Masked_moments_match_the_float64_reference(int width)
@@ -523,6 +550,36 @@ public class BackwardKernelTests
         output.ToArray().Should().Equal(plain, "in place on dy: " + what);
     }
 
+    private static void PhasedInputGradient<T>(VectorWidth width, int[] shape, bool masked, int offset)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        int n = MomentsKernelTests.Product(shape);
+        var (layout, x, dy, center, a, p, q, weights) = InputGradientData<T>(shape, masked, xSeed: n + offset);
+        Prefetch.IsWorthIt<T>(n, Prefetch.BackwardTensors).Should().BeFalse("the shape is in cache");
+        var (expected, bound) = InputGradientReference(shape, layout, x, dy, center, a, p, q, weights);
+        string what = $"{typeof(T).Name} {width} [{string.Join(", ", shape)}] masked {masked} offset {offset}";
+        var scalar = new T[n];
+        BatchNormKernels.InputGradient<T>(x, dy, scalar, layout, weights, center, a, p, q, VectorWidth.Scalar, stream: false);
+
+        // dx (and, for the in-place call, dy) starts `offset` elements past a 64-byte boundary, between sentinels.
+        T[] buffer = GC.AllocateArray<T>(n + 64, pinned: true);
+        int start = KernelTestData.ElementsToLine(buffer) + 16 + offset;
+        Span<T> output = buffer.AsSpan(start, n);
+        T sentinel = T.CreateTruncating(-7.25);
+        buffer.AsSpan().Fill(sentinel);
+
+        BatchNormKernels.InputGradient<T>(x, dy, output, layout, weights, center, a, p, q, width, stream: false);
+        Tolerance.ShouldBeWithin(Tolerance.ToDouble<T>(output.ToArray()), expected, bound, "dx of " + what);
+        output.ToArray().Should().Equal(scalar, "out of place: " + what);
+        buffer[start - 1].Should().Be(sentinel, what);
+        buffer[start + n].Should().Be(sentinel, what);
+
+        dy.CopyTo(output);
+        BatchNormKernels.InputGradient<T>(x, output, output, layout, weights, center, a, p, q, width, stream: false);
+        output.ToArray().Should().Equal(scalar, "in place on dy: " + what);
+        buffer[start - 1].Should().Be(sentinel, what);
+        buffer[start + n].Should().Be(sentinel, what);
+    }
     /// <summary>Inputs, per-channel coefficients and (masked: every third position out) weights for the dx tests.</summary>
     private static (ChannelLayout Layout, T[] X, T[] Dy, T[] Center, T[] A, T[] P, T[] Q, T[] Weights) InputGradientData<T>(int[] shape, bool masked, int xSeed)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
