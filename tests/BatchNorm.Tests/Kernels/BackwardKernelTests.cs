@@ -283,8 +283,9 @@ public class BackwardKernelTests
     /// Outputs too large for the caches are written with aligned streaming stores: channels last, the row kernels run on
     /// rows shifted to the first aligned element, with rotated coefficients, and the unaligned ends go one element at a
     /// time; channels first, each run is aligned on its own. Forced on small inputs, dx must match the float64 map and
-    /// give the plain path's bits for every alignment of dx (0 to 16 elements past a 64-byte boundary), with and without
-    /// a mask, and in place on dy. The [684, 2048] case is large enough for the block walk of wide rows from memory (checked).
+    /// give the scalar path's bits (which the plain stores give too) for every alignment of dx (0 to 16 elements past a
+    /// 64-byte boundary), with and without a mask, and in place on dy. The [684, 2048] case is large enough for the block
+    /// walk of wide rows from memory (checked).
     /// Channels-first runs from memory go in pairs, the first half's beside the second's, each with its own head: [3, 5,
     /// 46604] double (15 runs, the middle one alone) and [2, 7, 99865] float (14), with and without a mask (checked to be
     /// over the prefetch threshold).
@@ -304,8 +305,8 @@ public class BackwardKernelTests
             {
                 foreach (bool masked in new[] { false, true })
                 {
-                    StreamedInputGradient<float>((VectorWidth)width, shape, masked, offset);
-                    StreamedInputGradient<double>((VectorWidth)width, shape, masked, offset);
+                    InputGradientAtAlignment<float>((VectorWidth)width, shape, masked, offset, stream: true);
+                    InputGradientAtAlignment<double>((VectorWidth)width, shape, masked, offset, stream: true);
                 }
             }
         }
@@ -315,12 +316,12 @@ public class BackwardKernelTests
         Prefetch.IsWorthIt<float>(2 * 7 * 99865, Prefetch.BackwardTensors).Should().Be(Sse.IsSupported);
         foreach (int offset in new[] { 0, 3 })
         {
-            StreamedInputGradient<float>((VectorWidth)width, [684, 2048], masked: false, offset);
-            StreamedInputGradient<double>((VectorWidth)width, [2731, 256], masked: false, offset);
+            InputGradientAtAlignment<float>((VectorWidth)width, [684, 2048], masked: false, offset, stream: true);
+            InputGradientAtAlignment<double>((VectorWidth)width, [2731, 256], masked: false, offset, stream: true);
             foreach (bool masked in new[] { false, true })
             {
-                StreamedInputGradient<double>((VectorWidth)width, [3, 5, 46604], masked, offset);
-                StreamedInputGradient<float>((VectorWidth)width, [2, 7, 99865], masked, offset);
+                InputGradientAtAlignment<double>((VectorWidth)width, [3, 5, 46604], masked, offset, stream: true);
+                InputGradientAtAlignment<float>((VectorWidth)width, [2, 7, 99865], masked, offset, stream: true);
             }
         }
     }
@@ -343,13 +344,13 @@ public class BackwardKernelTests
             {
                 foreach (bool masked in new[] { false, true })
                 {
-                    PhasedInputGradient<float>((VectorWidth)width, shape, masked, offset);
-                    PhasedInputGradient<double>((VectorWidth)width, shape, masked, offset);
+                    InputGradientAtAlignment<float>((VectorWidth)width, shape, masked, offset, stream: false);
+                    InputGradientAtAlignment<double>((VectorWidth)width, shape, masked, offset, stream: false);
                 }
             }
         }
 
-        PhasedInputGradient<double>((VectorWidth)width, [37, 1024], masked: false, offset: 3);
+        InputGradientAtAlignment<double>((VectorWidth)width, [37, 1024], masked: false, offset: 3, stream: false);
     }
 
     [Theory]
@@ -520,66 +521,40 @@ public class BackwardKernelTests
         gs.Span.ToArray().Should().Equal(outOfPlace, "in place on dy: " + what);
     }
 
-    private static unsafe void StreamedInputGradient<T>(VectorWidth width, int[] shape, bool masked, int offset)
+    /// <summary>
+    /// dx with its output (and, for the in-place call, dy) <paramref name="offset"/> elements past a 64-byte boundary,
+    /// between sentinels, with streaming stores or plain ones: within the float64 map's bound, the scalar path's bits,
+    /// out of place and in place on dy, and nothing written outside dx.
+    /// </summary>
+    private static void InputGradientAtAlignment<T>(VectorWidth width, int[] shape, bool masked, int offset, bool stream)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
         int n = MomentsKernelTests.Product(shape);
         var (layout, x, dy, center, a, p, q, weights) = InputGradientData<T>(shape, masked, xSeed: n + offset);
         var (expected, bound) = InputGradientReference(shape, layout, x, dy, center, a, p, q, weights);
-        string what = $"{typeof(T).Name} {width} [{string.Join(", ", shape)}] masked {masked} offset {offset}";
-
-        var plain = new T[n];
-        BatchNormKernels.InputGradient<T>(x, dy, plain, layout, weights, center, a, p, q, width, stream: false);
-        Tolerance.ShouldBeWithin(Tolerance.ToDouble<T>(plain), expected, bound, "plain dx of " + what);
-
-        // dx (and, for the in-place call, dy) starts `offset` elements past a 64-byte boundary, between sentinels.
-        T[] buffer = GC.AllocateArray<T>(n + 64, pinned: true);
-        int aligned = KernelTestData.ElementsToLine(buffer);
-        int start = aligned + 16 + offset;
-        Span<T> output = buffer.AsSpan(start, n);
-        T sentinel = T.CreateTruncating(-7.25);
-        buffer.AsSpan().Fill(sentinel);
-
-        BatchNormKernels.InputGradient<T>(x, dy, output, layout, weights, center, a, p, q, width, stream: true);
-        output.ToArray().Should().Equal(plain, "out of place: " + what);
-        buffer[start - 1].Should().Be(sentinel, what);
-        buffer[start + n].Should().Be(sentinel, what);
-
-        dy.CopyTo(output);
-        BatchNormKernels.InputGradient<T>(x, output, output, layout, weights, center, a, p, q, width, stream: true);
-        output.ToArray().Should().Equal(plain, "in place on dy: " + what);
-    }
-
-    private static void PhasedInputGradient<T>(VectorWidth width, int[] shape, bool masked, int offset)
-        where T : unmanaged, IBinaryFloatingPointIeee754<T>
-    {
-        int n = MomentsKernelTests.Product(shape);
-        var (layout, x, dy, center, a, p, q, weights) = InputGradientData<T>(shape, masked, xSeed: n + offset);
-        Prefetch.IsWorthIt<T>(n, Prefetch.BackwardTensors).Should().BeFalse("the shape is in cache");
-        var (expected, bound) = InputGradientReference(shape, layout, x, dy, center, a, p, q, weights);
-        string what = $"{typeof(T).Name} {width} [{string.Join(", ", shape)}] masked {masked} offset {offset}";
+        string what = $"{typeof(T).Name} {width} [{string.Join(", ", shape)}] masked {masked} offset {offset} stream {stream}";
         var scalar = new T[n];
         BatchNormKernels.InputGradient<T>(x, dy, scalar, layout, weights, center, a, p, q, VectorWidth.Scalar, stream: false);
 
-        // dx (and, for the in-place call, dy) starts `offset` elements past a 64-byte boundary, between sentinels.
         T[] buffer = GC.AllocateArray<T>(n + 64, pinned: true);
         int start = KernelTestData.ElementsToLine(buffer) + 16 + offset;
         Span<T> output = buffer.AsSpan(start, n);
         T sentinel = T.CreateTruncating(-7.25);
         buffer.AsSpan().Fill(sentinel);
 
-        BatchNormKernels.InputGradient<T>(x, dy, output, layout, weights, center, a, p, q, width, stream: false);
+        BatchNormKernels.InputGradient<T>(x, dy, output, layout, weights, center, a, p, q, width, stream: stream);
         Tolerance.ShouldBeWithin(Tolerance.ToDouble<T>(output.ToArray()), expected, bound, "dx of " + what);
         output.ToArray().Should().Equal(scalar, "out of place: " + what);
         buffer[start - 1].Should().Be(sentinel, what);
         buffer[start + n].Should().Be(sentinel, what);
 
         dy.CopyTo(output);
-        BatchNormKernels.InputGradient<T>(x, output, output, layout, weights, center, a, p, q, width, stream: false);
+        BatchNormKernels.InputGradient<T>(x, output, output, layout, weights, center, a, p, q, width, stream: stream);
         output.ToArray().Should().Equal(scalar, "in place on dy: " + what);
         buffer[start - 1].Should().Be(sentinel, what);
         buffer[start + n].Should().Be(sentinel, what);
     }
+
     /// <summary>Inputs, per-channel coefficients and (masked: every third position out) weights for the dx tests.</summary>
     private static (ChannelLayout Layout, T[] X, T[] Dy, T[] Center, T[] A, T[] P, T[] Q, T[] Weights) InputGradientData<T>(int[] shape, bool masked, int xSeed)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
