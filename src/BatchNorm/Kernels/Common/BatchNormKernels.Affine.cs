@@ -285,22 +285,21 @@ internal static partial class BatchNormKernels
         }
         else
         {
+            // Pairs of whole flat rows; the last flat row, which stops at `aligned`, goes alone.
+            int whole = rows - 1;
             int r = 0;
-            for (; r <= rows - 2; r += 2)
+            for (; r <= whole - 2; r += 2)
             {
                 nuint o0 = ((nuint)r * stride) + p;
-                nuint j1 = r + 2 == rows ? aligned : end;
-                AffineInterleavedPair<TVec, TOps, T>(ref x, ref y, o0, o0 + stride, 0, 0, j1, ref k);
-                if (j1 != end)
-                {
-                    AffineInterleavedRow<TVec, TOps, T>(ref x, ref y, o0, j1 / 3, j1, end, ref k);
-                }
+                AffineInterleavedPair<TVec, TOps, T>(ref x, ref y, o0, o0 + stride, 0, 0, end, ref k);
             }
 
-            if (r < rows)
+            if (r < whole)
             {
-                AffineInterleavedRow<TVec, TOps, T>(ref x, ref y, ((nuint)r * stride) + p, 0, 0, aligned, ref k);
+                AffineInterleavedRow<TVec, TOps, T>(ref x, ref y, ((nuint)r * stride) + p, 0, 0, end, ref k);
             }
+
+            AffineInterleavedRow<TVec, TOps, T>(ref x, ref y, ((nuint)whole * stride) + p, 0, 0, aligned, ref k);
         }
 
         if (ends)
@@ -315,8 +314,8 @@ internal static partial class BatchNormKernels
     /// of <see cref="WideTileBytes"/> of channels at a time through blocks of <see cref="TiledBlockRows"/> flat rows, two
     /// rows per load of the coefficients, so that the tile's coefficients stay in L1 beside the rows' streams. The flat
     /// rows start at <paramref name="phase"/>; <paramref name="end"/> is the length of the interleaved coefficients in
-    /// <paramref name="k"/>, and the last flat row stops at <paramref name="aligned"/>. The caller covers the tensor's
-    /// two ends.
+    /// <paramref name="k"/>, and the last flat row, which goes alone, stops at <paramref name="aligned"/>. The caller
+    /// covers the tensor's two ends.
     /// </summary>
     /// <remarks>
     /// Whole rows of 8 KiB (24 KiB of coefficients and 32 KiB of data per pair of rows) do not leave the coefficients in
@@ -337,42 +336,27 @@ internal static partial class BatchNormKernels
         for (int r0 = 0; r0 < rows; r0 += TiledBlockRows)
         {
             int r1 = Math.Min(rows, r0 + TiledBlockRows);
+            int whole = Math.Min(r1, rows - 1);
             for (nuint j0 = 0; j0 < end; j0 += tile)
             {
                 nuint j1 = Math.Min(end, j0 + tile);
                 nuint c0 = j0 / 3;
-
-                // The last flat row has no vector past `aligned`.
-                nuint j1Last = Math.Min(j1, aligned);
                 int r = r0;
-                for (; r <= r1 - 2; r += 2)
+                for (; r <= whole - 2; r += 2)
                 {
                     nuint o0 = ((nuint)r * stride) + (nuint)phase;
-                    if (r + 2 == rows)
-                    {
-                        if (j0 < j1Last)
-                        {
-                            AffineInterleavedPair<TVec, TOps, T>(ref x, ref y, o0, o0 + stride, c0, j0, j1Last, ref k);
-                        }
-
-                        if (j1Last < j1)
-                        {
-                            AffineInterleavedRow<TVec, TOps, T>(ref x, ref y, o0, Math.Max(j0, j1Last) / 3, Math.Max(j0, j1Last), j1, ref k);
-                        }
-                    }
-                    else
-                    {
-                        AffineInterleavedPair<TVec, TOps, T>(ref x, ref y, o0, o0 + stride, c0, j0, j1, ref k);
-                    }
+                    AffineInterleavedPair<TVec, TOps, T>(ref x, ref y, o0, o0 + stride, c0, j0, j1, ref k);
                 }
 
-                if (r < r1)
+                if (r < whole)
                 {
-                    nuint stop = r + 1 == rows ? j1Last : j1;
-                    if (j0 < stop)
-                    {
-                        AffineInterleavedRow<TVec, TOps, T>(ref x, ref y, ((nuint)r * stride) + (nuint)phase, c0, j0, stop, ref k);
-                    }
+                    AffineInterleavedRow<TVec, TOps, T>(ref x, ref y, ((nuint)r * stride) + (nuint)phase, c0, j0, j1, ref k);
+                }
+
+                // The last flat row, alone: it has no vector past `aligned`.
+                if (r1 == rows && j0 < aligned)
+                {
+                    AffineInterleavedRow<TVec, TOps, T>(ref x, ref y, ((nuint)(rows - 1) * stride) + (nuint)phase, c0, j0, Math.Min(j1, aligned), ref k);
                 }
             }
         }
