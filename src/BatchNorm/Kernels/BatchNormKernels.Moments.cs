@@ -470,16 +470,22 @@ internal static partial class BatchNormKernels
     }
 
     /// <summary>
-    /// Whether channels-last rows of <paramref name="channels"/> are wide at <paramref name="width"/> for the statistics
-    /// (more than four vectors, or than four channels where a row is narrower than a vector and is summed one channel at
-    /// a time): the rows whose first block is shifted by the mean of its first rows.
+    /// Whether channels-last rows of <paramref name="channels"/> are wide at <paramref name="width"/> for the statistics:
+    /// <see cref="IsWideRow"/> at the lanes they are summed with (one where a row is narrower than a vector and is summed
+    /// one channel at a time).
     /// </summary>
     private static bool IsWide<T>(int channels, VectorWidth width)
         where T : unmanaged
     {
         int lanes = VectorWidths.Lanes<T>(width);
-        return channels > 4 * (channels < lanes ? 1 : lanes);
+        return IsWideRow(channels, channels < lanes ? 1 : lanes);
     }
+
+    /// <summary>
+    /// Whether rows of <paramref name="channels"/> summed <paramref name="lanes"/> at a time are wide: more than four
+    /// vectors, the rows whose first block is shifted by the mean of its first rows.
+    /// </summary>
+    private static bool IsWideRow(int channels, int lanes) => channels > 4 * lanes;
 
     /// <summary>
     /// The mean of the first <see cref="MinBlockRows"/> rows of a wide channels-last input, in T, into
@@ -666,7 +672,7 @@ internal static partial class BatchNormKernels
         // same check as the running mean, and the block is read again around its own mean if it fails. A stripe of a large
         // input is given that shift (firstShift: the mean of the input's first rows, computed once for all stripes), so
         // that it reads none of its rows twice.
-        bool wide = channels > 4 * width;
+        bool wide = IsWideRow(channels, width);
         int firstRows = Math.Min(MinBlockRows, rows.Count);
         int shiftedRows = Math.Max(blockRows, ShiftedBlockRows);
         for (int r0 = 0; r0 < rows.Count;)
