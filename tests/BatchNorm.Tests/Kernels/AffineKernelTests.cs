@@ -160,6 +160,62 @@ public class AffineKernelTests
         }
     }
 
+    /// <summary>
+    /// The same rows with the output's page offset just above the input's, and just below: the pass walks from its end
+    /// in the first case and from its start in the second (<see cref="CacheLine.WalkDown"/>, checked for [12, 1024]),
+    /// tiled ([37, 2048], [66, 1552] at phase 0) and not, with the pair loop's odd row, the last flat row and the
+    /// tensor's two ends. For every input phase: the scalar path's bits, and nothing written outside the output.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(KernelTestData.Widths), MemberType = typeof(KernelTestData))]
+    public void Rows_sharing_a_phase_give_the_scalar_bits_walked_from_either_end(int width)
+    {
+        foreach (int[] shape in new[] { new[] { 9, 96 }, new[] { 33, 256 }, new[] { 12, 1024 }, new[] { 37, 2048 }, new[] { 66, 1552 } })
+        {
+            for (int offset = 0; offset <= 16; offset++)
+            {
+                foreach (int distance in new[] { 84, -84 })
+                {
+                    PhasedAtDistance<float>((VectorWidth)width, shape, offset, distance);
+                    PhasedAtDistance<double>((VectorWidth)width, shape, offset, distance);
+                }
+            }
+        }
+
+        CacheLine.WalkDown([84, 84 - 4096, 84 + 4096]).Should().BeTrue();
+        CacheLine.WalkDown([-84, -84 - 4096, -84 + 4096]).Should().BeFalse();
+    }
+
+    private static void PhasedAtDistance<T>(VectorWidth width, int[] shape, int offset, int distance)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        int n = MomentsKernelTests.Product(shape);
+        int channels = shape[1];
+        var layout = ChannelLayout.FromShape(shape, 1);
+        T[] x = Tolerance.FromDouble<T>(KernelTestData.Data(n, n + offset, offset: 0.5, spread: 4));
+        T[] center = Tolerance.FromDouble<T>(KernelTestData.Data(channels, 7, offset: 0.5, spread: 1));
+        T[] scale = Tolerance.FromDouble<T>(KernelTestData.Data(channels, 8, offset: 0, spread: 3));
+        T[] shift = Tolerance.FromDouble<T>(KernelTestData.Data(channels, 9, offset: 0, spread: 5));
+        var scalar = new T[n];
+        BatchNormKernels.Affine<T>(x, scalar, layout, center, scale, shift, VectorWidth.Scalar);
+
+        // The input `offset` elements past a line, 1 KiB into its page; the output `distance` bytes from it in the page.
+        T sentinel = T.CreateTruncating(-7.25);
+        int inputOffset = 1024 + (offset * Unsafe.SizeOf<T>());
+        int inputStart = KernelTestData.AtPageOffset(inputOffset, n, sentinel, out T[] inputBuffer);
+        int outputStart = KernelTestData.AtPageOffset(inputOffset + distance, n, sentinel, out T[] outputBuffer);
+        Span<T> input = inputBuffer.AsSpan(inputStart, n);
+        Span<T> output = outputBuffer.AsSpan(outputStart, n);
+        x.CopyTo(input);
+
+        string because = $"{typeof(T).Name} {width} [{string.Join(", ", shape)}] offset {offset} distance {distance}";
+        BatchNormKernels.Affine<T>(input, output, layout, center, scale, shift, width);
+        output.ToArray().Should().Equal(scalar, because);
+        input.ToArray().Should().Equal(x, "the input is untouched, " + because);
+        outputBuffer[outputStart - 1].Should().Be(sentinel, because);
+        outputBuffer[outputStart + n].Should().Be(sentinel, because);
+    }
+
     private static unsafe void Phased<T>(VectorWidth width, int[] shape, int offset)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {

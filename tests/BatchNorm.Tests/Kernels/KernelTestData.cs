@@ -46,6 +46,22 @@ public static class KernelTestData
         where T : unmanaged =>
         (int)(((64 - ((nint)System.Runtime.CompilerServices.Unsafe.AsPointer(ref pinned[0]) & 63)) & 63) / sizeof(T));
 
+    /// <summary>
+    /// A new pinned array (<paramref name="pinned"/>) filled with <paramref name="sentinel"/>, and the index in it of
+    /// <paramref name="length"/> elements that start at byte <paramref name="pageOffset"/> of a 4 KiB page, with at least
+    /// 16 elements on either side: for passes whose walk depends on the page offsets of their buffers
+    /// (<c>CacheLine.WalkDown</c>).
+    /// </summary>
+    internal static unsafe int AtPageOffset<T>(int pageOffset, int length, T sentinel, out T[] pinned)
+        where T : unmanaged
+    {
+        int page = 4096 / sizeof(T);
+        pinned = GC.AllocateArray<T>(length + page + 32, pinned: true);
+        pinned.AsSpan().Fill(sentinel);
+        int first = (int)((nint)System.Runtime.CompilerServices.Unsafe.AsPointer(ref pinned[16]) & 4095);
+        return 16 + (((pageOffset - first) & 4095) / sizeof(T));
+    }
+
     /// <summary>Values with per-channel offsets and spreads (deterministic).</summary>
     public static double[] Data(int length, int seed, double offset = 1.0, double spread = 1.0)
     {

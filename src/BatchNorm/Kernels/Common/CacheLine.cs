@@ -70,6 +70,35 @@ internal static class CacheLine
     /// </remarks>
     public const int PageBytes = 4096;
 
+    /// <summary>
+    /// How far, in bytes, a load's page offset may lie above that of an earlier store still in flight and wait for it
+    /// (<see cref="PageBytes"/>). On the AMD EPYC (Zen 4) of the forty-third session, float32 [256,1024] in cache, the
+    /// layer's inference took 1.7-2.1x a copy with the output's page offset 40-136 bytes above the input's, and
+    /// 1.16-1.35x at 0-32 bytes and from 192 bytes up; consecutive large managed arrays lie 56 bytes apart.
+    /// </summary>
+    public const int AliasBytes = 256;
+
+    /// <summary>
+    /// Whether a pass that reads its inputs and writes its output at the same indices should walk from its end down rather
+    /// than up. <paramref name="distances"/> holds, for each pair of an input stream and an output stream that advance
+    /// together, the output's page offset less the input's. Walking up, a load follows the stores of the elements just
+    /// below it, so an output offset just above an input's (by less than <see cref="AliasBytes"/>) makes loads wait for
+    /// stores to other addresses; walking down, one just below. The walk with fewer such pairs wins, up on a tie.
+    /// </summary>
+    public static bool WalkDown(ReadOnlySpan<int> distances)
+    {
+        int up = 0, down = 0;
+        foreach (int d in distances)
+        {
+            up += Near(d);
+            down += Near(-d);
+        }
+
+        return down < up;
+
+        static int Near(int d) => (d & (PageBytes - 1)) is > 0 and < AliasBytes ? 1 : 0;
+    }
+
     /// <summary>Spare elements a buffer needs so that <see cref="AtPageOffset{T}"/> can place it anywhere in a page.</summary>
     public static unsafe int PageSlack<T>()
         where T : unmanaged => PageBytes / sizeof(T);
