@@ -2,6 +2,7 @@ using System;
 using System.Collections.Generic;
 using System.Linq;
 using System.Numerics;
+using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics.X86;
 using BatchNorm.Kernels;
 using BatchNorm.Tests.Reference;
@@ -353,6 +354,39 @@ public class BackwardKernelTests
         InputGradientAtAlignment<double>((VectorWidth)width, [37, 1024], masked: false, offset: 3, stream: false);
     }
 
+    /// <summary>
+    /// The same rows with dx's page offset just above x's and dy's, and just below: each row is walked from its end in
+    /// the first case and from its first vector in the second (<see cref="CacheLine.WalkDown"/>, checked), whole and in
+    /// tiles ([9, 2048] float, [37, 1024] double), with rows that end in an overlapping vector ([7, 100], [5, 2050]). For
+    /// every alignment of dx, with and without a mask, out of place and in place on dy: the float64 map's bound, the scalar
+    /// path's bits, and nothing written outside dx.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(KernelTestData.Widths), MemberType = typeof(KernelTestData))]
+    public void Input_gradient_in_cache_gives_the_scalar_bits_walked_from_either_end(int width)
+    {
+        int[][] shapes = [[12, 96], [33, 256], [10, 1024], [9, 2048], [7, 100], [5, 2050]];
+        foreach (int[] shape in shapes)
+        {
+            for (int offset = 0; offset <= 16; offset += 3)
+            {
+                foreach (bool masked in new[] { false, true })
+                {
+                    foreach (int distance in new[] { 84, -84 })
+                    {
+                        InputGradientAtAlignment<float>((VectorWidth)width, shape, masked, offset, stream: false, distance);
+                        InputGradientAtAlignment<double>((VectorWidth)width, shape, masked, offset, stream: false, distance);
+                    }
+                }
+            }
+        }
+
+        InputGradientAtAlignment<double>((VectorWidth)width, [37, 1024], masked: true, offset: 3, stream: false, distance: 84);
+        CacheLine.WalkDown([84, 84]).Should().BeTrue();
+        CacheLine.WalkDown([84, 0]).Should().BeTrue("in place on dy");
+        CacheLine.WalkDown([-84, -84]).Should().BeFalse();
+    }
+
     [Theory]
     [MemberData(nameof(KernelTestData.Widths), MemberType = typeof(KernelTestData))]
     public void Masked_moments_match_the_float64_reference(int width)
@@ -526,20 +560,53 @@ public class BackwardKernelTests
     /// between sentinels, with streaming stores or plain ones: within the float64 map's bound, the scalar path's bits,
     /// out of place and in place on dy, and nothing written outside dx.
     /// </summary>
-    private static void InputGradientAtAlignment<T>(VectorWidth width, int[] shape, bool masked, int offset, bool stream)
+    /// <summary>
+    /// dx of the given shape into a pinned buffer <paramref name="offset"/> elements past a line, against the float64 map
+    /// and the scalar path's bits, out of place and in place on dy. With <paramref name="distance"/>, x and dy sit at one
+    /// page offset, dx that many bytes above it (<c>CacheLine.WalkDown</c>).
+    /// </summary>
+    private static void InputGradientAtAlignment<T>(VectorWidth width, int[] shape, bool masked, int offset, bool stream, int? distance = null)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
         int n = MomentsKernelTests.Product(shape);
         var (layout, x, dy, center, a, p, q, weights) = InputGradientData<T>(shape, masked, xSeed: n + offset);
         var (expected, bound) = InputGradientReference(shape, layout, x, dy, center, a, p, q, weights);
-        string what = $"{typeof(T).Name} {width} [{string.Join(", ", shape)}] masked {masked} offset {offset} stream {stream}";
+        string what = $"{typeof(T).Name} {width} [{string.Join(", ", shape)}] masked {masked} offset {offset} stream {stream} distance {distance}";
         var scalar = new T[n];
         BatchNormKernels.InputGradient<T>(x, dy, scalar, layout, weights, center, a, p, q, VectorWidth.Scalar, stream: false);
 
-        T[] buffer = GC.AllocateArray<T>(n + 64, pinned: true);
-        int start = KernelTestData.ElementsToLine(buffer) + 16 + offset;
-        Span<T> output = buffer.AsSpan(start, n);
         T sentinel = T.CreateTruncating(-7.25);
+        T[] buffer;
+        int start;
+        if (distance is int bytes)
+        {
+            int outputOffset = 2048 + (offset * Unsafe.SizeOf<T>());
+            start = KernelTestData.AtPageOffset(outputOffset, n, sentinel, out buffer);
+            int xStart = KernelTestData.AtPageOffset(outputOffset - bytes, n, T.Zero, out T[] xBuffer);
+            int dyStart = KernelTestData.AtPageOffset(outputOffset - bytes, n, T.Zero, out T[] dyBuffer);
+            x.CopyTo(xBuffer.AsSpan(xStart));
+            dy.CopyTo(dyBuffer.AsSpan(dyStart));
+            BatchNormKernels.InputGradient<T>(xBuffer.AsSpan(xStart, n), dyBuffer.AsSpan(dyStart, n), buffer.AsSpan(start, n), layout, weights, center, a, p, q, width, stream: stream);
+            Tolerance.ShouldBeWithin(Tolerance.ToDouble<T>(buffer.AsSpan(start, n).ToArray()), expected, bound, "dx of " + what);
+            buffer.AsSpan(start, n).ToArray().Should().Equal(scalar, "out of place: " + what);
+            buffer[start - 1].Should().Be(sentinel, what);
+            buffer[start + n].Should().Be(sentinel, what);
+
+            // In place on dy: dx shares dy's page offset, x lies `distance` bytes below it.
+            Span<T> shared = buffer.AsSpan(start, n);
+            dy.CopyTo(shared);
+            xStart = KernelTestData.AtPageOffset(outputOffset - bytes, n, T.Zero, out xBuffer);
+            x.CopyTo(xBuffer.AsSpan(xStart));
+            BatchNormKernels.InputGradient<T>(xBuffer.AsSpan(xStart, n), shared, shared, layout, weights, center, a, p, q, width, stream: stream);
+            shared.ToArray().Should().Equal(scalar, "in place on dy: " + what);
+            buffer[start - 1].Should().Be(sentinel, what);
+            buffer[start + n].Should().Be(sentinel, what);
+            return;
+        }
+
+        buffer = GC.AllocateArray<T>(n + 64, pinned: true);
+        start = KernelTestData.ElementsToLine(buffer) + 16 + offset;
+        Span<T> output = buffer.AsSpan(start, n);
         buffer.AsSpan().Fill(sentinel);
 
         BatchNormKernels.InputGradient<T>(x, dy, output, layout, weights, center, a, p, q, width, stream: stream);
