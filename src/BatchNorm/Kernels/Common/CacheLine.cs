@@ -73,8 +73,8 @@ internal static class CacheLine
     /// <summary>
     /// How far, in bytes, a load's page offset may lie above that of an earlier store still in flight and wait for it
     /// (<see cref="PageBytes"/>). On the AMD EPYC (Zen 4) of the forty-third session, float32 [256,1024] in cache, the
-    /// layer's inference took 1.7-2.1x a copy with the output's page offset 40-136 bytes above the input's, and
-    /// 1.16-1.35x at 0-32 bytes and from 192 bytes up; consecutive large managed arrays lie 56 bytes apart.
+    /// layer's inference took 1.4-2.1x a copy with the output's page offset 40-136 bytes above the input's, and
+    /// 1.16-1.35x at 0-32 bytes and from 160 bytes up; consecutive large managed arrays lie 56 bytes apart.
     /// </summary>
     public const int AliasBytes = 256;
 
