@@ -186,7 +186,8 @@ public class AffineKernelTests
         CacheLine.WalkDown([-84, -84 - 4096, -84 + 4096]).Should().BeFalse();
     }
 
-    private static void PhasedAtDistance<T>(VectorWidth width, int[] shape, int offset, int distance)
+    /// <summary>The phased tests' input, coefficients and the scalar path's output for <paramref name="shape"/>.</summary>
+    private static (int N, ChannelLayout Layout, T[] X, T[] Center, T[] Scale, T[] Shift, T[] Scalar) PhasedData<T>(int[] shape, int offset)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
         int n = MomentsKernelTests.Product(shape);
@@ -198,6 +199,13 @@ public class AffineKernelTests
         T[] shift = Tolerance.FromDouble<T>(KernelTestData.Data(channels, 9, offset: 0, spread: 5));
         var scalar = new T[n];
         BatchNormKernels.Affine<T>(x, scalar, layout, center, scale, shift, VectorWidth.Scalar);
+        return (n, layout, x, center, scale, shift, scalar);
+    }
+
+    private static void PhasedAtDistance<T>(VectorWidth width, int[] shape, int offset, int distance)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        var (n, layout, x, center, scale, shift, scalar) = PhasedData<T>(shape, offset);
 
         // The input `offset` elements past a line, 1 KiB into its page; the output `distance` bytes from it in the page.
         T sentinel = T.CreateTruncating(-7.25);
@@ -219,15 +227,7 @@ public class AffineKernelTests
     private static unsafe void Phased<T>(VectorWidth width, int[] shape, int offset)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
-        int n = MomentsKernelTests.Product(shape);
-        int channels = shape[1];
-        var layout = ChannelLayout.FromShape(shape, 1);
-        T[] x = Tolerance.FromDouble<T>(KernelTestData.Data(n, n + offset, offset: 0.5, spread: 4));
-        T[] center = Tolerance.FromDouble<T>(KernelTestData.Data(channels, 7, offset: 0.5, spread: 1));
-        T[] scale = Tolerance.FromDouble<T>(KernelTestData.Data(channels, 8, offset: 0, spread: 3));
-        T[] shift = Tolerance.FromDouble<T>(KernelTestData.Data(channels, 9, offset: 0, spread: 5));
-        var scalar = new T[n];
-        BatchNormKernels.Affine<T>(x, scalar, layout, center, scale, shift, VectorWidth.Scalar);
+        var (n, layout, x, center, scale, shift, scalar) = PhasedData<T>(shape, offset);
 
         // Input `offset` elements past a 64-byte boundary, output 5 further on; sentinels around both.
         T[] buffer = GC.AllocateArray<T>((2 * n) + 128, pinned: true);

@@ -410,14 +410,28 @@ internal static partial class BatchNormKernels
         nuint w = (nuint)TOps.Count;
         for (nuint c = c0, j = j0; j < j1; c += w, j += 3 * w)
         {
-            TVec m = TOps.Load(ref k, j);
-            TVec a = TOps.Load(ref k, j + w);
-            TVec b = TOps.Load(ref k, j + (2 * w));
-            TVec v0 = TOps.Load(ref x, o0 + c);
-            TVec v1 = TOps.Load(ref x, o1 + c);
-            TOps.Store(TOps.Add(TOps.Multiply(TOps.Subtract(v0, m), a), b), ref y, o0 + c);
-            TOps.Store(TOps.Add(TOps.Multiply(TOps.Subtract(v1, m), a), b), ref y, o1 + c);
+            AffineInterleavedVectors<TVec, TOps, T>(ref x, ref y, o0 + c, o1 + c, j, ref k);
         }
+    }
+
+    /// <summary>
+    /// One vector of two rows (at <paramref name="i0"/> and <paramref name="i1"/>) mapped by the interleaved coefficient
+    /// vectors at <paramref name="j"/> of <paramref name="k"/>, loaded once for both.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void AffineInterleavedVectors<TVec, TOps, T>(ref T x, ref T y, nuint i0, nuint i1, nuint j, ref T k)
+        where TVec : struct
+        where TOps : IVectorOps<TVec, T>
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        nuint w = (nuint)TOps.Count;
+        TVec m = TOps.Load(ref k, j);
+        TVec a = TOps.Load(ref k, j + w);
+        TVec b = TOps.Load(ref k, j + (2 * w));
+        TVec v0 = TOps.Load(ref x, i0);
+        TVec v1 = TOps.Load(ref x, i1);
+        TOps.Store(TOps.Add(TOps.Multiply(TOps.Subtract(v0, m), a), b), ref y, i0);
+        TOps.Store(TOps.Add(TOps.Multiply(TOps.Subtract(v1, m), a), b), ref y, i1);
     }
 
     /// <summary>One row of <see cref="AffineInterleavedPair{TVec, TOps, T}"/>.</summary>
@@ -430,9 +444,20 @@ internal static partial class BatchNormKernels
         nuint w = (nuint)TOps.Count;
         for (nuint c = c0, j = j0; j < j1; c += w, j += 3 * w)
         {
-            TVec d = TOps.Subtract(TOps.Load(ref x, o0 + c), TOps.Load(ref k, j));
-            TOps.Store(TOps.Add(TOps.Multiply(d, TOps.Load(ref k, j + w)), TOps.Load(ref k, j + (2 * w))), ref y, o0 + c);
+            AffineInterleavedVector<TVec, TOps, T>(ref x, ref y, o0 + c, j, ref k);
         }
+    }
+
+    /// <summary>One vector of one row (at <paramref name="i"/>) of <see cref="AffineInterleavedVectors{TVec, TOps, T}"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void AffineInterleavedVector<TVec, TOps, T>(ref T x, ref T y, nuint i, nuint j, ref T k)
+        where TVec : struct
+        where TOps : IVectorOps<TVec, T>
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        nuint w = (nuint)TOps.Count;
+        TVec d = TOps.Subtract(TOps.Load(ref x, i), TOps.Load(ref k, j));
+        TOps.Store(TOps.Add(TOps.Multiply(d, TOps.Load(ref k, j + w)), TOps.Load(ref k, j + (2 * w))), ref y, i);
     }
 
     /// <summary>
@@ -440,6 +465,7 @@ internal static partial class BatchNormKernels
     /// from the last (see <see cref="CacheLine.WalkDown"/>). The last flat row, which stops at <paramref name="aligned"/>,
     /// goes alone; every element gets the same operations, so the same bits.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void AffineInterleavedTilesDown<TVec, TOps, T>(ref T x, ref T y, int rows, nuint stride, nuint phase, nuint aligned, nuint end, nuint tile, ref T k)
         where TVec : struct
         where TOps : IVectorOps<TVec, T>
@@ -492,13 +518,7 @@ internal static partial class BatchNormKernels
         {
             c -= w;
             j -= 3 * w;
-            TVec m = TOps.Load(ref k, j);
-            TVec a = TOps.Load(ref k, j + w);
-            TVec b = TOps.Load(ref k, j + (2 * w));
-            TVec v0 = TOps.Load(ref x, o0 + c);
-            TVec v1 = TOps.Load(ref x, o1 + c);
-            TOps.Store(TOps.Add(TOps.Multiply(TOps.Subtract(v1, m), a), b), ref y, o1 + c);
-            TOps.Store(TOps.Add(TOps.Multiply(TOps.Subtract(v0, m), a), b), ref y, o0 + c);
+            AffineInterleavedVectors<TVec, TOps, T>(ref x, ref y, o0 + c, o1 + c, j, ref k);
         }
     }
 
@@ -514,8 +534,7 @@ internal static partial class BatchNormKernels
         {
             c -= w;
             j -= 3 * w;
-            TVec d = TOps.Subtract(TOps.Load(ref x, o0 + c), TOps.Load(ref k, j));
-            TOps.Store(TOps.Add(TOps.Multiply(d, TOps.Load(ref k, j + w)), TOps.Load(ref k, j + (2 * w))), ref y, o0 + c);
+            AffineInterleavedVector<TVec, TOps, T>(ref x, ref y, o0 + c, j, ref k);
         }
     }
 
