@@ -164,15 +164,21 @@ public class AffineKernelTests
     /// The same rows with the output's page offset just above the input's, and just below: the pass walks from its end
     /// in the first case and from its start in the second (<see cref="CacheLine.WalkDown"/>, checked for [12, 1024] and
     /// for rows of 16 floats), tiled ([37, 2048], [66, 1552] at phase 0) and not, with the pair loop's odd row, the last
-    /// flat row and the tensor's two ends; and rows of at most four vectors ([40, 16], [33, 48], [17, 40] with an
-    /// overlapping last vector, [12, 64]), whose coefficients stay in registers. For every input phase: the scalar
-    /// path's bits, and nothing written outside the output.
+    /// flat row and the tensor's two ends; rows of at most four vectors ([40, 16], [33, 48], [17, 40] with an
+    /// overlapping last vector, [12, 64]), whose coefficients stay in registers; and channels-first runs ([2, 5, 37],
+    /// [3, 4, 64], [2, 3, 100]), walked from the last run's end. For every input phase: the scalar path's bits, and
+    /// nothing written outside the output.
     /// </summary>
     [Theory]
     [MemberData(nameof(KernelTestData.Widths), MemberType = typeof(KernelTestData))]
-    public void Rows_sharing_a_phase_give_the_scalar_bits_walked_from_either_end(int width)
+    public void Affine_in_cache_gives_the_scalar_bits_walked_from_either_end(int width)
     {
-        int[][] shapes = [[9, 96], [33, 256], [12, 1024], [37, 2048], [66, 1552], [40, 16], [33, 48], [17, 40], [12, 64]];
+        int[][] shapes =
+        [
+            [9, 96], [33, 256], [12, 1024], [37, 2048], [66, 1552], // wide rows
+            [40, 16], [33, 48], [17, 40], [12, 64],                  // narrow rows
+            [2, 5, 37], [3, 4, 64], [2, 3, 100],                     // channels first
+        ];
         foreach (int[] shape in shapes)
         {
             for (int offset = 0; offset <= 16; offset++)
@@ -189,6 +195,8 @@ public class AffineKernelTests
         CacheLine.WalkDown([-84, -84 - 4096, -84 + 4096]).Should().BeFalse();
         CacheLine.WalkDown([84, 84 - 64, 84 + 64]).Should().BeTrue();
         CacheLine.WalkDown([-84, -84 - 64, -84 + 64]).Should().BeFalse();
+        CacheLine.WalkDown([84]).Should().BeTrue();
+        CacheLine.WalkDown([-84]).Should().BeFalse();
     }
 
     /// <summary>The phased tests' input, coefficients and the scalar path's output for <paramref name="shape"/>.</summary>

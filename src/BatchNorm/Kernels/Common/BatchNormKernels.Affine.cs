@@ -594,14 +594,26 @@ internal static partial class BatchNormKernels
                 return;
             }
 
-            for (int o = 0; o < layout.Outer; o++)
+            // The runs are one contiguous stream: walked from its end when y's page offset lies just above x's. On the
+            // Zen 4 machine, arrays allocated one after the other, the two walks alternating in one process: float32
+            // [16,64,32,32] 1.08-1.14x a copy against 1.57-1.59x, [8,128,16,16] 1.11x against 1.60-1.75x.
+            bool down = CacheLine.WalkDown([CacheLine.PageOffset(in y) - CacheLine.PageOffset(in x)]);
+            for (int oo = 0; oo < layout.Outer; oo++)
             {
-                for (int c = 0; c < channels; c++)
+                int o = down ? layout.Outer - 1 - oo : oo;
+                for (int cc = 0; cc < channels; cc++)
                 {
+                    int c = down ? channels - 1 - cc : cc;
                     nint runStart = ((nint)o * channels + c) * inner;
-                    AffineRun<TVec, TOps, T>(
-                        ref Unsafe.Add(ref x, runStart), ref Unsafe.Add(ref y, runStart), inner,
-                        TOps.Broadcast(Unsafe.Add(ref center, c)), TOps.Broadcast(Unsafe.Add(ref scale, c)), TOps.Broadcast(Unsafe.Add(ref shift, c)));
+                    TVec m = TOps.Broadcast(Unsafe.Add(ref center, c)), a = TOps.Broadcast(Unsafe.Add(ref scale, c)), b = TOps.Broadcast(Unsafe.Add(ref shift, c));
+                    if (down)
+                    {
+                        AffineRunDown<TVec, TOps, T>(ref Unsafe.Add(ref x, runStart), ref Unsafe.Add(ref y, runStart), inner, m, a, b);
+                    }
+                    else
+                    {
+                        AffineRun<TVec, TOps, T>(ref Unsafe.Add(ref x, runStart), ref Unsafe.Add(ref y, runStart), inner, m, a, b);
+                    }
                 }
             }
         }
@@ -1238,6 +1250,32 @@ internal static partial class BatchNormKernels
         }
 
         if (i < (nuint)count)
+        {
+            TOps.Store(lastY, ref y, last);
+        }
+    }
+
+    /// <summary>
+    /// <see cref="AffineRun{TVec, TOps, T}(ref T, ref T, int, TVec, TVec, TVec)"/> from the last whole vector to the
+    /// first (<see cref="CacheLine.WalkDown"/>); the overlapping last vector, computed before any store, is stored last.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void AffineRunDown<TVec, TOps, T>(ref T x, ref T y, int count, TVec center, TVec scale, TVec shift)
+        where TVec : struct
+        where TOps : IVectorOps<TVec, T>
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        nuint w = (nuint)TOps.Count;
+        nuint last = (nuint)count - w;
+        TVec lastY = TOps.Add(TOps.Multiply(TOps.Subtract(TOps.Load(ref x, last), center), scale), shift);
+        nuint vectorEnd = (nuint)count - ((nuint)count % w);
+        for (nuint i = vectorEnd; i != 0;)
+        {
+            i -= w;
+            TOps.Store(TOps.Add(TOps.Multiply(TOps.Subtract(TOps.Load(ref x, i), center), scale), shift), ref y, i);
+        }
+
+        if (vectorEnd < (nuint)count)
         {
             TOps.Store(lastY, ref y, last);
         }
