@@ -1223,17 +1223,24 @@ internal static partial class BatchNormKernels
                 return;
             }
 
+            // In cache the runs, one contiguous stream, walk from the end when dx's page offset lies just above x's and
+            // dy's; from memory their prefetches lead upward. Zen 4, as above: float32 [16,64,32,32] 3.26-3.38x a copy
+            // against 4.10-4.45x, [8,128,16,16] 4.77-5.23x against 5.24-5.87x.
             ref T w = ref MemoryMarshal.GetReference(weights);
-            for (int o = 0; o < layout.Outer; o++)
+            int output = CacheLine.PageOffset(in dx);
+            bool down = !prefetch && CacheLine.WalkDown([output - CacheLine.PageOffset(in x), output - CacheLine.PageOffset(in dy)]);
+            for (int oo = 0; oo < layout.Outer; oo++)
             {
-                for (int c = 0; c < channels; c++)
+                int o = down ? layout.Outer - 1 - oo : oo;
+                for (int cc = 0; cc < channels; cc++)
                 {
+                    int c = down ? channels - 1 - cc : cc;
                     nint start = ((nint)o * channels + c) * inner;
                     InputGradientRun<TVec, TOps, T>(
                         ref Unsafe.Add(ref x, start), ref Unsafe.Add(ref dy, start), ref Unsafe.Add(ref dx, start), inner,
                         TOps.Broadcast(Unsafe.Add(ref k.Center, c)), TOps.Broadcast(Unsafe.Add(ref k.A, c)),
                         TOps.Broadcast(Unsafe.Add(ref k.P, c)), TOps.Broadcast(Unsafe.Add(ref k.Q, c)),
-                        weights.IsEmpty, ref Unsafe.Add(ref w, (nint)o * inner), prefetch);
+                        weights.IsEmpty, ref Unsafe.Add(ref w, (nint)o * inner), prefetch, down);
                 }
             }
         }
@@ -1307,19 +1314,32 @@ internal static partial class BatchNormKernels
         where TStream : ISwitch
     {
         int width = TOps.Count;
-        switch (channels <= 4 * width ? (channels + width - 1) / width : 0)
+        int chunks = channels <= 4 * width ? (channels + width - 1) / width : 0;
+        bool down = false;
+        if (chunks != 0 && !prefetch && !TStream.On)
+        {
+            // In cache, narrow rows walk from the last when dx's page offset lies just above x's and dy's: each input
+            // row against output rows i, i - 1 and i + 1. On the Zen 4 machine, arrays allocated one after the other,
+            // the two walks alternating in one process: float32 [16384,16] 2.48x a copy against 2.80-2.99x, [8192,48]
+            // 2.53-2.54x against 2.74-2.82x.
+            int output = CacheLine.PageOffset(in dx), rowBytes = channels * Unsafe.SizeOf<T>();
+            int fromX = output - CacheLine.PageOffset(in x), fromDy = output - CacheLine.PageOffset(in dy);
+            down = CacheLine.WalkDown([fromX, fromDy, fromX - rowBytes, fromDy - rowBytes, fromX + rowBytes, fromDy + rowBytes]);
+        }
+
+        switch (chunks)
         {
             case 1:
-                InputGradientNarrowRows<TVec, TOps, T, OneChunk, TStream>(ref x, ref dy, ref dx, rows, channels, weights, k);
+                InputGradientNarrowRows<TVec, TOps, T, OneChunk, TStream>(ref x, ref dy, ref dx, rows, channels, weights, k, down);
                 break;
             case 2:
-                InputGradientNarrowRows<TVec, TOps, T, TwoChunks, TStream>(ref x, ref dy, ref dx, rows, channels, weights, k);
+                InputGradientNarrowRows<TVec, TOps, T, TwoChunks, TStream>(ref x, ref dy, ref dx, rows, channels, weights, k, down);
                 break;
             case 3:
-                InputGradientNarrowRows<TVec, TOps, T, ThreeChunks, TStream>(ref x, ref dy, ref dx, rows, channels, weights, k);
+                InputGradientNarrowRows<TVec, TOps, T, ThreeChunks, TStream>(ref x, ref dy, ref dx, rows, channels, weights, k, down);
                 break;
             case 4:
-                InputGradientNarrowRows<TVec, TOps, T, FourChunks, TStream>(ref x, ref dy, ref dx, rows, channels, weights, k);
+                InputGradientNarrowRows<TVec, TOps, T, FourChunks, TStream>(ref x, ref dy, ref dx, rows, channels, weights, k, down);
                 break;
             default:
                 InputGradientWideRows<TVec, TOps, T, TStream>(ref x, ref dy, ref dx, rows, channels, weights, k, prefetch);
@@ -1565,7 +1585,7 @@ internal static partial class BatchNormKernels
     /// each row's vectors are all loaded before any is stored (so dx may be dy, and the overlapping last chunk is exact).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void InputGradientNarrowRows<TVec, TOps, T, TChunks, TStream>(ref T x, ref T dy, ref T dx, int rows, int channels, ReadOnlySpan<T> weights, GradientCoefficients<T> k)
+    private static void InputGradientNarrowRows<TVec, TOps, T, TChunks, TStream>(ref T x, ref T dy, ref T dx, int rows, int channels, ReadOnlySpan<T> weights, GradientCoefficients<T> k, bool down = false)
         where TVec : struct
         where TOps : IVectorOps<TVec, T>
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
@@ -1584,13 +1604,14 @@ internal static partial class BatchNormKernels
         bool masked = !weights.IsEmpty;
         ref T weight = ref MemoryMarshal.GetReference(weights);
         TVec w = TOps.Broadcast(T.One);
-        nuint stride = (nuint)channels;
-        nuint o = 0;
+        // From the first row, or from the last when `down` (CacheLine.WalkDown).
+        nuint stride = down ? (nuint)(-(nint)channels) : (nuint)channels;
+        nuint o = down ? (nuint)(rows - 1) * (nuint)channels : 0;
         for (int r = 0; r < rows; r++, o += stride)
         {
             if (masked)
             {
-                w = TOps.Broadcast(Unsafe.Add(ref weight, r));
+                w = TOps.Broadcast(Unsafe.Add(ref weight, down ? rows - 1 - r : r));
             }
 
             TVec x0 = TOps.Load(ref x, o), g0 = TOps.Load(ref dy, o);
@@ -2014,7 +2035,7 @@ internal static partial class BatchNormKernels
     /// <summary>A contiguous run of one channel (coefficients constant), optionally weighted per element. Requires count &gt;= width.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void InputGradientRun<TVec, TOps, T>(
-        ref T x, ref T dy, ref T dx, int count, TVec center, TVec a, TVec p, TVec q, bool unweighted, ref T weights, bool prefetch)
+        ref T x, ref T dy, ref T dx, int count, TVec center, TVec a, TVec p, TVec q, bool unweighted, ref T weights, bool prefetch, bool down = false)
         where TVec : struct
         where TOps : IVectorOps<TVec, T>
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
@@ -2022,6 +2043,24 @@ internal static partial class BatchNormKernels
         int width = TOps.Count;
         nuint last = (nuint)(count - width);
         TVec lastValue = RunGradient<TVec, TOps, T>(ref x, ref dy, last, center, a, p, q, unweighted, ref weights);
+        if (down)
+        {
+            // From the last whole vector to the first (in cache: no prefetch); the overlapping last vector is stored last.
+            nuint vectorEnd = (nuint)count - ((nuint)count % (nuint)width);
+            for (nuint j = vectorEnd; j != 0;)
+            {
+                j -= (nuint)width;
+                TOps.Store(RunGradient<TVec, TOps, T>(ref x, ref dy, j, center, a, p, q, unweighted, ref weights), ref dx, j);
+            }
+
+            if (vectorEnd < (nuint)count)
+            {
+                TOps.Store(lastValue, ref dx, last);
+            }
+
+            return;
+        }
+
         nuint i = 0;
         for (; i <= last; i += (nuint)width)
         {

@@ -357,15 +357,21 @@ public class BackwardKernelTests
     /// <summary>
     /// The same rows with dx's page offset just above x's and dy's, and just below: each row is walked from its end in
     /// the first case and from its first vector in the second (<see cref="CacheLine.WalkDown"/>, checked), whole and in
-    /// tiles ([9, 2048] float, [37, 1024] double), with rows that end in an overlapping vector ([7, 100], [5, 2050]). For
-    /// every alignment of dx, with and without a mask, out of place and in place on dy: the float64 map's bound, the scalar
-    /// path's bits, and nothing written outside dx.
+    /// tiles ([9, 2048] float, [37, 1024] double), with rows that end in an overlapping vector ([7, 100], [5, 2050]);
+    /// rows of at most four vectors ([40, 16], [17, 40], [12, 64]) go from the last row, and channels-first runs
+    /// ([2, 5, 37], [3, 4, 64]) from the last run's end. For every alignment of dx, with and without a mask, out of place
+    /// and in place on dy: the float64 map's bound, the scalar path's bits, and nothing written outside dx.
     /// </summary>
     [Theory]
     [MemberData(nameof(KernelTestData.Widths), MemberType = typeof(KernelTestData))]
     public void Input_gradient_in_cache_gives_the_scalar_bits_walked_from_either_end(int width)
     {
-        int[][] shapes = [[12, 96], [33, 256], [10, 1024], [9, 2048], [7, 100], [5, 2050]];
+        int[][] shapes =
+        [
+            [12, 96], [33, 256], [10, 1024], [9, 2048], [7, 100], [5, 2050], // wide rows
+            [40, 16], [17, 40], [12, 64],                                     // narrow rows
+            [2, 5, 37], [3, 4, 64],                                           // channels first
+        ];
         foreach (int[] shape in shapes)
         {
             for (int offset = 0; offset <= 16; offset += 3)
