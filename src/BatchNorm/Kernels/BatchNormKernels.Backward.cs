@@ -1227,8 +1227,7 @@ internal static partial class BatchNormKernels
             // dy's; from memory their prefetches lead upward. Zen 4, as above: float32 [16,64,32,32] 3.26-3.38x a copy
             // against 4.10-4.45x, [8,128,16,16] 4.77-5.23x against 5.24-5.87x.
             ref T w = ref MemoryMarshal.GetReference(weights);
-            int output = CacheLine.PageOffset(in dx);
-            bool down = !prefetch && CacheLine.WalkDown([output - CacheLine.PageOffset(in x), output - CacheLine.PageOffset(in dy)]);
+            bool down = !prefetch && CacheLine.WalkDown(in dx, in x, in dy, 0);
             for (int oo = 0; oo < layout.Outer; oo++)
             {
                 int o = down ? layout.Outer - 1 - oo : oo;
@@ -1322,9 +1321,7 @@ internal static partial class BatchNormKernels
             // row against output rows i, i - 1 and i + 1. On the Zen 4 machine, arrays allocated one after the other,
             // the two walks alternating in one process: float32 [16384,16] 2.48x a copy against 2.80-2.99x, [8192,48]
             // 2.53-2.54x against 2.74-2.82x.
-            int output = CacheLine.PageOffset(in dx), rowBytes = channels * Unsafe.SizeOf<T>();
-            int fromX = output - CacheLine.PageOffset(in x), fromDy = output - CacheLine.PageOffset(in dy);
-            down = CacheLine.WalkDown([fromX, fromDy, fromX - rowBytes, fromDy - rowBytes, fromX + rowBytes, fromDy + rowBytes]);
+            down = CacheLine.WalkDown(in dx, in x, in dy, channels * Unsafe.SizeOf<T>());
         }
 
         switch (chunks)
@@ -1856,8 +1853,7 @@ internal static partial class BatchNormKernels
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
         where TStream : ISwitch
     {
-        int output = CacheLine.PageOffset(in dx);
-        bool down = CacheLine.WalkDown([output - CacheLine.PageOffset(in x), output - CacheLine.PageOffset(in dy)]);
+        bool down = CacheLine.WalkDown(in dx, in x, in dy, 0);
         if (channels - (channels % TOps.Count) > TileChannels<T>())
         {
             InputGradientWideTilesDownward<TVec, TOps, T, TStream>(ref x, ref dy, ref dx, rows, channels, weights, k, down);

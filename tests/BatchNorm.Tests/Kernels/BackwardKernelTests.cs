@@ -362,6 +362,37 @@ public class BackwardKernelTests
     /// ([2, 5, 37], [3, 4, 64]) from the last run's end. For every alignment of dx, with and without a mask, out of place
     /// and in place on dy: the float64 map's bound, the scalar path's bits, and nothing written outside dx.
     /// </summary>
+    /// <summary>
+    /// The direction the in-cache passes take, from where their buffers sit: down when the output's page offset lies just
+    /// above (1-255 bytes) its inputs', up when just below, in place, or far from both; with rows of 64 bytes the
+    /// neighbouring rows' offsets count too.
+    /// </summary>
+    [Fact]
+    public void The_walk_goes_down_only_when_the_output_lies_just_above_its_inputs_in_the_page()
+    {
+        float[] buffer;
+        int at = KernelTestData.AtPageOffset(1024, 16, 0f, out float[] input);
+        ref float x = ref input[at];
+        foreach (var (offset, expected) in new[] { (1024 + 84, true), (1024 - 84, false), (1024, false), (1024 + 2048, false), (1024 + 4000, false) })
+        {
+            int o = KernelTestData.AtPageOffset(offset, 16, 0f, out buffer);
+            CacheLine.WalkDown(in buffer[o], in x, in x, 0).Should().Be(expected, $"output at page offset {offset}, input at 1024, one stream");
+            CacheLine.WalkDown(in buffer[o], in x, in x, 4096).Should().Be(expected, $"output at page offset {offset}, rows a page long");
+        }
+
+        // dx 84 bytes above x but 84 below dy: a tie, which goes up; 84 above both goes down.
+        int dyAt = KernelTestData.AtPageOffset(1024 + 168, 16, 0f, out float[] gradient);
+        int dxAt = KernelTestData.AtPageOffset(1024 + 84, 16, 0f, out buffer);
+        CacheLine.WalkDown(in buffer[dxAt], in x, in gradient[dyAt], 0).Should().BeFalse("a tie goes up");
+        CacheLine.WalkDown(in buffer[dxAt], in x, in x, 0).Should().BeTrue();
+
+        // An output 300 bytes above the input is far from it, but 236 above the next input row when rows are 64 bytes.
+        int farAt = KernelTestData.AtPageOffset(1024 + 300, 16, 0f, out buffer);
+        CacheLine.WalkDown(in buffer[farAt], in x, in x, 0).Should().BeFalse("one stream, 300 bytes apart");
+        CacheLine.WalkDown(in buffer[farAt], in x, in x, 64).Should().BeTrue("rows of 64 bytes");
+        CacheLine.WalkDown(in x, in buffer[farAt], in buffer[farAt], 64).Should().BeFalse("the mirror: just below");
+    }
+
     [Theory]
     [MemberData(nameof(KernelTestData.Widths), MemberType = typeof(KernelTestData))]
     public void Input_gradient_in_cache_gives_the_scalar_bits_walked_from_either_end(int width)

@@ -99,6 +99,19 @@ internal static class CacheLine
         static int Near(int d) => (d & (PageBytes - 1)) is > 0 and < AliasBytes ? 1 : 0;
     }
 
+    /// <summary>
+    /// <see cref="WalkDown(ReadOnlySpan{int})"/> for a pass that writes <paramref name="output"/> from
+    /// <paramref name="input"/> and <paramref name="second"/> (the same reference when there is one input), rows of
+    /// <paramref name="rowBytes"/> bytes that may go two at a time: each input row against output rows i, i - 1 and
+    /// i + 1. A contiguous stream passes 0.
+    /// </summary>
+    public static bool WalkDown<T>(ref readonly T output, ref readonly T input, ref readonly T second, int rowBytes)
+        where T : unmanaged
+    {
+        int first = PageOffset(in output) - PageOffset(in input), other = PageOffset(in output) - PageOffset(in second);
+        return WalkDown([first, other, first - rowBytes, other - rowBytes, first + rowBytes, other + rowBytes]);
+    }
+
     /// <summary>Spare elements a buffer needs so that <see cref="AtPageOffset{T}"/> can place it anywhere in a page.</summary>
     public static unsafe int PageSlack<T>()
         where T : unmanaged => PageBytes / sizeof(T);
