@@ -178,6 +178,87 @@ public class MomentsKernelTests
         PairedChannels<double>((VectorWidth)width, [300, 7, 500]);
     }
 
+    /// <summary>
+    /// Channels-first runs shorter than <see cref="BatchNormKernels.ShortRunBytes"/> are summed a block of outer indices at
+    /// a time (<see cref="BatchNormKernels.ShortRunBlockRuns"/> runs of each channel), by one of two walks: channel by
+    /// channel, or in memory order with each channel's accumulators kept between its runs. Runs of 49 (three blocks of
+    /// 334, 334 and 32 runs), 1000 (blocks of 16) and 16 elements (two blocks of 1024), runs shorter than a vector (5) and a
+    /// double run of 1023 (8184 bytes, one block); the data jumps by 1e4 in the later runs of every third channel, and in
+    /// channel 1 the first run lies 1e4 below the others, so that blocks are read again around their own mean, the first
+    /// block too. For each: the float64 reference bounds the result; both walks give the same bits; and each channel gets
+    /// the bits it gets alone, cut out into a [outer, 1, inner] tensor of its own.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(KernelTestData.Widths), MemberType = typeof(KernelTestData))]
+    public void Short_channels_first_runs_give_each_channel_its_own_bits_on_either_walk(int width)
+    {
+        var w = (VectorWidth)width;
+        BatchNormKernels.ShortRunBlockRuns(new ChannelLayout(700, 3, 49)).Should().Be(334);
+        BatchNormKernels.ShortRunBlockRuns(new ChannelLayout(40, 5, 1000)).Should().Be(16);
+        BatchNormKernels.ShortRunBlockRuns(new ChannelLayout(1200, 2, 16)).Should().Be(1024);
+        BatchNormKernels.HasShortRuns<double>(new ChannelLayout(9, 4, 1023)).Should().BeTrue();
+        BatchNormKernels.HasShortRuns<double>(new ChannelLayout(9, 4, 1024)).Should().BeFalse();
+        BatchNormKernels.HasShortRuns<float>(new ChannelLayout(1, 4, 100)).Should().BeFalse();
+        ShortRuns<float>(w, [700, 3, 49]);
+        ShortRuns<float>(w, [40, 5, 1000]);
+        ShortRuns<float>(w, [1200, 2, 16]);
+        ShortRuns<float>(w, [50, 3, 5]);
+        ShortRuns<double>(w, [700, 3, 49]);
+        ShortRuns<double>(w, [9, 4, 1023]);
+    }
+
+    private static void ShortRuns<T>(VectorWidth width, int[] shape)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        int outer = shape[0], channels = shape[1], inner = shape[2];
+        var random = new Random(outer + inner);
+        var data = new double[outer * channels * inner];
+        for (int i = 0; i < data.Length; i++)
+        {
+            int o = i / (channels * inner), c = i / inner % channels;
+            double jump = (c % 3 == 2 && o >= outer / 2) || (c == 1 && o > 0) ? 1e4 : 0;
+            data[i] = c + jump + (random.NextDouble() * 2) - 1;
+        }
+
+        Check<T>(width, shape, 1, data);
+        T[] x = Tolerance.FromDouble<T>(data);
+        var layout = new ChannelLayout(outer, channels, inner);
+        string what = $"{typeof(T).Name} {width} [{string.Join(", ", shape)}]";
+        var mean = new double[channels];
+        var variance = new double[channels];
+        BatchNormKernels.Moments<T>(x, layout, mean, variance, width);
+        var walks = new double[2][];
+        var walkM2 = new double[2][];
+        for (int walk = 0; walk < 2; walk++)
+        {
+            walks[walk] = new double[channels];
+            walkM2[walk] = new double[channels];
+            BatchNormKernels.ShortRunMoments<T>(x, layout, 0, channels, walks[walk], walkM2[walk], width, prefetch: false, byChannel: walk == 1);
+        }
+
+        for (int c = 0; c < channels; c++)
+        {
+            Bits(walks[1][c]).Should().Be(Bits(walks[0][c]), $"{what}: the mean of channel {c} by channel and in memory order");
+            Bits(walkM2[1][c]).Should().Be(Bits(walkM2[0][c]), $"{what}: M2 of channel {c} by channel and in memory order");
+            Bits(mean[c]).Should().Be(Bits(walks[0][c]), $"{what}: the mean of channel {c}, through Moments");
+            Bits(variance[c]).Should().Be(Bits(walkM2[0][c] / (outer * inner)), $"{what}: the variance of channel {c}, through Moments");
+
+            var alone = new T[outer * inner];
+            for (int o = 0; o < outer; o++)
+            {
+                x.AsSpan(((o * channels) + c) * inner, inner).CopyTo(alone.AsSpan(o * inner));
+            }
+
+            var aloneMean = new double[1];
+            var aloneVariance = new double[1];
+            BatchNormKernels.Moments<T>(alone, new ChannelLayout(outer, 1, inner), aloneMean, aloneVariance, width);
+            Bits(mean[c]).Should().Be(Bits(aloneMean[0]), $"{what}: the mean of channel {c} alone");
+            Bits(variance[c]).Should().Be(Bits(aloneVariance[0]), $"{what}: the variance of channel {c} alone");
+        }
+    }
+
+    private static long Bits(double value) => BitConverter.DoubleToInt64Bits(value);
+
     private static void PairedChannels<T>(VectorWidth width, int[] shape)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {

@@ -16,6 +16,7 @@ public class AllocationTests
     [InlineData(new[] { 2, 5, 7 }, 1)]
     [InlineData(new[] { 4096, 64 }, -1)]
     [InlineData(new[] { 2, 64, 64, 40 }, 1)]
+    [InlineData(new[] { 16, 32, 7, 7 }, 1)]
     public void Steady_state_calls_allocate_nothing(int[] shape, int axis)
     {
         Check<float>(shape, axis, 1);
@@ -32,6 +33,7 @@ public class AllocationTests
     [InlineData(new[] { 300, 1000 }, -1)]      // wide rows
     [InlineData(new[] { 2, 64, 64, 40 }, 1)]   // channels first, by outer index
     [InlineData(new[] { 1, 8, 200, 200 }, 1)]  // channels first, by channel
+    [InlineData(new[] { 64, 128, 7, 7 }, 1)]   // channels first, short runs
     public void Steady_state_calls_on_several_threads_allocate_nothing(int[] shape, int axis)
     {
         Check<float>(shape, axis, 2);

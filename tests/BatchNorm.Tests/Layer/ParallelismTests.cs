@@ -20,6 +20,8 @@ public class ParallelismTests
         [new[] { 4096, 64 }, -1],          // narrow channels-last rows, exactly the threshold
         [new[] { 300, 1000 }, -1],         // wide rows with a vector tail
         [new[] { 2, 64, 64, 40 }, 1],      // channels first, split by outer index
+        [new[] { 64, 128, 7, 7 }, 1],      // channels first, short runs: statistics channel by channel
+        [new[] { 120, 128, 12, 12 }, 1],   // short runs over the prefetch thresholds: in memory order, two blocks
         [new[] { 1, 8, 200, 200 }, 1],     // one outer index: split by channel
         [new[] { 70000, 5 }, -1],          // rows narrower than a vector
         [new[] { 16400, 64 }, -1],         // over the prefetch thresholds in double only (x and y 16 MiB): narrow rows
