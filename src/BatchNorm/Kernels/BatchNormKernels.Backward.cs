@@ -485,6 +485,12 @@ internal static partial class BatchNormKernels
         Span<double> sumDy, Span<double> sumDyCentered, VectorWidth width, bool prefetch)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
+        if (HasShortRuns<T>(layout))
+        {
+            ShortRunGradientSums(x, dy, layout, c0, c1, center, sumDy, sumDyCentered, width, prefetch);
+            return;
+        }
+
         ref T xs = ref MemoryMarshal.GetReference(x);
         ref T gs = ref MemoryMarshal.GetReference(dy);
         ref T m = ref MemoryMarshal.GetReference(center);
@@ -1021,13 +1027,71 @@ internal static partial class BatchNormKernels
     /// The accumulators of the channels-first gradient sums over one run around centre m: two pairs, <c>sum(dy)</c> and
     /// <c>sum(dy (x - m))</c> for the even and the odd vector of each two (add latency, not throughput, was the limit).
     /// </summary>
-    private struct GradientAccumulators<TVec, TOps, T>(T m)
+    /// <remarks>Constructors written out, as in <see cref="ShiftedAccumulators{TVec, TOps, T}"/>: a primary constructor was not inlined.</remarks>
+    private struct GradientAccumulators<TVec, TOps, T>
         where TVec : struct
         where TOps : IVectorOps<TVec, T>
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
-        private readonly TVec _m = TOps.Broadcast(m);
-        private TVec _a1 = TOps.Zero, _a2 = TOps.Zero, _b1 = TOps.Zero, _b2 = TOps.Zero;
+        private readonly T _center;
+        private readonly TVec _m;
+        private TVec _a1, _a2, _b1, _b2;
+
+        /// <summary>Accumulators around centre <paramref name="m"/>, all zero.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public GradientAccumulators(T m)
+        {
+            _center = m;
+            _m = TOps.Broadcast(m);
+            _a1 = _a2 = _b1 = _b2 = TOps.Zero;
+        }
+
+        /// <summary>Accumulators around centre <paramref name="m"/> that resume from the four vectors saved at <paramref name="state"/> (<see cref="Save"/>).</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public GradientAccumulators(T m, ref T state)
+        {
+            _center = m;
+            _m = TOps.Broadcast(m);
+            nuint w = (nuint)TOps.Count;
+            _a1 = TOps.Load(ref state, 0);
+            _b1 = TOps.Load(ref state, w);
+            _a2 = TOps.Load(ref state, 2 * w);
+            _b2 = TOps.Load(ref state, 3 * w);
+        }
+
+        /// <summary>The centre.</summary>
+        public readonly T Center => _center;
+
+        /// <summary>Saves the four accumulators at <paramref name="state"/>, for a later <see cref="GradientAccumulators{TVec, TOps, T}(T, ref T)"/>.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public readonly void Save(ref T state)
+        {
+            nuint w = (nuint)TOps.Count;
+            TOps.Store(_a1, ref state, 0);
+            TOps.Store(_b1, ref state, w);
+            TOps.Store(_a2, ref state, 2 * w);
+            TOps.Store(_b2, ref state, 3 * w);
+        }
+
+        /// <summary>Both sums of the vectors alone in double, the pairs added and reduced (the first lines of <see cref="Finish"/>).</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public readonly double Reduce(out double sum2)
+        {
+            sum2 = TOps.SumToDouble(TOps.Add(_a2, _b2));
+            return TOps.SumToDouble(TOps.Add(_a1, _b1));
+        }
+
+        /// <summary>
+        /// Adds the vector at element <paramref name="j"/> (to the even pair) without its lanes in <paramref name="drop"/>:
+        /// a run's last elements, in the vector that ends with it.
+        /// </summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public void AddLast(ref T x, ref T dy, nuint j, TVec drop)
+        {
+            TVec g = TOps.Select(drop, TOps.Zero, TOps.Load(ref dy, j));
+            _a1 = TOps.Add(_a1, g);
+            _a2 = TOps.Add(_a2, TOps.Multiply(g, TOps.Subtract(TOps.Load(ref x, j), _m)));
+        }
 
         /// <summary>Adds the two vectors at element <paramref name="j"/>.</summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -1061,7 +1125,7 @@ internal static partial class BatchNormKernels
             {
                 double g = double.CreateTruncating(Unsafe.Add(ref dy, j));
                 sum1 += g;
-                sum2 += g * double.CreateTruncating(Unsafe.Add(ref x, j) - m);
+                sum2 += g * double.CreateTruncating(Unsafe.Add(ref x, j) - _center);
             }
 
             return sum1;
@@ -1281,7 +1345,11 @@ internal static partial class BatchNormKernels
                 return false;
             }
 
-            if (!layout.IsChannelsLast)
+            if (!layout.IsChannelsLast && weights.IsEmpty && HasShortRuns<T>(layout))
+            {
+                InputGradientShortRunsStreaming<TVec, TOps, T>(ref x, ref dy, ref dx, layout, k, head, prefetch);
+            }
+            else if (!layout.IsChannelsLast)
             {
                 InputGradientRunsStreaming<TVec, TOps, T>(ref x, ref dy, ref dx, layout, weights, k, prefetch);
             }
@@ -1401,6 +1469,104 @@ internal static partial class BatchNormKernels
                 ArrayPool<T>.Shared.Return(rented);
             }
         }
+    }
+
+    /// <summary>
+    /// Channels-first runs shorter than <see cref="ShortRunBytes"/> (at least a vector), no mask, with streaming stores:
+    /// the whole tensor as one stream of aligned vectors of dx from element <paramref name="head"/> (the elements before
+    /// it, and after the last whole vector, one by one). A vector that straddles two runs takes each lane's coefficients
+    /// from its own run's channel (a select by <see cref="IVectorOps{TVec, T}.LanesBelow"/>), so every element gets the
+    /// operations, and the bits, of <see cref="RunGradient"/> with its channel's coefficients. Run by run
+    /// (<see cref="InputGradientRunsStreaming"/>), a 49-element run of a 7x7 map took up to 15 elements one by one at each
+    /// end and two or three vectors between: float32 [256, 512, 7, 7] took 11-13x a copy for the backward.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void InputGradientShortRunsStreaming<TVec, TOps, T>(
+        ref T x, ref T dy, ref T dx, ChannelLayout layout, GradientCoefficients<T> k, int head, bool prefetch)
+        where TVec : struct
+        where TOps : IVectorOps<TVec, T>
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        int width = TOps.Count;
+        int inner = layout.Inner;
+        int channels = layout.Channels;
+        nint length = layout.Length;
+        ref T none = ref Unsafe.NullRef<T>();
+        nint i = Math.Min(head, length);
+        for (nint e = 0; e < i; e++)
+        {
+            InputGradientElement(ref x, ref dy, ref dx, e, (int)(e / inner % channels), k);
+        }
+
+        // The run holding element i, its end, and the coefficients of its channel and of the next run's.
+        nint runEnd = ((i / inner) + 1) * inner;
+        int c = (int)(i / inner % channels);
+        int n = c + 1 == channels ? 0 : c + 1;
+        RunCoefficients<TVec, TOps, T> current = new(k, c), next = new(k, n);
+        for (; i <= length - width; i += width)
+        {
+            if (prefetch)
+            {
+                Prefetch.PairAhead(ref x, (nuint)i);
+                Prefetch.PairAhead(ref dy, (nuint)i);
+            }
+
+            nint inRun = runEnd - i;
+            RunCoefficients<TVec, TOps, T> lanes = inRun < width ? RunCoefficients<TVec, TOps, T>.Select(TOps.LanesBelow((int)inRun), current, next) : current;
+            TOps.StoreStreaming(RunGradient<TVec, TOps, T>(ref x, ref dy, (nuint)i, lanes.Center, lanes.A, lanes.P, lanes.Q, true, ref none), ref dx, (nuint)i);
+            if (inRun <= width)
+            {
+                // The next vector starts in the next run (runs are at least a vector long).
+                runEnd += inner;
+                current = next;
+                n = n + 1 == channels ? 0 : n + 1;
+                next = new RunCoefficients<TVec, TOps, T>(k, n);
+            }
+        }
+
+        for (; i < length; i++)
+        {
+            InputGradientElement(ref x, ref dy, ref dx, i, (int)(i / inner % channels), k);
+        }
+    }
+
+    /// <summary>Element <paramref name="i"/> of dx, of channel <paramref name="c"/>, no mask: <see cref="RunGradient"/> in T.</summary>
+    private static void InputGradientElement<T>(ref T x, ref T dy, ref T dx, nint i, int c, GradientCoefficients<T> k)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T> =>
+        Unsafe.Add(ref dx, i) = RunGradient<T, ScalarOps<T>, T>(
+            ref x, ref dy, (nuint)i, Unsafe.Add(ref k.Center, c), Unsafe.Add(ref k.A, c), Unsafe.Add(ref k.P, c), Unsafe.Add(ref k.Q, c), true, ref Unsafe.NullRef<T>());
+
+    /// <summary>The four dx coefficients of a channel, broadcast (or selected lane by lane from two channels').</summary>
+    private readonly struct RunCoefficients<TVec, TOps, T>
+        where TVec : struct
+        where TOps : IVectorOps<TVec, T>
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        public readonly TVec Center, A, P, Q;
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public RunCoefficients(GradientCoefficients<T> k, int c)
+        {
+            Center = TOps.Broadcast(Unsafe.Add(ref k.Center, c));
+            A = TOps.Broadcast(Unsafe.Add(ref k.A, c));
+            P = TOps.Broadcast(Unsafe.Add(ref k.P, c));
+            Q = TOps.Broadcast(Unsafe.Add(ref k.Q, c));
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private RunCoefficients(TVec center, TVec a, TVec p, TVec q)
+        {
+            Center = center;
+            A = a;
+            P = p;
+            Q = q;
+        }
+
+        /// <summary>Each lane from <paramref name="first"/> where <paramref name="mask"/> is set, else from <paramref name="second"/>.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static RunCoefficients<TVec, TOps, T> Select(TVec mask, in RunCoefficients<TVec, TOps, T> first, in RunCoefficients<TVec, TOps, T> second) => new(
+            TOps.Select(mask, first.Center, second.Center), TOps.Select(mask, first.A, second.A),
+            TOps.Select(mask, first.P, second.P), TOps.Select(mask, first.Q, second.Q));
     }
 
     /// <summary>

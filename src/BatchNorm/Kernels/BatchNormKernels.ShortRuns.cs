@@ -322,4 +322,206 @@ internal static partial class BatchNormKernels
         where TVec : struct
         where TOps : IVectorOps<TVec, T>
         where T : unmanaged, IBinaryFloatingPointIeee754<T> => TOps.LanesBelow(TOps.Count - (inner % TOps.Count));
+
+    /// <summary>
+    /// The backward's channels-first sums over channels [c0, c1) with short runs (<see cref="HasShortRuns{T}"/>), added to
+    /// <paramref name="sumDy"/> (<c>sum(dy)</c>) and <paramref name="sumDyCentered"/> (<c>sum(dy (x - center))</c>), as
+    /// the statistics take them (<see cref="ShortRunMoments{T}"/>): a block of <see cref="ShortRunBlockRuns"/> runs of a
+    /// channel at a time in <see cref="GradientAccumulators{TVec, TOps, T}"/>, each run's last <c>inner mod w</c>
+    /// elements in the vector that ends it, masked (one by one in double when the run is shorter than a vector), the
+    /// block reduced once and added in double. Channel by channel in cache on runs of at most
+    /// <see cref="ShortRunByChannelBytes"/>, otherwise in memory order with each channel's accumulators in a pooled
+    /// scratch (<paramref name="byChannel"/> overrides; the two give the same bits, and each channel the bits it gets
+    /// alone).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static unsafe void ShortRunGradientSums<T>(
+        ReadOnlySpan<T> x, ReadOnlySpan<T> dy, ChannelLayout layout, int c0, int c1, ReadOnlySpan<T> center,
+        Span<double> sumDy, Span<double> sumDyCentered, VectorWidth width, bool prefetch, bool? byChannel = null)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        ref T xs = ref MemoryMarshal.GetReference(x);
+        ref T gs = ref MemoryMarshal.GetReference(dy);
+        ref T m = ref MemoryMarshal.GetReference(center);
+        if (byChannel ?? (!prefetch && layout.Inner * sizeof(T) <= ShortRunByChannelBytes))
+        {
+            switch (width)
+            {
+                case VectorWidth.Vector512:
+                    ShortRunGradientSumsByChannel<Vector512<T>, Vector512Ops<T>, T>(ref xs, ref gs, layout, c0, c1, ref m, sumDy, sumDyCentered);
+                    break;
+                case VectorWidth.Vector256:
+                    ShortRunGradientSumsByChannel<Vector256<T>, Vector256Ops<T>, T>(ref xs, ref gs, layout, c0, c1, ref m, sumDy, sumDyCentered);
+                    break;
+                case VectorWidth.Vector128:
+                    ShortRunGradientSumsByChannel<Vector128<T>, Vector128Ops<T>, T>(ref xs, ref gs, layout, c0, c1, ref m, sumDy, sumDyCentered);
+                    break;
+                default:
+                    ShortRunGradientSumsByChannel<T, ScalarOps<T>, T>(ref xs, ref gs, layout, c0, c1, ref m, sumDy, sumDyCentered);
+                    break;
+            }
+
+            return;
+        }
+
+        int channels = c1 - c0;
+        int accumulators = ShortRunState * VectorWidths.Lanes<T>(width) * channels;
+        T[] state = ArrayPool<T>.Shared.Rent(accumulators);
+        double[] tails = ArrayPool<double>.Shared.Rent(2 * channels);
+        try
+        {
+            Span<T> acc = state.AsSpan(0, accumulators);
+            Span<double> tail = tails.AsSpan(0, 2 * channels);
+            switch (width)
+            {
+                case VectorWidth.Vector512:
+                    ShortRunGradientSumsInMemoryOrder<Vector512<T>, Vector512Ops<T>, T>(ref xs, ref gs, layout, c0, c1, ref m, sumDy, sumDyCentered, acc, tail, prefetch);
+                    break;
+                case VectorWidth.Vector256:
+                    ShortRunGradientSumsInMemoryOrder<Vector256<T>, Vector256Ops<T>, T>(ref xs, ref gs, layout, c0, c1, ref m, sumDy, sumDyCentered, acc, tail, prefetch);
+                    break;
+                case VectorWidth.Vector128:
+                    ShortRunGradientSumsInMemoryOrder<Vector128<T>, Vector128Ops<T>, T>(ref xs, ref gs, layout, c0, c1, ref m, sumDy, sumDyCentered, acc, tail, prefetch);
+                    break;
+                default:
+                    ShortRunGradientSumsInMemoryOrder<T, ScalarOps<T>, T>(ref xs, ref gs, layout, c0, c1, ref m, sumDy, sumDyCentered, acc, tail, prefetch);
+                    break;
+            }
+        }
+        finally
+        {
+            ArrayPool<T>.Shared.Return(state);
+            ArrayPool<double>.Shared.Return(tails);
+        }
+    }
+
+    /// <summary><see cref="ShortRunGradientSums{T}"/> channel by channel: each block's runs of one channel, strided, its accumulators in registers.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void ShortRunGradientSumsByChannel<TVec, TOps, T>(
+        ref T x, ref T dy, ChannelLayout layout, int c0, int c1, ref T center, Span<double> sumDy, Span<double> sumDyCentered)
+        where TVec : struct
+        where TOps : IVectorOps<TVec, T>
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        int inner = layout.Inner;
+        int blockRuns = ShortRunBlockRuns(layout);
+        nint stride = (nint)layout.Channels * inner;
+        TVec drop = LastVectorDrop<TVec, TOps, T>(inner);
+        for (int o0 = 0; o0 < layout.Outer; o0 += blockRuns)
+        {
+            int runs = Math.Min(layout.Outer - o0, blockRuns);
+            for (int c = c0; c < c1; c++)
+            {
+                nint first = (o0 * stride) + ((nint)c * inner);
+                var acc = new GradientAccumulators<TVec, TOps, T>(Unsafe.Add(ref center, c));
+                double tail1 = 0, tail2 = 0;
+                for (int o = 0; o < runs; o++)
+                {
+                    nint run = first + (o * stride);
+                    AddGradientRun(ref acc, ref Unsafe.Add(ref x, run), ref Unsafe.Add(ref dy, run), inner, drop, ref tail1, ref tail2, prefetch: false);
+                }
+
+                sumDy[c] += acc.Reduce(out double s2) + tail1;
+                sumDyCentered[c] += s2 + tail2;
+            }
+        }
+    }
+
+    /// <summary>
+    /// <see cref="ShortRunGradientSums{T}"/> in memory order, outer index by outer index, each channel's accumulators kept
+    /// in <paramref name="state"/> (four vectors) and <paramref name="tails"/> (two doubles) between its runs.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void ShortRunGradientSumsInMemoryOrder<TVec, TOps, T>(
+        ref T x, ref T dy, ChannelLayout layout, int c0, int c1, ref T center, Span<double> sumDy, Span<double> sumDyCentered,
+        Span<T> state, Span<double> tails, bool prefetch)
+        where TVec : struct
+        where TOps : IVectorOps<TVec, T>
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        int inner = layout.Inner;
+        int blockRuns = ShortRunBlockRuns(layout);
+        nint stride = (nint)layout.Channels * inner;
+        int size = ShortRunState * TOps.Count;
+        TVec drop = LastVectorDrop<TVec, TOps, T>(inner);
+        ref T accumulators = ref MemoryMarshal.GetReference(state);
+        ref double tail = ref MemoryMarshal.GetReference(tails);
+        for (int o0 = 0; o0 < layout.Outer; o0 += blockRuns)
+        {
+            int runs = Math.Min(layout.Outer - o0, blockRuns);
+            state.Clear();
+            tails.Clear();
+            for (int o = o0; o < o0 + runs; o++)
+            {
+                nint slab = (o * stride) + ((nint)c0 * inner);
+                for (int c = 0; c < c1 - c0; c++)
+                {
+                    nint run = slab + ((nint)c * inner);
+                    ref T sums = ref Unsafe.Add(ref accumulators, c * size);
+                    var acc = new GradientAccumulators<TVec, TOps, T>(Unsafe.Add(ref center, c0 + c), ref sums);
+                    AddGradientRun(
+                        ref acc, ref Unsafe.Add(ref x, run), ref Unsafe.Add(ref dy, run), inner, drop,
+                        ref Unsafe.Add(ref tail, 2 * c), ref Unsafe.Add(ref tail, (2 * c) + 1), prefetch);
+                    acc.Save(ref sums);
+                }
+            }
+
+            for (int c = 0; c < c1 - c0; c++)
+            {
+                var acc = new GradientAccumulators<TVec, TOps, T>(Unsafe.Add(ref center, c0 + c), ref Unsafe.Add(ref accumulators, c * size));
+                sumDy[c0 + c] += acc.Reduce(out double s2) + Unsafe.Add(ref tail, 2 * c);
+                sumDyCentered[c0 + c] += s2 + Unsafe.Add(ref tail, (2 * c) + 1);
+            }
+        }
+    }
+
+    /// <summary>
+    /// One run of x and dy into a channel's gradient sums, as <see cref="AddRun"/> takes one into the statistics: whole
+    /// vectors two at a time, then the last <c>inner mod w</c> elements in the masked vector that ends the run, or one
+    /// by one into <paramref name="tail1"/> (<c>sum(dy)</c>) and <paramref name="tail2"/> when the run is shorter than a
+    /// vector.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void AddGradientRun<TVec, TOps, T>(
+        ref GradientAccumulators<TVec, TOps, T> acc, ref T x, ref T dy, int inner, TVec drop, ref double tail1, ref double tail2, bool prefetch)
+        where TVec : struct
+        where TOps : IVectorOps<TVec, T>
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        int width = TOps.Count;
+        int j = 0;
+        for (; j <= inner - (2 * width); j += 2 * width)
+        {
+            if (prefetch)
+            {
+                Prefetch.PairAhead(ref dy, (nuint)j);
+                Prefetch.PairAhead(ref x, (nuint)j);
+            }
+
+            acc.AddTwo(ref x, ref dy, (nuint)j);
+        }
+
+        for (; j <= inner - width; j += width)
+        {
+            acc.AddOne(ref x, ref dy, (nuint)j);
+        }
+
+        if (j == inner)
+        {
+            return;
+        }
+
+        if (inner >= width)
+        {
+            acc.AddLast(ref x, ref dy, (nuint)(inner - width), drop);
+            return;
+        }
+
+        for (; j < inner; j++)
+        {
+            double g = double.CreateTruncating(Unsafe.Add(ref dy, j));
+            tail1 += g;
+            tail2 += g * double.CreateTruncating(Unsafe.Add(ref x, j) - acc.Center);
+        }
+    }
 }

@@ -44,6 +44,59 @@ public class BackwardKernelTests
         PairedChannelSums<float>((VectorWidth)width, [2, 7, 99865]);
     }
 
+    /// <summary>
+    /// Channels-first runs shorter than <see cref="BatchNormKernels.ShortRunBytes"/>: the gradient sums take a block of
+    /// runs of a channel at a time, channel by channel or in memory order (<see cref="BatchNormKernels.ShortRunGradientSums"/>).
+    /// Runs of 49 (three blocks), 1000 (blocks of 16), 16 (two blocks of 1024) and 5 elements (shorter than a vector),
+    /// and a double run of 1023: the float64 sums bound the result, both walks give the same bits, and each channel the
+    /// bits it gets alone, on one thread and on two.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(KernelTestData.Widths), MemberType = typeof(KernelTestData))]
+    public void Short_channels_first_runs_give_each_channel_its_own_gradient_sums_on_either_walk(int width)
+    {
+        var w = (VectorWidth)width;
+        foreach (int[] shape in new[] { new[] { 700, 3, 49 }, new[] { 40, 5, 1000 }, new[] { 1200, 2, 16 }, new[] { 50, 3, 5 } })
+        {
+            ShortRunSums<float>(w, shape);
+        }
+
+        ShortRunSums<double>(w, [700, 3, 49]);
+        ShortRunSums<double>(w, [9, 4, 1023]);
+    }
+
+    private static void ShortRunSums<T>(VectorWidth width, int[] shape)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        PairedChannelSums<T>(width, shape);
+        int channels = shape[1], n = MomentsKernelTests.Product(shape);
+        var layout = ChannelLayout.FromShape(shape, 1);
+        T[] x = Tolerance.FromDouble<T>(KernelTestData.Data(n, 17, offset: 2, spread: 3));
+        T[] dy = Tolerance.FromDouble<T>(KernelTestData.Data(n, 18, offset: 0, spread: 1));
+        T[] center = Tolerance.FromDouble<T>(KernelTestData.Data(channels, 19, offset: 2, spread: 1));
+        var sums = new double[4][];
+        for (int walk = 0; walk < 2; walk++)
+        {
+            sums[2 * walk] = new double[channels];
+            sums[(2 * walk) + 1] = new double[channels];
+            BatchNormKernels.ShortRunGradientSums<T>(x, dy, layout, 0, channels, center, sums[2 * walk], sums[(2 * walk) + 1], width, prefetch: false, byChannel: walk == 1);
+        }
+
+        var sum1 = new double[channels];
+        var sum2 = new double[channels];
+        BatchNormKernels.GradientSums<T>(x, dy, layout, center, sum1, sum2, width);
+        string what = $"{typeof(T).Name} {width} [{string.Join(", ", shape)}]";
+        for (int c = 0; c < channels; c++)
+        {
+            Bits(sums[2][c]).Should().Be(Bits(sums[0][c]), $"{what}: sum(dy) of channel {c} by channel and in memory order");
+            Bits(sums[3][c]).Should().Be(Bits(sums[1][c]), $"{what}: sum(dy (x - m)) of channel {c} by channel and in memory order");
+            Bits(sum1[c]).Should().Be(Bits(sums[0][c]), $"{what}: sum(dy) of channel {c} through GradientSums");
+            Bits(sum2[c]).Should().Be(Bits(sums[1][c]), $"{what}: sum(dy (x - m)) of channel {c} through GradientSums");
+        }
+    }
+
+    private static long Bits(double value) => BitConverter.DoubleToInt64Bits(value);
+
     private static void PairedChannelSums<T>(VectorWidth width, int[] shape)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
@@ -289,7 +342,9 @@ public class BackwardKernelTests
     /// walk of wide rows from memory (checked).
     /// Channels-first runs from memory go in pairs, the first half's beside the second's, each with its own head: [3, 5,
     /// 46604] double (15 runs, the middle one alone) and [2, 7, 99865] float (14), with and without a mask (checked to be
-    /// over the prefetch threshold).
+    /// over the prefetch threshold). Unmasked runs shorter than <see cref="BatchNormKernels.ShortRunBytes"/> go as one
+    /// stream, a vector that straddles two runs taking each lane's channel coefficients: [5, 7, 49], [4, 9, 23] and, from
+    /// memory, [240, 128, 49].
     /// </summary>
     [Theory]
     [MemberData(nameof(KernelTestData.Widths), MemberType = typeof(KernelTestData))]
@@ -298,7 +353,7 @@ public class BackwardKernelTests
         int[][] shapes =
         [
             [5, 16], [7, 32], [6, 48], [9, 64], [5, 80], [11, 160], [1, 64], [7, 17], [4, 100], // channels last
-            [2, 3, 16], [2, 3, 37], [3, 2, 100], [1, 3, 7],                                       // channels first
+            [2, 3, 16], [2, 3, 37], [3, 2, 100], [1, 3, 7], [5, 7, 49], [4, 9, 23],               // channels first
         ];
         foreach (int[] shape in shapes)
         {
@@ -315,8 +370,10 @@ public class BackwardKernelTests
         Prefetch.IsWorthIt<float>(684 * 2048, Prefetch.BackwardTensors).Should().Be(Sse.IsSupported);
         Prefetch.IsWorthIt<double>(3 * 5 * 46604, Prefetch.BackwardTensors).Should().Be(Sse.IsSupported);
         Prefetch.IsWorthIt<float>(2 * 7 * 99865, Prefetch.BackwardTensors).Should().Be(Sse.IsSupported);
+        Prefetch.IsWorthIt<float>(240 * 128 * 49, Prefetch.BackwardTensors).Should().Be(Sse.IsSupported);
         foreach (int offset in new[] { 0, 3 })
         {
+            InputGradientAtAlignment<float>((VectorWidth)width, [240, 128, 49], masked: false, offset, stream: true);
             InputGradientAtAlignment<float>((VectorWidth)width, [684, 2048], masked: false, offset, stream: true);
             InputGradientAtAlignment<double>((VectorWidth)width, [2731, 256], masked: false, offset, stream: true);
             foreach (bool masked in new[] { false, true })
