@@ -97,7 +97,9 @@ public class AffineKernelTests
     /// the offset). Narrower prefetched rows, and the last row's rest, are walked as two halves at once, the second
     /// starting mid-row: [16411, 64] double and [16411, 129] float (an odd row, so the halves' channels differ).
     /// Prefetched channels-first runs go in pairs, the first half's beside the second's, each with its own head: [3, 5,
-    /// 70001] double (15 runs, the middle one alone) and [4, 3, 174763] float (12).
+    /// 70001] double (15 runs, the middle one alone) and [4, 3, 174763] float (12). Runs shorter than
+    /// <see cref="BatchNormKernels.ShortRunBytes"/> go as one stream, a vector that straddles two runs taking each lane's
+    /// channel coefficients ([2, 3, 16], [2, 3, 37], [5, 7, 49], [4, 9, 23], [3, 2, 100] and, prefetched, [360, 128, 49]).
     /// </summary>
     [Theory]
     [MemberData(nameof(KernelTestData.Widths), MemberType = typeof(KernelTestData))]
@@ -107,6 +109,7 @@ public class AffineKernelTests
         [
             [5, 16], [7, 17], [3, 33], [9, 64], [4, 100], [2, 1000], [1, 40], // channels last
             [2, 3, 16], [2, 3, 37], [3, 2, 100], [1, 3, 7], [2, 2, 1],       // channels first, runs of all lengths
+            [5, 7, 49], [4, 9, 23],                                          // short runs, as one stream
         ];
         foreach (int[] shape in shapes)
         {
@@ -124,8 +127,10 @@ public class AffineKernelTests
         Prefetch.IsWorthIt<float>(16411 * 129, Prefetch.ForwardTensors).Should().Be(Sse.IsSupported);
         Prefetch.IsWorthIt<double>(3 * 5 * 70001, Prefetch.ForwardTensors).Should().Be(Sse.IsSupported);
         Prefetch.IsWorthIt<float>(4 * 3 * 174763, Prefetch.ForwardTensors).Should().Be(Sse.IsSupported);
+        Prefetch.IsWorthIt<float>(360 * 128 * 49, Prefetch.ForwardTensors).Should().Be(Sse.IsSupported);
         foreach (int offset in new[] { 0, 3 })
         {
+            Streamed<float>((VectorWidth)width, [360, 128, 49], offset);
             Streamed<double>((VectorWidth)width, [520, 2048], offset);
             Streamed<double>((VectorWidth)width, [688, 1536], offset);
             Streamed<float>((VectorWidth)width, [512, 4112], offset);
