@@ -30,11 +30,15 @@ namespace BatchNorm.Benchmarks;
 /// the bytes the layer's passes must move, on one thread) and prints it against the copy and the first layer's time over
 /// it: how far each kernel is from what its traffic alone costs on this machine.
 /// </para>
+/// <para>
+/// <c>--short-runs</c> times <see cref="ShapeCase.ShortRuns"/> (channels first, 7x7 and 14x14 maps) instead of the
+/// issue's five shapes.
+/// </para>
 /// </remarks>
 internal static class Alternating
 {
     private const string Usage =
-        "usage: --alternate [--rounds N (default 16)] [--threads T[,T...] (each 1, -1 for every core, or N; default 1)] [--shape TEXT ...] [--type float|double] [--mode inference|training|backward] [--peers onednn] [--floors]";
+        "usage: --alternate [--rounds N (default 16)] [--threads T[,T...] (each 1, -1 for every core, or N; default 1)] [--shape TEXT ...] [--type float|double] [--mode inference|training|backward] [--peers onednn] [--floors] [--short-runs]";
 
     /// <summary>Each timed loop runs at least this long (and at least three calls).</summary>
     private static readonly TimeSpan RoundTime = TimeSpan.FromMilliseconds(20);
@@ -52,7 +56,7 @@ internal static class Alternating
         int[] threads = [1];
         var shapes = new List<string>();
         string? type = null, mode = null;
-        bool peers = false, floors = false;
+        bool peers = false, floors = false, shortRuns = false;
         for (int i = 0; i < args.Count; i += 2)
         {
             string? value = i + 1 < args.Count ? args[i + 1] : null;
@@ -62,6 +66,10 @@ internal static class Alternating
                 case "--floors":
                     floors = ok = true;
                     i--; // a flag: no value follows
+                    break;
+                case "--short-runs":
+                    shortRuns = ok = true;
+                    i--;
                     break;
                 case "--rounds":
                     ok = int.TryParse(value, NumberStyles.Integer, CultureInfo.InvariantCulture, out rounds) && rounds >= 1;
@@ -92,10 +100,11 @@ internal static class Alternating
             }
         }
 
-        ShapeCase[] cases = ShapeCase.All.Where(s => shapes.Count == 0 || shapes.Any(f => s.Name.Contains(f, StringComparison.Ordinal))).ToArray();
+        ShapeCase[] set = shortRuns ? ShapeCase.ShortRuns : ShapeCase.All;
+        ShapeCase[] cases = set.Where(s => shapes.Count == 0 || shapes.Any(f => s.Name.Contains(f, StringComparison.Ordinal))).ToArray();
         if (cases.Length == 0)
         {
-            Console.Error.WriteLine("no shape matches; the shapes are: " + string.Join(", ", ShapeCase.All.Select(s => s.Name)));
+            Console.Error.WriteLine("no shape matches; the shapes are: " + string.Join(", ", set.Select(s => s.Name)));
             return 2;
         }
 

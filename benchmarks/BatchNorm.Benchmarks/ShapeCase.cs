@@ -30,6 +30,19 @@ public sealed class ShapeCase
         new("[8,16] axis -1", [8, 16], -1),
     ];
 
+    /// <summary>
+    /// Channels-first inputs with short runs (the feature maps of a ResNet's later stages), for the alternating harness's
+    /// <c>--short-runs</c>: in cache, and from memory (over the prefetch and streaming thresholds in float32). Not in the
+    /// BenchmarkDotNet suite, which keeps the performance issue's five shapes.
+    /// </summary>
+    public static ShapeCase[] ShortRuns { get; } =
+    [
+        new("[32,512,7,7] axis 1", [32, 512, 7, 7], 1),
+        new("[32,256,14,14] axis 1", [32, 256, 14, 14], 1),
+        new("[256,512,7,7] axis 1", [256, 512, 7, 7], 1),
+        new("[128,256,14,14] axis 1", [128, 256, 14, 14], 1),
+    ];
+
     public T[] Data<T>()
         where T : struct, System.Numerics.INumberBase<T>
     {
