@@ -1498,11 +1498,8 @@ internal static partial class BatchNormKernels
             InputGradientElement(ref x, ref dy, ref dx, e, (int)(e / inner % channels), k);
         }
 
-        // The run holding element i, its end, and the coefficients of its channel and of the next run's.
-        nint runEnd = ((i / inner) + 1) * inner;
-        int c = (int)(i / inner % channels);
-        int n = c + 1 == channels ? 0 : c + 1;
-        RunCoefficients<TVec, TOps, T> current = new(k, c), next = new(k, n);
+        var runs = new RunCursor(i, inner, channels);
+        RunCoefficients<TVec, TOps, T> current = new(k, runs.Channel), next = new(k, runs.Next);
         for (; i <= length - width; i += width)
         {
             if (prefetch)
@@ -1511,16 +1508,14 @@ internal static partial class BatchNormKernels
                 Prefetch.PairAhead(ref dy, (nuint)i);
             }
 
-            nint inRun = runEnd - i;
+            nint inRun = runs.InRun(i);
             RunCoefficients<TVec, TOps, T> lanes = inRun < width ? RunCoefficients<TVec, TOps, T>.Select(TOps.LanesBelow((int)inRun), current, next) : current;
             TOps.StoreStreaming(RunGradient<TVec, TOps, T>(ref x, ref dy, (nuint)i, lanes.Center, lanes.A, lanes.P, lanes.Q, true, ref none), ref dx, (nuint)i);
             if (inRun <= width)
             {
-                // The next vector starts in the next run (runs are at least a vector long).
-                runEnd += inner;
+                runs.Advance();
                 current = next;
-                n = n + 1 == channels ? 0 : n + 1;
-                next = new RunCoefficients<TVec, TOps, T>(k, n);
+                next = new RunCoefficients<TVec, TOps, T>(k, runs.Next);
             }
         }
 

@@ -524,4 +524,47 @@ internal static partial class BatchNormKernels
             tail2 += g * double.CreateTruncating(Unsafe.Add(ref x, j) - acc.Center);
         }
     }
+
+    /// <summary>
+    /// Where a stream of vectors through a channels-first tensor (runs of <c>inner</c> elements, channel k mod C for run k)
+    /// stands: the end of the run holding its current element, that run's channel and the next run's. For runs at least a
+    /// vector long, so that a vector meets at most two runs: when <see cref="InRun"/> is at most the width, the next
+    /// vector starts in the next run, and the stream calls <see cref="Advance"/>.
+    /// </summary>
+    private struct RunCursor
+    {
+        private readonly int _inner;
+        private readonly int _channels;
+        private nint _end;
+
+        /// <summary>The cursor at element <paramref name="i"/>.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public RunCursor(nint i, int inner, int channels)
+        {
+            _inner = inner;
+            _channels = channels;
+            _end = ((i / inner) + 1) * inner;
+            Channel = (int)(i / inner % channels);
+            Next = Channel + 1 == channels ? 0 : Channel + 1;
+        }
+
+        /// <summary>The current run's channel.</summary>
+        public int Channel { get; private set; }
+
+        /// <summary>The next run's channel.</summary>
+        public int Next { get; private set; }
+
+        /// <summary>How many elements from <paramref name="i"/> on are still in the current run.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public readonly nint InRun(nint i) => _end - i;
+
+        /// <summary>Moves to the next run.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public void Advance()
+        {
+            _end += _inner;
+            Channel = Next;
+            Next = Next + 1 == _channels ? 0 : Next + 1;
+        }
+    }
 }

@@ -705,11 +705,10 @@ internal static partial class BatchNormKernels
             Unsafe.Add(ref y, e) = ((Unsafe.Add(ref x, e) - Unsafe.Add(ref center, c)) * Unsafe.Add(ref scale, c)) + Unsafe.Add(ref shift, c);
         }
 
-        // The run holding element i, its end, and the coefficients of its channel and of the next run's.
-        nint runEnd = ((i / inner) + 1) * inner;
-        int n = (int)(i / inner % channels);
-        TVec m = TOps.Broadcast(Unsafe.Add(ref center, n)), a = TOps.Broadcast(Unsafe.Add(ref scale, n)), b = TOps.Broadcast(Unsafe.Add(ref shift, n));
-        n = n + 1 == channels ? 0 : n + 1;
+        // The coefficients of the current run's channel and of the next run's.
+        var runs = new RunCursor(i, inner, channels);
+        int r = runs.Channel, n = runs.Next;
+        TVec m = TOps.Broadcast(Unsafe.Add(ref center, r)), a = TOps.Broadcast(Unsafe.Add(ref scale, r)), b = TOps.Broadcast(Unsafe.Add(ref shift, r));
         TVec nm = TOps.Broadcast(Unsafe.Add(ref center, n)), na = TOps.Broadcast(Unsafe.Add(ref scale, n)), nb = TOps.Broadcast(Unsafe.Add(ref shift, n));
         for (; i <= length - width; i += width)
         {
@@ -718,7 +717,7 @@ internal static partial class BatchNormKernels
                 Prefetch.Ahead(ref x, (nuint)i);
             }
 
-            nint inRun = runEnd - i;
+            nint inRun = runs.InRun(i);
             TVec lm = m, la = a, lb = b;
             if (inRun < width)
             {
@@ -731,10 +730,9 @@ internal static partial class BatchNormKernels
             TOps.StoreStreaming(TOps.Add(TOps.Multiply(TOps.Subtract(TOps.Load(ref x, (nuint)i), lm), la), lb), ref y, (nuint)i);
             if (inRun <= width)
             {
-                // The next vector starts in the next run (runs are at least a vector long).
-                runEnd += inner;
+                runs.Advance();
                 (m, a, b) = (nm, na, nb);
-                n = n + 1 == channels ? 0 : n + 1;
+                n = runs.Next;
                 nm = TOps.Broadcast(Unsafe.Add(ref center, n));
                 na = TOps.Broadcast(Unsafe.Add(ref scale, n));
                 nb = TOps.Broadcast(Unsafe.Add(ref shift, n));
