@@ -48,8 +48,8 @@ public class BackwardKernelTests
     /// Channels-first runs shorter than <see cref="BatchNormKernels.ShortRunBytes"/>: the gradient sums take a block of
     /// runs of a channel at a time, channel by channel or in memory order (<see cref="BatchNormKernels.ShortRunGradientSums"/>).
     /// Runs of 49 (three blocks), 1000 (blocks of 16), 16 (two blocks of 1024) and 5 elements (shorter than a vector),
-    /// and a double run of 1023: the float64 sums bound the result, both walks give the same bits, and each channel the
-    /// bits it gets alone, on one thread and on two.
+    /// and a double run of 1023: the float64 sums bound the result, both walks give the same bits (also with x and dy
+    /// against a guard page), and each channel the bits it gets alone, on one thread and on two.
     /// </summary>
     [Theory]
     [MemberData(nameof(KernelTestData.Widths), MemberType = typeof(KernelTestData))]
@@ -86,6 +86,24 @@ public class BackwardKernelTests
         var sum2 = new double[channels];
         BatchNormKernels.GradientSums<T>(x, dy, layout, center, sum1, sum2, width);
         string what = $"{typeof(T).Name} {width} [{string.Join(", ", shape)}]";
+        // Both walks again with x and dy against a guard page, after their last element and before their first (a load
+        // past a run's end crashes the test host), and the same bits.
+        foreach (bool guardAfter in new[] { true, false })
+        {
+            using var xs = new GuardedBuffer<T>(n, guardAfter);
+            using var gs = new GuardedBuffer<T>(n, guardAfter);
+            x.CopyTo(xs.Span);
+            dy.CopyTo(gs.Span);
+            foreach (bool byChannel in new[] { false, true })
+            {
+                var g1 = new double[channels];
+                var g2 = new double[channels];
+                BatchNormKernels.ShortRunGradientSums<T>(xs.Span, gs.Span, layout, 0, channels, center, g1, g2, width, prefetch: false, byChannel);
+                g1.Should().Equal(sums[0], $"{what}, guarded, by channel {byChannel}");
+                g2.Should().Equal(sums[1], $"{what}, guarded, by channel {byChannel}");
+            }
+        }
+
         for (int c = 0; c < channels; c++)
         {
             Bits(sums[2][c]).Should().Be(Bits(sums[0][c]), $"{what}: sum(dy) of channel {c} by channel and in memory order");
