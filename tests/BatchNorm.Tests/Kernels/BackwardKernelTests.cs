@@ -106,14 +106,12 @@ public class BackwardKernelTests
 
         for (int c = 0; c < channels; c++)
         {
-            Bits(sums[2][c]).Should().Be(Bits(sums[0][c]), $"{what}: sum(dy) of channel {c} by channel and in memory order");
-            Bits(sums[3][c]).Should().Be(Bits(sums[1][c]), $"{what}: sum(dy (x - m)) of channel {c} by channel and in memory order");
-            Bits(sum1[c]).Should().Be(Bits(sums[0][c]), $"{what}: sum(dy) of channel {c} through GradientSums");
-            Bits(sum2[c]).Should().Be(Bits(sums[1][c]), $"{what}: sum(dy (x - m)) of channel {c} through GradientSums");
+            MomentsKernelTests.Bits(sums[2][c]).Should().Be(MomentsKernelTests.Bits(sums[0][c]), $"{what}: sum(dy) of channel {c} by channel and in memory order");
+            MomentsKernelTests.Bits(sums[3][c]).Should().Be(MomentsKernelTests.Bits(sums[1][c]), $"{what}: sum(dy (x - m)) of channel {c} by channel and in memory order");
+            MomentsKernelTests.Bits(sum1[c]).Should().Be(MomentsKernelTests.Bits(sums[0][c]), $"{what}: sum(dy) of channel {c} through GradientSums");
+            MomentsKernelTests.Bits(sum2[c]).Should().Be(MomentsKernelTests.Bits(sums[1][c]), $"{what}: sum(dy (x - m)) of channel {c} through GradientSums");
         }
     }
-
-    private static long Bits(double value) => BitConverter.DoubleToInt64Bits(value);
 
     private static void PairedChannelSums<T>(VectorWidth width, int[] shape)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>

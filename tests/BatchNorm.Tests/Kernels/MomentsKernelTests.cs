@@ -257,7 +257,7 @@ public class MomentsKernelTests
         }
     }
 
-    private static long Bits(double value) => BitConverter.DoubleToInt64Bits(value);
+    internal static long Bits(double value) => BitConverter.DoubleToInt64Bits(value);
 
     private static void PairedChannels<T>(VectorWidth width, int[] shape)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>

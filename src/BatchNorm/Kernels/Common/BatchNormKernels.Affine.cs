@@ -701,8 +701,7 @@ internal static partial class BatchNormKernels
         nint i = Math.Min(head, length);
         for (nint e = 0; e < i; e++)
         {
-            int c = (int)(e / inner % channels);
-            Unsafe.Add(ref y, e) = ((Unsafe.Add(ref x, e) - Unsafe.Add(ref center, c)) * Unsafe.Add(ref scale, c)) + Unsafe.Add(ref shift, c);
+            MapElement(ref x, ref y, e, ref center, ref scale, ref shift, e / inner % channels);
         }
 
         // The coefficients of the current run's channel and of the next run's.
@@ -741,10 +740,15 @@ internal static partial class BatchNormKernels
 
         for (; i < length; i++)
         {
-            int c = (int)(i / inner % channels);
-            Unsafe.Add(ref y, i) = ((Unsafe.Add(ref x, i) - Unsafe.Add(ref center, c)) * Unsafe.Add(ref scale, c)) + Unsafe.Add(ref shift, c);
+            MapElement(ref x, ref y, i, ref center, ref scale, ref shift, i / inner % channels);
         }
     }
+
+    /// <summary>Element <paramref name="i"/> of y through the scalar map with the coefficients at <paramref name="c"/>: <c>(x - center) * scale + shift</c>, the vector map's operations.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void MapElement<T>(ref T x, ref T y, nint i, ref T center, ref T scale, ref T shift, nint c)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T> =>
+        Unsafe.Add(ref y, i) = ((Unsafe.Add(ref x, i) - Unsafe.Add(ref center, c)) * Unsafe.Add(ref scale, c)) + Unsafe.Add(ref shift, c);
 
     /// <summary>
     /// Channels-last rows with streaming stores, walked as one flat stretch of aligned vectors from element
@@ -786,7 +790,7 @@ internal static partial class BatchNormKernels
             nint i = 0;
             for (; i < head && i < length; i++)
             {
-                Unsafe.Add(ref y, i) = ((Unsafe.Add(ref x, i) - Unsafe.Add(ref m, i)) * Unsafe.Add(ref a, i)) + Unsafe.Add(ref b, i);
+                MapElement(ref x, ref y, i, ref m, ref a, ref b, i);
             }
 
             nuint channel = (nuint)i;
@@ -845,7 +849,7 @@ internal static partial class BatchNormKernels
 
             for (; i < length; i++, channel++)
             {
-                Unsafe.Add(ref y, i) = ((Unsafe.Add(ref x, i) - Unsafe.Add(ref m, channel)) * Unsafe.Add(ref a, channel)) + Unsafe.Add(ref b, channel);
+                MapElement(ref x, ref y, i, ref m, ref a, ref b, (nint)channel);
             }
         }
         finally
