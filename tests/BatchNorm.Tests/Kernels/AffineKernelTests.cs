@@ -90,12 +90,12 @@ public class AffineKernelTests
     /// starts at the first aligned element and maps the unaligned ends one element at a time. Forced on small inputs,
     /// it must give the scalar path's bits for every start alignment of the output (0 to 16 elements past a 64-byte
     /// boundary), row width, run length, and in place (where input and output share that alignment). Inputs over the
-    /// prefetch threshold (x and y together 16 MiB, checked) are also prefetched, and then channels-last rows wider than
-    /// 8 KiB go a tile of channels at a time down the shifted rows, the last row's rest after them: [520, 2048] double
-    /// takes two tiles of 1024, [688, 1536] double two of 768, and [512, 4112] float three, the last one shorter (86, 86
-    /// and 85 vectors of 16); the tiles take the rows' two halves at once, the odd row alone (519 or 520 whole rows, by
-    /// the offset). Narrower prefetched rows, and the last row's rest, are walked as two halves at once, the second
-    /// starting mid-row: [16411, 64] double and [16411, 129] float (an odd row, so the halves' channels differ).
+    /// prefetch threshold (x and y together 16 MiB, checked) are also prefetched, and then channels-last rows of a whole
+    /// number of vectors go as eight streams of shifted rows side by side, the rows left over one at a time, the last
+    /// row's rest after them: [520, 2048] double, [688, 1536] double and [512, 4112] float (520, 688 or 512 whole rows
+    /// at a zero head, none left over; one fewer otherwise, seven left over), [16411, 64] double (three or two left over).
+    /// Other prefetched rows, and the last row's rest, are walked as two halves at once, the second starting mid-row:
+    /// [16411, 129] float (an odd row, so the halves' channels differ).
     /// Prefetched channels-first runs go in pairs, the first half's beside the second's, each with its own head: [3, 5,
     /// 70001] double (15 runs, the middle one alone) and [4, 3, 174763] float (12). Runs shorter than
     /// <see cref="BatchNormKernels.ShortRunBytes"/> go as one stream, a vector that straddles two runs taking each lane's
@@ -269,6 +269,78 @@ public class AffineKernelTests
         input.ToArray().Should().Equal(scalar, "in place, " + because);
         buffer[inputStart - 1].Should().Be(sentinel, because);
         buffer[inputStart + n].Should().Be(sentinel, because);
+    }
+
+    /// <summary>
+    /// From memory, channels-last rows of a whole number of vectors go as eight streams of shifted rows side by side only
+    /// when no output stream's page offset lies within <see cref="CacheLine.AliasBytes"/> of an input stream's; otherwise
+    /// (y 56 bytes above x, as consecutive large arrays lie, or 56 below) they take the older walks. Each placement, with
+    /// x and y in one pinned buffer, must give the scalar path's bits, with y at a line and three elements past one: [520, 2048] double
+    /// and [512, 4112] float (rows left over after the eight streams, or none), and [16411, 64] double, whose streams lie
+    /// at many distances from one another, so that 2 KiB apart may not clear them all.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(KernelTestData.Widths), MemberType = typeof(KernelTestData))]
+    public void Streaming_rows_take_eight_streams_only_clear_of_the_input_and_give_the_same_bits(int width)
+    {
+        foreach (int offset in new[] { 0, 3 })
+        {
+            foreach (int apart in new[] { 2048, 56, 4040 })
+            {
+                PlacedStreams<double>((VectorWidth)width, 520, 2048, offset, apart);
+                PlacedStreams<double>((VectorWidth)width, 16411, 64, offset, apart);
+                PlacedStreams<float>((VectorWidth)width, 512, 4112, offset, apart);
+            }
+        }
+    }
+
+    private static unsafe void PlacedStreams<T>(VectorWidth width, int rows, int channels, int offset, int apart)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        int n = rows * channels;
+        var layout = new ChannelLayout(rows, channels, 1);
+        T[] data = Tolerance.FromDouble<T>(KernelTestData.Data(n, n + offset, offset: 0.5, spread: 4));
+        T[] center = Tolerance.FromDouble<T>(KernelTestData.Data(channels, 6, offset: 0.5, spread: 1));
+        T[] scale = Tolerance.FromDouble<T>(KernelTestData.Data(channels, 3, offset: 0, spread: 3));
+        T[] shift = Tolerance.FromDouble<T>(KernelTestData.Data(channels, 4, offset: 0, spread: 5));
+        var scalar = new T[n];
+        BatchNormKernels.Affine<T>(data, scalar, layout, center, scale, shift, VectorWidth.Scalar, stream: false);
+
+        // One pinned buffer: x from a page boundary, y from a later page boundary plus `apart` bytes (so its page offset lies
+        // that far above x's) plus `offset` elements; a sentinel after y.
+        int page = CacheLine.PageBytes / sizeof(T);
+        T[] buffer = GC.AllocateArray<T>((2 * n) + (4 * page), pinned: true);
+        int first;
+        fixed (T* p = buffer)
+        {
+            first = (int)((CacheLine.PageBytes - ((nint)p & (CacheLine.PageBytes - 1))) & (CacheLine.PageBytes - 1)) / sizeof(T);
+        }
+
+        int yStart = first + ((n + page - 1) / page * page) + page + (apart / sizeof(T)) + offset;
+        T sentinel = T.CreateTruncating(-7.25);
+        buffer.AsSpan().Fill(sentinel);
+        Span<T> x = buffer.AsSpan(first, n);
+        Span<T> y = buffer.AsSpan(yStart, n);
+        data.CopyTo(x);
+
+        string because = $"{typeof(T).Name} {width} [{rows}, {channels}] offset {offset}, y {apart} bytes above x";
+        int head;
+        fixed (T* py = y)
+        {
+            head = NonTemporal.ElementsToAlignment<T>(py, VectorWidths.Lanes<T>(width) * sizeof(T));
+        }
+
+        bool clear = BatchNormKernels.RowStreamsAreClear(in y[head], in x[head], rows, channels, head);
+        if (apart != 2048 || channels >= 2048)
+        {
+            // Rows of 16 KiB or more: the streams lie a whole number of pages apart, or within a line of it.
+            clear.Should().Be(apart == 2048, because);
+        }
+
+        BatchNormKernels.Affine<T>(x, y, layout, center, scale, shift, width, stream: true);
+        y.ToArray().Should().Equal(scalar, because);
+        buffer[yStart + n].Should().Be(sentinel, because);
+        buffer[yStart - 1].Should().Be(sentinel, because);
     }
 
     private static unsafe void Streamed<T>(VectorWidth width, int[] shape, int offset)

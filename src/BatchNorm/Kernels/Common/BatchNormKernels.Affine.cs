@@ -22,6 +22,12 @@ internal static partial class BatchNormKernels
     private const int AffineUntiledRowBytes = 6144;
 
     /// <summary>
+    /// Streams of rows the affine pass with streaming stores (from memory) walks side by side
+    /// (<see cref="AffineShiftedRowStreams{TVec, TOps, T}"/>): each load of a vector of coefficients serves this many rows.
+    /// </summary>
+    private const int AffineRowStreams = 8;
+
+    /// <summary>
     /// Widest part of a row, in bytes, that the affine pass with streaming stores (from memory) walks whole; wider rows go
     /// a tile of channels at a time (<see cref="AffineShiftedRowTilesStreaming{TVec, TOps, T}"/>), so that the three
     /// coefficient arrays of a tile (three times this) stay in the 48 KiB L1 beside the input stream. Measured (seventeenth
@@ -757,9 +763,9 @@ internal static partial class BatchNormKernels
     /// that their element <paramref name="head"/> starts a 64-byte line (<see cref="CacheLine.AlignAt{T}"/>), so with C a
     /// multiple of the width no coefficient load spans two lines. The layer's float32 [3136,2048] inference took 0.77-0.79
     /// of its time with the copies where the pool put them (builds alternating in ABBA order in one process, fastest of
-    /// 16 rounds; sixteenth session); double [3136,1024] did not change (1.02-1.07). Prefetched rows wider than
-    /// <see cref="StreamingTileBytes"/>, with C a multiple of the width, first go a tile of channels at a time
-    /// (<see cref="AffineShiftedRowTilesStreaming{TVec, TOps, T}"/>); the flat walk then finishes the last row.
+    /// 16 rounds; sixteenth session); double [3136,1024] did not change (1.02-1.07). Prefetched rows with C a multiple of
+    /// the width first go as <see cref="AffineRowStreams"/> streams of rows side by side
+    /// (<see cref="AffineShiftedRowStreams{TVec, TOps, T}"/>); the flat walk then finishes the last row.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void AffineRowsStreaming<TVec, TOps, T>(
@@ -794,10 +800,16 @@ internal static partial class BatchNormKernels
             }
 
             nuint channel = (nuint)i;
-            if (prefetch && i == head && channels % width == 0 && channels > InterleavedChannels<T>(StreamingTileBytes))
+            int rows = (int)(length / channels);
+            if (prefetch && i == head && channels % width == 0 && RowStreamsAreClear(in Unsafe.Add(ref y, head), in Unsafe.Add(ref x, head), rows, channels, head))
+            {
+                i = AffineShiftedRowStreams<TVec, TOps, T>(
+                    ref x, ref y, rows, channels, head, ref Unsafe.Add(ref m, head), ref Unsafe.Add(ref a, head), ref Unsafe.Add(ref b, head));
+            }
+            else if (prefetch && i == head && channels % width == 0 && channels > InterleavedChannels<T>(StreamingTileBytes))
             {
                 i = AffineShiftedRowTilesStreaming<TVec, TOps, T>(
-                    ref x, ref y, (int)(length / channels), channels, head, ref Unsafe.Add(ref m, head), ref Unsafe.Add(ref a, head), ref Unsafe.Add(ref b, head));
+                    ref x, ref y, rows, channels, head, ref Unsafe.Add(ref m, head), ref Unsafe.Add(ref a, head), ref Unsafe.Add(ref b, head));
             }
 
             if (prefetch)
@@ -859,6 +871,101 @@ internal static partial class BatchNormKernels
                 ArrayPool<T>.Shared.Return(rented);
             }
         }
+    }
+
+    /// <summary>
+    /// Whether <see cref="AffineShiftedRowStreams{TVec, TOps, T}"/> may walk the shifted rows from <paramref name="x"/> to
+    /// <paramref name="y"/>: whether no output stream's page offset lies within <see cref="CacheLine.AliasBytes"/> above
+    /// or below any input stream's (the distances <see cref="CacheLine.WalkDown(ReadOnlySpan{int})"/> counts, either way). With
+    /// y 56 bytes above x, as two large arrays allocated one after the other lie, its eight streams measured no faster
+    /// than the older walks in float32, up or down (2.32 ms against 2.11 ms on [3136, 2048]), so those keep such tensors.
+    /// </summary>
+    internal static bool RowStreamsAreClear<T>(ref readonly T y, ref readonly T x, int rows, int channels, int head)
+        where T : unmanaged
+    {
+        int wholeRows = head == 0 ? rows : rows - 1;
+        long gapBytes = (long)(wholeRows / AffineRowStreams) * channels * Unsafe.SizeOf<T>();
+        int between = CacheLine.PageOffset(in y) - CacheLine.PageOffset(in x);
+        for (int k = 1 - AffineRowStreams; k < AffineRowStreams; k++)
+        {
+            int d = between + (int)(k * gapBytes % CacheLine.PageBytes);
+            if (Near(d) || Near(-d))
+            {
+                return false;
+            }
+        }
+
+        return true;
+
+        static bool Near(int d) => (d & (CacheLine.PageBytes - 1)) is > 0 and < CacheLine.AliasBytes;
+    }
+
+    /// <summary>
+    /// The whole shifted rows of <see cref="AffineRowsStreaming{TVec, TOps, T}"/> (row <c>r</c> taken as the C elements
+    /// from <c>r C + head</c>, every one of them aligned) as <see cref="AffineRowStreams"/> streams of consecutive rows
+    /// side by side: row <c>r</c> of each stream at once, a vector of channels at a time, so that each load of the three
+    /// coefficient vectors serves that many rows. No software prefetch: the hardware follows this many sequential streams.
+    /// <paramref name="center"/>, <paramref name="scale"/> and <paramref name="shift"/> are the extended copies from element
+    /// <paramref name="head"/> on. The rows left over after the streams' (fewer than their count) go one at a time. Returns
+    /// the index of the first element not written: the last row's rest when <paramref name="head"/> is not 0, for the flat
+    /// walk to finish (its channel is then <paramref name="head"/>). Requires C a multiple of the width. Every element
+    /// gets the flat walk's three operations with its own channel's coefficients: the same bits.
+    /// </summary>
+    /// <remarks>
+    /// Until the forty-fifth session rows wider than 8 KiB went a tile of 8 KiB of channels at a time down all the rows, in
+    /// two halves, and narrower ones through the flat walk in two halves, all prefetched 8 KiB ahead. On the Zen 4 machine
+    /// (32 KiB L1), the kernel alone from memory (x at page offset 0, y at 1024), the two alternating in one process,
+    /// fastest of 15 rounds against a copy:
+    /// double [3136, 2048] 0.61x against 1.03x (plain loops showed why: two halves of whole rows took 0.51-0.67x with the
+    /// coefficients held in registers and 0.73-1.04x with them loaded, eight streams with them loaded 0.55-0.62x), float32
+    /// [3136, 2048] 0.53x against 1.03x, double [1568, 4096] 0.54x against 0.93x, float32 [6272, 1024] 0.60x against 0.76x, double
+    /// [3136, 1024] 0.56x against 0.76x, float32 [12544, 512] 0.52x against 0.61x, double [12544, 256] 0.57x against
+    /// 0.62x, float32 [100352, 64] 0.59x against 0.66x, double 0.54x against 0.67x. The same walk with each stream's next
+    /// row prefetched took 0.71-0.74x on [3136, 2048]; two or four streams were slower than eight on rows of 8 KiB and
+    /// more (double [1568, 4096] 0.90x and 0.73x) and within 0.08x of it on narrower ones. With x 8 bytes past a line and
+    /// y 2 KiB from it: [3136, 2048] 0.55x against 0.99x (float32) and 1.02x (double). With y 56 bytes above x it was no
+    /// faster (see <see cref="RowStreamsAreClear{T}"/>).
+    /// </remarks>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static nint AffineShiftedRowStreams<TVec, TOps, T>(
+        ref T x, ref T y, int rows, int channels, int head, ref T center, ref T scale, ref T shift)
+        where TVec : struct
+        where TOps : IVectorOps<TVec, T>
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        int width = TOps.Count;
+        int wholeRows = head == 0 ? rows : rows - 1;
+        int perStream = wholeRows / AffineRowStreams;
+        nuint stride = (nuint)channels;
+        nuint gap = (nuint)perStream * stride;
+        ref T xs = ref Unsafe.Add(ref x, head);
+        ref T ys = ref Unsafe.Add(ref y, head);
+
+        for (int r = 0; r < perStream; r++)
+        {
+            nuint o = (nuint)r * stride;
+            for (nuint c = 0; c < stride; c += (nuint)width)
+            {
+                TVec m = TOps.Load(ref center, c), a = TOps.Load(ref scale, c), b = TOps.Load(ref shift, c);
+                nuint e = o + c;
+                for (int k = 0; k < AffineRowStreams; k++, e += gap)
+                {
+                    TOps.StoreStreaming(TOps.Add(TOps.Multiply(TOps.Subtract(TOps.Load(ref xs, e), m), a), b), ref ys, e);
+                }
+            }
+        }
+
+        for (int r = AffineRowStreams * perStream; r < wholeRows; r++)
+        {
+            nuint o = (nuint)r * stride;
+            for (nuint c = 0; c < stride; c += (nuint)width)
+            {
+                TVec d = TOps.Subtract(TOps.Load(ref xs, o + c), TOps.Load(ref center, c));
+                TOps.StoreStreaming(TOps.Add(TOps.Multiply(d, TOps.Load(ref scale, c)), TOps.Load(ref shift, c)), ref ys, o + c);
+            }
+        }
+
+        return head + ((nint)wholeRows * channels);
     }
 
     /// <summary>
