@@ -800,16 +800,22 @@ internal static partial class BatchNormKernels
             }
 
             nuint channel = (nuint)i;
-            int rows = (int)(length / channels);
-            if (prefetch && i == head && channels % width == 0 && RowStreamsAreClear(in Unsafe.Add(ref y, head), in Unsafe.Add(ref x, head), rows, channels, head))
+            // The shifted rows (C elements from r C + head) wholly inside the tensor: all of them, or all but the last.
+            int wholeRows = (int)(length / channels) - (head == 0 ? 0 : 1);
+            if (prefetch && i == head && channels % width == 0)
             {
-                i = AffineShiftedRowStreams<TVec, TOps, T>(
-                    ref x, ref y, rows, channels, head, ref Unsafe.Add(ref m, head), ref Unsafe.Add(ref a, head), ref Unsafe.Add(ref b, head));
-            }
-            else if (prefetch && i == head && channels % width == 0 && channels > InterleavedChannels<T>(StreamingTileBytes))
-            {
-                i = AffineShiftedRowTilesStreaming<TVec, TOps, T>(
-                    ref x, ref y, rows, channels, head, ref Unsafe.Add(ref m, head), ref Unsafe.Add(ref a, head), ref Unsafe.Add(ref b, head));
+                ref T xs = ref Unsafe.Add(ref x, head);
+                ref T ys = ref Unsafe.Add(ref y, head);
+                if (RowStreamsAreClear(in ys, in xs, wholeRows, channels))
+                {
+                    AffineShiftedRowStreams<TVec, TOps, T>(ref xs, ref ys, wholeRows, channels, ref Unsafe.Add(ref m, head), ref Unsafe.Add(ref a, head), ref Unsafe.Add(ref b, head));
+                    i = head + ((nint)wholeRows * channels);
+                }
+                else if (channels > InterleavedChannels<T>(StreamingTileBytes))
+                {
+                    AffineShiftedRowTilesStreaming<TVec, TOps, T>(ref xs, ref ys, wholeRows, channels, ref Unsafe.Add(ref m, head), ref Unsafe.Add(ref a, head), ref Unsafe.Add(ref b, head));
+                    i = head + ((nint)wholeRows * channels);
+                }
             }
 
             if (prefetch)
@@ -880,67 +886,57 @@ internal static partial class BatchNormKernels
     /// y 56 bytes above x, as two large arrays allocated one after the other lie, its eight streams measured no faster
     /// than the older walks in float32, up or down (2.32 ms against 2.11 ms on [3136, 2048]), so those keep such tensors.
     /// </summary>
-    internal static bool RowStreamsAreClear<T>(ref readonly T y, ref readonly T x, int rows, int channels, int head)
+    internal static bool RowStreamsAreClear<T>(ref readonly T y, ref readonly T x, int wholeRows, int channels)
         where T : unmanaged
     {
-        int wholeRows = head == 0 ? rows : rows - 1;
         long gapBytes = (long)(wholeRows / AffineRowStreams) * channels * Unsafe.SizeOf<T>();
         int between = CacheLine.PageOffset(in y) - CacheLine.PageOffset(in x);
         for (int k = 1 - AffineRowStreams; k < AffineRowStreams; k++)
         {
             int d = between + (int)(k * gapBytes % CacheLine.PageBytes);
-            if (Near(d) || Near(-d))
+            if (CacheLine.IsJustAbove(d) || CacheLine.IsJustAbove(-d))
             {
                 return false;
             }
         }
 
         return true;
-
-        static bool Near(int d) => (d & (CacheLine.PageBytes - 1)) is > 0 and < CacheLine.AliasBytes;
     }
 
     /// <summary>
     /// The whole shifted rows of <see cref="AffineRowsStreaming{TVec, TOps, T}"/> (row <c>r</c> taken as the C elements
-    /// from <c>r C + head</c>, every one of them aligned) as <see cref="AffineRowStreams"/> streams of consecutive rows
-    /// side by side: row <c>r</c> of each stream at once, a vector of channels at a time, so that each load of the three
-    /// coefficient vectors serves that many rows. No software prefetch: the hardware follows this many sequential streams.
-    /// <paramref name="center"/>, <paramref name="scale"/> and <paramref name="shift"/> are the extended copies from element
-    /// <paramref name="head"/> on. The rows left over after the streams' (fewer than their count) go one at a time. Returns
-    /// the index of the first element not written: the last row's rest when <paramref name="head"/> is not 0, for the flat
-    /// walk to finish (its channel is then <paramref name="head"/>). Requires C a multiple of the width. Every element
-    /// gets the flat walk's three operations with its own channel's coefficients: the same bits.
+    /// from <c>r C + head</c>; <paramref name="x"/>, <paramref name="y"/> and the extended coefficient copies are given
+    /// from element <c>head</c> on, so every row starts aligned) as <see cref="AffineRowStreams"/> streams of consecutive
+    /// rows side by side: row <c>r</c> of each stream at once, a vector of channels at a time, so that each load of the
+    /// three coefficient vectors serves that many rows. No software prefetch: the hardware follows this many sequential
+    /// streams. The rows left over after the streams' (fewer than their count) go one at a time. Requires C a multiple of
+    /// the width. Every element gets the flat walk's three operations with its own channel's coefficients: the same bits.
     /// </summary>
     /// <remarks>
-    /// Until the forty-fifth session rows wider than 8 KiB went a tile of 8 KiB of channels at a time down all the rows, in
-    /// two halves, and narrower ones through the flat walk in two halves, all prefetched 8 KiB ahead. On the Zen 4 machine
-    /// (32 KiB L1), the kernel alone from memory (x at page offset 0, y at 1024), the two alternating in one process,
-    /// fastest of 15 rounds against a copy:
-    /// double [3136, 2048] 0.61x against 1.03x (plain loops showed why: two halves of whole rows took 0.51-0.67x with the
-    /// coefficients held in registers and 0.73-1.04x with them loaded, eight streams with them loaded 0.55-0.62x), float32
-    /// [3136, 2048] 0.53x against 1.03x, double [1568, 4096] 0.54x against 0.93x, float32 [6272, 1024] 0.60x against 0.76x, double
-    /// [3136, 1024] 0.56x against 0.76x, float32 [12544, 512] 0.52x against 0.61x, double [12544, 256] 0.57x against
-    /// 0.62x, float32 [100352, 64] 0.59x against 0.66x, double 0.54x against 0.67x. The same walk with each stream's next
-    /// row prefetched took 0.71-0.74x on [3136, 2048]; two or four streams were slower than eight on rows of 8 KiB and
-    /// more (double [1568, 4096] 0.90x and 0.73x) and within 0.08x of it on narrower ones. With x 8 bytes past a line and
-    /// y 2 KiB from it: [3136, 2048] 0.55x against 0.99x (float32) and 1.02x (double). With y 56 bytes above x it was no
-    /// faster (see <see cref="RowStreamsAreClear{T}"/>).
+    /// The older walks, which tensors not <see cref="RowStreamsAreClear{T}"/> still take: rows wider than 8 KiB a tile of
+    /// 8 KiB of channels at a time down all the rows in two halves, narrower ones the flat walk in two halves, all
+    /// prefetched 8 KiB ahead. On the Zen 4 machine (32 KiB L1), the kernel alone from memory with x at page offset 0 and
+    /// y at 1024, fastest of 15 rounds against a copy, this walk against the older ones: double [3136, 2048] 0.61x
+    /// against 1.03x, float32 0.53x against 1.03x; double [1568, 4096] 0.54x against 0.93x; float32 [6272, 1024] 0.60x
+    /// against 0.76x; double [3136, 1024] 0.56x against 0.76x; float32 [12544, 512] 0.52x against 0.61x; double
+    /// [12544, 256] 0.57x against 0.62x; float32 [100352, 64] 0.59x against 0.66x, double 0.54x against 0.67x. Plain
+    /// loops showed why (double [3136, 2048]): two halves of whole rows took 0.51-0.67x with the coefficients held in
+    /// registers and 0.73-1.04x with them loaded, eight streams with them loaded 0.55-0.62x. Each stream's next row
+    /// prefetched took 0.71-0.74x on [3136, 2048]; two or four streams were slower than eight on rows of 8 KiB and more
+    /// (double [1568, 4096] 0.90x and 0.73x) and within 0.08x of it on narrower ones. With x 8 bytes past a line and y
+    /// 2 KiB from it: [3136, 2048] 0.55x against 0.99x (float32) and 1.02x (double).
     /// </remarks>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static nint AffineShiftedRowStreams<TVec, TOps, T>(
-        ref T x, ref T y, int rows, int channels, int head, ref T center, ref T scale, ref T shift)
+    private static void AffineShiftedRowStreams<TVec, TOps, T>(
+        ref T x, ref T y, int rows, int channels, ref T center, ref T scale, ref T shift)
         where TVec : struct
         where TOps : IVectorOps<TVec, T>
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
         int width = TOps.Count;
-        int wholeRows = head == 0 ? rows : rows - 1;
-        int perStream = wholeRows / AffineRowStreams;
+        int perStream = rows / AffineRowStreams;
         nuint stride = (nuint)channels;
         nuint gap = (nuint)perStream * stride;
-        ref T xs = ref Unsafe.Add(ref x, head);
-        ref T ys = ref Unsafe.Add(ref y, head);
-
         for (int r = 0; r < perStream; r++)
         {
             nuint o = (nuint)r * stride;
@@ -950,51 +946,56 @@ internal static partial class BatchNormKernels
                 nuint e = o + c;
                 for (int k = 0; k < AffineRowStreams; k++, e += gap)
                 {
-                    TOps.StoreStreaming(TOps.Add(TOps.Multiply(TOps.Subtract(TOps.Load(ref xs, e), m), a), b), ref ys, e);
+                    TOps.StoreStreaming(TOps.Add(TOps.Multiply(TOps.Subtract(TOps.Load(ref x, e), m), a), b), ref y, e);
                 }
             }
         }
 
-        for (int r = AffineRowStreams * perStream; r < wholeRows; r++)
+        for (int r = AffineRowStreams * perStream; r < rows; r++)
         {
-            nuint o = (nuint)r * stride;
-            for (nuint c = 0; c < stride; c += (nuint)width)
-            {
-                TVec d = TOps.Subtract(TOps.Load(ref xs, o + c), TOps.Load(ref center, c));
-                TOps.StoreStreaming(TOps.Add(TOps.Multiply(d, TOps.Load(ref scale, c)), TOps.Load(ref shift, c)), ref ys, o + c);
-            }
+            AffineShiftedRowStretchStreaming<TVec, TOps, T>(ref x, ref y, (nuint)r * stride, 0, stride, ref center, ref scale, ref shift);
         }
-
-        return head + ((nint)wholeRows * channels);
     }
 
     /// <summary>
-    /// The whole shifted rows of <see cref="AffineRowsStreaming{TVec, TOps, T}"/> (row <c>r</c> taken as the C elements
-    /// from <c>r C + head</c>, every one of them aligned), walked a tile of channels at a time down the rows, each row's
-    /// tile prefetched one row ahead; <paramref name="center"/>, <paramref name="scale"/> and <paramref name="shift"/> are
-    /// the extended copies from element <paramref name="head"/> on. Returns the index of the first element not written:
-    /// the last row's rest when <paramref name="head"/> is not 0, for the flat walk to finish (its channel is then
-    /// <paramref name="head"/>). Requires C a multiple of the width. The tiles are of equal size, a whole number of
+    /// Channels <c>[c0, c1)</c> of the shifted row at element <paramref name="o"/>, one vector at a time with streaming
+    /// stores (aligned: the rows are), for the rows the row walks leave over.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void AffineShiftedRowStretchStreaming<TVec, TOps, T>(
+        ref T x, ref T y, nuint o, nuint c0, nuint c1, ref T center, ref T scale, ref T shift)
+        where TVec : struct
+        where TOps : IVectorOps<TVec, T>
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        for (nuint c = c0; c < c1; c += (nuint)TOps.Count)
+        {
+            TVec d = TOps.Subtract(TOps.Load(ref x, o + c), TOps.Load(ref center, c));
+            TOps.StoreStreaming(TOps.Add(TOps.Multiply(d, TOps.Load(ref scale, c)), TOps.Load(ref shift, c)), ref y, o + c);
+        }
+    }
+
+    /// <summary>
+    /// The whole shifted rows of <see cref="AffineRowsStreaming{TVec, TOps, T}"/>, given as for
+    /// <see cref="AffineShiftedRowStreams{TVec, TOps, T}"/>, walked a tile of channels at a time down the rows, each row's
+    /// tile prefetched one row ahead. Requires C a multiple of the width. The tiles are of equal size, a whole number of
     /// vectors, at most <see cref="StreamingTileBytes"/> wide, so the three copies of a tile's coefficients take at most
     /// half the 48 KiB L1 beside the input stream.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static nint AffineShiftedRowTilesStreaming<TVec, TOps, T>(
-        ref T x, ref T y, int rows, int channels, int head, ref T center, ref T scale, ref T shift)
+    private static void AffineShiftedRowTilesStreaming<TVec, TOps, T>(
+        ref T x, ref T y, int rows, int channels, ref T center, ref T scale, ref T shift)
         where TVec : struct
         where TOps : IVectorOps<TVec, T>
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
         int width = TOps.Count;
-        int wholeRows = head == 0 ? rows : rows - 1;
         int tiles = (channels + InterleavedChannels<T>(StreamingTileBytes) - 1) / InterleavedChannels<T>(StreamingTileBytes);
         int tile = ((channels / width) + tiles - 1) / tiles * width;
         nuint stride = (nuint)channels;
-        ref T xs = ref Unsafe.Add(ref x, head);
-        ref T ys = ref Unsafe.Add(ref y, head);
         // The rows' two halves at once (the second half takes the odd row): two streams read faster than one.
-        int half = wholeRows / 2;
-        nuint second = (nuint)(wholeRows - half) * stride;
+        int half = rows / 2;
+        nuint second = (nuint)(rows - half) * stride;
         for (int c0 = 0; c0 < channels; c0 += tile)
         {
             nuint c1 = (nuint)Math.Min(c0 + tile, channels);
@@ -1004,27 +1005,20 @@ internal static partial class BatchNormKernels
                 nuint p = o + second;
                 for (nuint c = (nuint)c0; c < c1; c += (nuint)width)
                 {
-                    Prefetch.At(ref xs, o + stride + c);
-                    Prefetch.At(ref xs, p + stride + c);
+                    Prefetch.At(ref x, o + stride + c);
+                    Prefetch.At(ref x, p + stride + c);
                     TVec m = TOps.Load(ref center, c), a = TOps.Load(ref scale, c), b = TOps.Load(ref shift, c);
-                    TOps.StoreStreaming(TOps.Add(TOps.Multiply(TOps.Subtract(TOps.Load(ref xs, o + c), m), a), b), ref ys, o + c);
-                    TOps.StoreStreaming(TOps.Add(TOps.Multiply(TOps.Subtract(TOps.Load(ref xs, p + c), m), a), b), ref ys, p + c);
+                    TOps.StoreStreaming(TOps.Add(TOps.Multiply(TOps.Subtract(TOps.Load(ref x, o + c), m), a), b), ref y, o + c);
+                    TOps.StoreStreaming(TOps.Add(TOps.Multiply(TOps.Subtract(TOps.Load(ref x, p + c), m), a), b), ref y, p + c);
                 }
             }
 
             // The odd row: the last of the first half's rows, before the second half's first.
-            if ((wholeRows & 1) != 0)
+            if ((rows & 1) != 0)
             {
-                nuint o = (nuint)half * stride;
-                for (nuint c = (nuint)c0; c < c1; c += (nuint)width)
-                {
-                    TVec d = TOps.Subtract(TOps.Load(ref xs, o + c), TOps.Load(ref center, c));
-                    TOps.StoreStreaming(TOps.Add(TOps.Multiply(d, TOps.Load(ref scale, c)), TOps.Load(ref shift, c)), ref ys, o + c);
-                }
+                AffineShiftedRowStretchStreaming<TVec, TOps, T>(ref x, ref y, (nuint)half * stride, (nuint)c0, c1, ref center, ref scale, ref shift);
             }
         }
-
-        return head + ((nint)wholeRows * channels);
     }
 
     /// <summary>

@@ -90,14 +90,19 @@ internal static class CacheLine
         int up = 0, down = 0;
         foreach (int d in distances)
         {
-            up += Near(d);
-            down += Near(-d);
+            up += IsJustAbove(d) ? 1 : 0;
+            down += IsJustAbove(-d) ? 1 : 0;
         }
 
         return down < up;
-
-        static int Near(int d) => (d & (PageBytes - 1)) is > 0 and < AliasBytes ? 1 : 0;
     }
+
+    /// <summary>
+    /// Whether an output stream whose page offset lies <paramref name="distance"/> bytes past an input stream's (mod
+    /// <see cref="PageBytes"/>) lies just above it: by more than 0 and less than <see cref="AliasBytes"/>, where a load
+    /// walking up after the output's stores waits for them.
+    /// </summary>
+    public static bool IsJustAbove(int distance) => (distance & (PageBytes - 1)) is > 0 and < AliasBytes;
 
     /// <summary>
     /// <see cref="WalkDown(ReadOnlySpan{int})"/> for a pass that writes <paramref name="output"/> from
