@@ -273,11 +273,12 @@ public class AffineKernelTests
 
     /// <summary>
     /// From memory, channels-last rows of a whole number of vectors go as eight streams of shifted rows side by side only
-    /// when no output stream's page offset lies within <see cref="CacheLine.AliasBytes"/> of an input stream's; otherwise
-    /// (y 56 bytes above x, as consecutive large arrays lie, or 56 below) they take the older walks. Each placement, with
-    /// x and y in one pinned buffer, must give the scalar path's bits, with y at a line and three elements past one: [520, 2048] double
-    /// and [512, 4112] float (rows left over after the eight streams, or none), and [16411, 64] double, whose streams lie
-    /// at many distances from one another, so that 2 KiB apart may not clear them all.
+    /// when no output stream's page offset lies more than a vector but less than <see cref="CacheLine.AliasBytes"/> above
+    /// an input stream's; otherwise they take the older walks. y 56 bytes above x (as consecutive large arrays lie) is
+    /// clear for 512-bit vectors only; 120 above never is; 56 below always is. Each placement, with x and y in one pinned
+    /// buffer, must give the scalar path's bits, with y at a line and three elements past one: [520, 2048] double and
+    /// [512, 4112] float (rows left over after the eight streams, or none), and [16411, 64] double, whose streams lie at
+    /// many distances from one another, so that 2 KiB apart may not clear them all.
     /// </summary>
     [Theory]
     [MemberData(nameof(KernelTestData.Widths), MemberType = typeof(KernelTestData))]
@@ -285,7 +286,7 @@ public class AffineKernelTests
     {
         foreach (int offset in new[] { 0, 3 })
         {
-            foreach (int apart in new[] { 2048, 56, 4040 })
+            foreach (int apart in new[] { 2048, 56, 120, 4040 })
             {
                 PlacedStreams<double>((VectorWidth)width, 520, 2048, offset, apart);
                 PlacedStreams<double>((VectorWidth)width, 16411, 64, offset, apart);
@@ -330,17 +331,21 @@ public class AffineKernelTests
             head = NonTemporal.ElementsToAlignment<T>(py, VectorWidths.Lanes<T>(width) * sizeof(T));
         }
 
-        bool clear = BatchNormKernels.RowStreamsAreClear(in y[head], in x[head], head == 0 ? rows : rows - 1, channels);
+        int vectorBytes = VectorWidths.Lanes<T>(width) * sizeof(T);
+        bool clear = BatchNormKernels.RowStreamsAreClear(in y[head], in x[head], head == 0 ? rows : rows - 1, channels, vectorBytes);
         if (channels * sizeof(T) % CacheLine.PageBytes == 0)
         {
             // In place, with rows of whole pages, every pair of streams lies a whole number of pages apart: clear.
-            BatchNormKernels.RowStreamsAreClear(in x[head], in x[head], head == 0 ? rows : rows - 1, channels).Should().BeTrue(because);
+            BatchNormKernels.RowStreamsAreClear(in x[head], in x[head], head == 0 ? rows : rows - 1, channels, vectorBytes).Should().BeTrue(because);
         }
 
-        if (apart != 2048 || channels >= 2048)
+        if (channels * sizeof(T) % CacheLine.PageBytes == 0)
         {
-            // Rows of 16 KiB or more: the streams lie a whole number of pages apart, or within a line of it.
-            clear.Should().Be(apart == 2048, because);
+            // Rows of whole pages: every output stream's page offset lies apart + offset elements above every input
+            // stream's. Below, or 2 KiB away, is clear; 56 bytes above only within a vector (512-bit, offset 0); 56 bytes
+            // and 3 elements, or 120 bytes, above never are.
+            bool expected = apart is 2048 or 4040 || (apart == 56 && offset == 0 && vectorBytes == 64);
+            clear.Should().Be(expected, because);
         }
 
         BatchNormKernels.Affine<T>(x, y, layout, center, scale, shift, width, stream: true);
