@@ -332,7 +332,8 @@ public partial class BatchNormalization<T>
             if (layout.Length != 0)
             {
                 BatchNormKernels.InputGradient(
-                    x, dy, dx, layout, batch ? context.MaskWeights : default, center, a, p, q, width, MaxDegreeOfParallelism);
+                    x, dy, dx, layout, batch ? context.MaskWeights : default, center, a, p, q,
+                    BatchNormKernels.InputGradientWidth<T>(VectorWidths.Best, layout), MaxDegreeOfParallelism);
             }
 
             FinishParameterGradients(gammaGrad, betaGrad, gammaGradient, betaGradient, includeRegularization);

@@ -227,6 +227,30 @@ public class BackwardKernelTests
     }
 
     /// <summary>
+    /// The input gradient's width: the best width for every channels-last layout, in cache or from memory, wide rows or
+    /// narrow (its row streams need vectors of a whole line); the backward's width for channels first, 256 bits from
+    /// memory on x86. Every expected width is written out.
+    /// </summary>
+    [Fact]
+    public void Input_gradient_width_is_the_best_for_channels_last_and_the_backward_width_otherwise()
+    {
+        VectorWidth fromMemory = Sse.IsSupported ? VectorWidth.Vector256 : VectorWidth.Vector512;
+        (ChannelLayout Layout, bool IsFloat, VectorWidth Expected)[] cases =
+        [
+            (new ChannelLayout(1366, 1024, 1), true, VectorWidth.Vector512),     // wide rows from memory
+            (new ChannelLayout(1365, 1024, 1), true, VectorWidth.Vector512),     // in cache
+            (new ChannelLayout(16384, 64, 1), false, VectorWidth.Vector512),     // 64 double channels from memory
+            (new ChannelLayout(17477, 80, 1), true, VectorWidth.Vector512),      // 80 float channels from memory
+            (new ChannelLayout(2, 64, 10923), true, fromMemory),                 // channels first from memory
+            (new ChannelLayout(1, 64, 21845), true, VectorWidth.Vector512),      // channels first in cache
+            (new ChannelLayout(1, 3, 1 << 20), false, fromMemory),               // channels first, few channels
+        ];
+        KernelTestData.WidthRuleHolds(
+            cases, BatchNormKernels.InputGradientWidth<float>, BatchNormKernels.InputGradientWidth<double>,
+            new ChannelLayout(1366, 1024, 1), new ChannelLayout(2, 64, 10923));
+    }
+
+    /// <summary>
     /// Wide rows in cache and from memory (x, dy and dx over the 16 MiB prefetch threshold, in blocks of 128 rows). In
     /// cache, rows wider than a tile walk tiles of channels down the rows ([37, 1100], [3, 2100]: odd row counts, a
     /// vector tail). From memory the centre and sums are kept interleaved and the rows walked in sub-blocks, a tile of
