@@ -315,7 +315,7 @@ public partial class BatchNormalization<T>
 
             if (layout.Length != 0)
             {
-                BatchNormKernels.GradientSums(x, dy, layout, center, sumDy, sumDyCentered, width, MaxDegreeOfParallelism);
+                BatchNormKernels.GradientSums(x, dy, layout, center, sumDy, sumDyCentered, BatchNormKernels.GradientSumsWidth<T>(VectorWidths.Best, layout), MaxDegreeOfParallelism);
             }
             else
             {

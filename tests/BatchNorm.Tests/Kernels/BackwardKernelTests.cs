@@ -275,6 +275,60 @@ public class BackwardKernelTests
         }
     }
 
+    /// <summary>
+    /// From memory, channels-last rows of a page or more are summed four rows per update of the sums, and must still add
+    /// each channel's terms one row after another: in T from zero over each stripe of 128 rows, then the stripes' sums
+    /// in double in stripe order. A plain scalar loop in that order must give the same bits: [342, 4100] (16 KiB rows of
+    /// float, two whole stripes and one of 86 rows, a tail of 4 channels past the vectors at any width), [1286, 1100]
+    /// (4400 bytes of float, a last stripe of 6 rows) and [1400, 1024] (exactly a page of float), in float and double.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(KernelTestData.Widths), MemberType = typeof(KernelTestData))]
+    public void Gradient_sums_of_rows_of_a_page_from_memory_add_the_rows_in_order(int width)
+    {
+        foreach (int[] shape in new[] { new[] { 342, 4100 }, new[] { 1286, 1100 }, new[] { 1400, 1024 } })
+        {
+            Prefetch.IsWorthIt<float>((long)shape[0] * shape[1], Prefetch.BackwardTensors).Should().Be(Sse.IsSupported, $"[{shape[0]}, {shape[1]}] float");
+            RowOrderSums<float>((VectorWidth)width, shape);
+            RowOrderSums<double>((VectorWidth)width, shape);
+        }
+    }
+
+    private static void RowOrderSums<T>(VectorWidth width, int[] shape)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        const int stripe = 128;
+        int rows = shape[0], channels = shape[1], n = rows * channels;
+        T[] x = Tolerance.FromDouble<T>(KernelTestData.Data(n, n, offset: 2, spread: 3));
+        T[] dy = Tolerance.FromDouble<T>(KernelTestData.Data(n, n + 1, offset: 0, spread: 1));
+        T[] center = Tolerance.FromDouble<T>(KernelTestData.Data(channels, 3, offset: 2, spread: 1));
+        var expected1 = new double[channels];
+        var expected2 = new double[channels];
+        for (int c = 0; c < channels; c++)
+        {
+            for (int r0 = 0; r0 < rows; r0 += stripe)
+            {
+                T t1 = T.Zero, t2 = T.Zero;
+                for (int r = r0; r < Math.Min(r0 + stripe, rows); r++)
+                {
+                    T d = dy[(r * channels) + c];
+                    t1 += d;
+                    t2 += d * (x[(r * channels) + c] - center[c]);
+                }
+
+                expected1[c] += double.CreateTruncating(t1);
+                expected2[c] += double.CreateTruncating(t2);
+            }
+        }
+
+        var sum1 = new double[channels];
+        var sum2 = new double[channels];
+        BatchNormKernels.GradientSums<T>(x, dy, new ChannelLayout(rows, channels, 1), center, sum1, sum2, width);
+        string what = $"{typeof(T).Name} {width} [{rows}, {channels}]";
+        sum1.Should().Equal(expected1, "sum(dy) of " + what);
+        sum2.Should().Equal(expected2, "sum(dy (x - m)) of " + what);
+    }
+
     [Theory]
     [MemberData(nameof(KernelTestData.Widths), MemberType = typeof(KernelTestData))]
     public void Input_gradient_matches_the_float64_map_with_and_without_a_mask_in_place_and_in_guarded_memory(int width)
