@@ -589,7 +589,7 @@ internal static partial class BatchNormKernels
                         break;
                 }
             }
-            else if (prefetch && channels * Unsafe.SizeOf<T>() >= CacheLine.PageBytes)
+            else if (prefetch ? channels * Unsafe.SizeOf<T>() >= CacheLine.PageBytes : channels - (channels % width) > TileChannels<T>())
             {
                 WideRowGroupGradientSums<TVec, TOps, T>(ref Unsafe.Add(ref x, start), ref Unsafe.Add(ref dy, start), rows, channels, ref center, ref s1, ref s2);
             }
@@ -757,8 +757,10 @@ internal static partial class BatchNormKernels
     }
 
     /// <summary>
-    /// A block of wide rows in cache: sums in L1 arrays, one row per accumulator update, rows wider than a tile a tile at
-    /// a time. From memory, wide rows take <see cref="WideInterleavedGradientSums{TVec, TOps, T}"/>.
+    /// A block of wide rows in cache, up to a tile (<see cref="TileChannels{T}"/>) of vectors: sums in L1 arrays, one row
+    /// per accumulator update. Wider rows in cache, and rows of a page or more from memory, take
+    /// <see cref="WideRowGroupGradientSums{TVec, TOps, T}"/>; other wide rows from memory
+    /// <see cref="WideInterleavedGradientSums{TVec, TOps, T}"/>.
     /// </summary>
     /// <remarks>
     /// One row per update, not two rows added in registers first (the loop until the twenty-fifth session): on
@@ -782,45 +784,6 @@ internal static partial class BatchNormKernels
         nuint stride = (nuint)channels;
         MemoryMarshal.CreateSpan(ref s1, channels).Clear();
         MemoryMarshal.CreateSpan(ref s2, channels).Clear();
-        if (vectorEnd > TileChannels<T>())
-        {
-            // Rows wider than a tile: a tile of channels at a time down the block's rows, each row's tile prefetched one
-            // row ahead, so the tile's accumulators stay in L1 beside the streams. In cache that beats two rows per update
-            // over whole rows, whose sums and centre (24 KiB at C = 2048 float) do not stay in L1: [128, 2048] float32
-            // 1.33-1.36x a copy against 1.52-1.63x, [64, 4096] 1.56-1.59x against 1.96-1.97x (dx keeps its two rows:
-            // walked by tiles one row at a time it measured 25-30% slower).
-            int tile = TileChannels<T>();
-            for (int c0 = 0; c0 < vectorEnd; c0 += tile)
-            {
-                nuint c1 = (nuint)Math.Min(c0 + tile, vectorEnd);
-                for (int rr = 0; rr < rows; rr++)
-                {
-                    nuint q = (nuint)rr * stride;
-                    for (nuint c = (nuint)c0; c < c1; c += (nuint)width)
-                    {
-                        Prefetch.At(ref dy, q + stride + c);
-                        Prefetch.At(ref x, q + stride + c);
-                        TVec d = TOps.Load(ref dy, q + c);
-                        TOps.Store(TOps.Add(TOps.Load(ref s1, c), d), ref s1, c);
-                        TOps.Store(TOps.Add(TOps.Load(ref s2, c), TOps.Multiply(d, TOps.Subtract(TOps.Load(ref x, q + c), TOps.Load(ref center, c)))), ref s2, c);
-                    }
-                }
-            }
-
-            for (int r = 0; r < rows; r++)
-            {
-                nuint q = (nuint)r * stride;
-                for (nuint c = (nuint)vectorEnd; c < (nuint)channels; c++)
-                {
-                    T d = Unsafe.Add(ref dy, q + c);
-                    Unsafe.Add(ref s1, c) += d;
-                    Unsafe.Add(ref s2, c) += d * (Unsafe.Add(ref x, q + c) - Unsafe.Add(ref center, c));
-                }
-            }
-
-            return;
-        }
-
         for (int r = 0; r < rows; r++)
         {
             nuint q = (nuint)r * stride;
@@ -855,7 +818,12 @@ internal static partial class BatchNormKernels
     /// [3136, 2048] 4.45-5.42 against 5.85-6.44, float32 [1568, 4096] 2.00 against 2.80, float64 [6272, 512] 2.18-2.67
     /// against 2.70-3.08. At 256 bits it took 4-13% longer than at 512; one row per update 1.3-1.6x as long, two rows
     /// 1.1-1.3x, eight 1.1-1.2x. Narrower rows lost: float32 [12544, 512] 3.79 ms against 2.84, float64 [100352, 64]
-    /// 8.66 against 4.97.
+    /// 8.66 against 4.97. In cache it replaced a walk of 4 KiB tiles of channels down the block's rows, each row's tile
+    /// prefetched one row ahead, for rows wider than a tile (fastest of 15 rounds, two placements): float32 [128, 2048]
+    /// 41-42 us against 44-61 us, [64, 4096] 39-41 against 41-55, [256, 2048] 71 against 105-140, float64 [256, 1024]
+    /// 72-82 against 89-135 (a read of x and dy 64-68 us). The layer's float64 [256, 1024] backward went from 4.38-4.66x a
+    /// copy to 3.79-4.26x (harness, builds alternating). Rows of at most a tile keep the row walk: float64 [512, 512]
+    /// took 86-98 us in groups against 68-76 us.
     /// </remarks>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void WideRowGroupGradientSums<TVec, TOps, T>(ref T x, ref T dy, int rows, int channels, ref T center, ref T s1, ref T s2)

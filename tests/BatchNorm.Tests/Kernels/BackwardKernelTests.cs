@@ -276,28 +276,38 @@ public class BackwardKernelTests
     }
 
     /// <summary>
-    /// From memory, channels-last rows of a page or more are summed four rows per update of the sums, and must still add
-    /// each channel's terms one row after another: in T from zero over each stripe of 128 rows, then the stripes' sums
-    /// in double in stripe order. A plain scalar loop in that order must give the same bits: [342, 4100] (16 KiB rows of
-    /// float, two whole stripes and one of 86 rows, a tail of 4 channels past the vectors at any width), [1286, 1100]
-    /// (4400 bytes of float, a last stripe of 6 rows) and [1400, 1024] (exactly a page of float), in float and double.
+    /// Channels-last rows of a page or more from memory, and rows wider than a tile of 4 KiB in cache, are summed four
+    /// rows per update of the sums, and must still add each channel's terms one row after another: in T from zero over
+    /// each block of rows, then the blocks' sums in double in block order. A plain scalar loop in that order must give
+    /// the same bits. From memory the blocks are stripes of 128 rows: [342, 4100] (16 KiB rows of float, two whole
+    /// stripes and one of 86 rows, a tail of 4 channels past the vectors at any width), [1286, 1100] (4400 bytes of
+    /// float, a last stripe of 6 rows) and [1400, 1024] (exactly a page of float). In cache (under 2^18 elements, no
+    /// stripes) they are 65536 / C rows: [200, 1100] in blocks of 59 rows (the last of 23), [250, 1024] of 64 (the
+    /// last of 58; float rows of a page take the row-by-row walk, double ones the groups). Float and double.
     /// </summary>
     [Theory]
     [MemberData(nameof(KernelTestData.Widths), MemberType = typeof(KernelTestData))]
-    public void Gradient_sums_of_rows_of_a_page_from_memory_add_the_rows_in_order(int width)
+    public void Gradient_sums_of_wide_rows_add_the_rows_in_order(int width)
     {
         foreach (int[] shape in new[] { new[] { 342, 4100 }, new[] { 1286, 1100 }, new[] { 1400, 1024 } })
         {
             Prefetch.IsWorthIt<float>((long)shape[0] * shape[1], Prefetch.BackwardTensors).Should().Be(Sse.IsSupported, $"[{shape[0]}, {shape[1]}] float");
-            RowOrderSums<float>((VectorWidth)width, shape);
-            RowOrderSums<double>((VectorWidth)width, shape);
+            RowOrderSums<float>((VectorWidth)width, shape, 128);
+            RowOrderSums<double>((VectorWidth)width, shape, 128);
+        }
+
+        foreach (var (shape, block) in new[] { (new[] { 200, 1100 }, 59), (new[] { 250, 1024 }, 64) })
+        {
+            Prefetch.IsWorthIt<double>((long)shape[0] * shape[1], Prefetch.BackwardTensors).Should().BeFalse();
+            Partition.IsLarge(new ChannelLayout(shape[0], shape[1], 1)).Should().BeFalse();
+            RowOrderSums<float>((VectorWidth)width, shape, block);
+            RowOrderSums<double>((VectorWidth)width, shape, block);
         }
     }
 
-    private static void RowOrderSums<T>(VectorWidth width, int[] shape)
+    private static void RowOrderSums<T>(VectorWidth width, int[] shape, int stripe)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
-        const int stripe = 128;
         int rows = shape[0], channels = shape[1], n = rows * channels;
         T[] x = Tolerance.FromDouble<T>(KernelTestData.Data(n, n, offset: 2, spread: 3));
         T[] dy = Tolerance.FromDouble<T>(KernelTestData.Data(n, n + 1, offset: 0, spread: 1));
