@@ -332,8 +332,7 @@ public partial class BatchNormalization<T>
             if (layout.Length != 0)
             {
                 BatchNormKernels.InputGradient(
-                    x, dy, dx, layout, batch ? context.MaskWeights : default, center, a, p, q,
-                    BatchNormKernels.InputGradientWidth<T>(VectorWidths.Best, layout), MaxDegreeOfParallelism);
+                    x, dy, dx, layout, batch ? context.MaskWeights : default, center, a, p, q, VectorWidths.Best, MaxDegreeOfParallelism);
             }
 
             FinishParameterGradients(gammaGrad, betaGrad, gammaGradient, betaGradient, includeRegularization);

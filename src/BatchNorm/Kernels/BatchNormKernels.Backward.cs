@@ -298,13 +298,22 @@ internal static partial class BatchNormKernels
     }
 
     /// <summary>
-    /// The vector width for the backward's two passes (the gradient sums and <see cref="InputGradient{T}"/>) over
-    /// <paramref name="layout"/>, on a machine whose widest is <paramref name="best"/>:
+    /// The backward's vector width over <paramref name="layout"/>, on a machine whose widest is <paramref name="best"/>:
     /// <see cref="VectorWidths.HalfFromMemory{T}"/> where the tensors come from memory (x, dy and dx together
-    /// <see cref="Prefetch.WorkingSetBytes"/> or more).
+    /// <see cref="Prefetch.WorkingSetBytes"/> or more). It decides the small-batch path and is the gradient sums' width
+    /// except for rows of a page or more from memory (<see cref="GradientSumsWidth{T}"/>); since the forty-sixth session
+    /// <see cref="InputGradient{T}"/> runs at <paramref name="best"/> on every layout.
     /// </summary>
     /// <remarks>
-    /// The layer's backward through the public API, this rule against 512 bits everywhere, builds alternating in one
+    /// Why dx left this rule: on the Zen 4 machine (32 KiB L1), dx alone from memory with x 168 and dy 56 bytes below dx
+    /// in the page (the benchmarks' placement), 512 bits against 256, fastest of 15 rounds: channels first float32
+    /// [32, 64, 56, 56] 2.98 ms against 4.05 (at x, dy and dx far apart 2.66 against 3.05), float64 5.94 against 7.95
+    /// (5.74 both), [64, 2048, 7, 7] float32 2.91 against 3.37 (float64 6.63 both), [32, 256, 28, 28] float32 2.94
+    /// against 3.20; channels last, on the walks older than the row streams, float32 [3136, 2048] 3.61-3.69 against
+    /// 3.95-4.23, float64 7.30-7.86 against 7.86-8.58, float64 [100352, 64] 6.01-6.25 against 7.46-9.12, float32
+    /// [12544, 512] 2.87-3.04 against 3.80-4.09.
+    /// <para>
+    /// On the Intel machine, where the rule came from: the layer's backward through the public API, this rule against 512 bits everywhere, builds alternating in one
     /// process (fastest of 16 rounds, one thread), time over the old time: float32 [64, 7, 7, 2048] 0.85 (the sums alone
     /// at 256 bits 0.93, dx alone 0.98), [12544, 512] 0.92, [32, 64, 56, 56] channels first 0.86; float64
     /// [32, 56, 56, 64] 0.84, [32, 64, 56, 56] 0.93, [64, 7, 7, 2048] 0.91-1.01; on two threads 0.93-1.04. Narrow rows and
@@ -313,23 +322,10 @@ internal static partial class BatchNormKernels
     /// two cache lines: the sums' loop from memory took 1.29x a copy with x and dy on a line and 1.59x 24 bytes off it at
     /// 512 bits, and 1.24x both ways at 256 bits (dx, whose rows are shifted so that its stores are aligned: 1.39-1.44x
     /// and 1.58-1.69x against 1.31-1.43x).
+    /// </para>
     /// </remarks>
     public static VectorWidth BackwardWidth<T>(VectorWidth best, ChannelLayout layout)
         where T : unmanaged => VectorWidths.HalfFromMemory<T>(best, layout, Prefetch.IsWorthIt<T>(layout.Length, Prefetch.BackwardTensors));
-
-    /// <summary>
-    /// The vector width for <see cref="InputGradient{T}"/> in the backward: <paramref name="best"/> for channels-last
-    /// layouts, whose unmasked rows from memory go as streams of rows (<see cref="InputGradientRowStreams{TVec, TOps, T}"/>)
-    /// only with vectors of a whole line; <see cref="BackwardWidth{T}"/> otherwise.
-    /// </summary>
-    /// <remarks>
-    /// On the Zen 4 machine the older walks were faster at 512 bits than at 256 too (dx alone from memory, x 168 and dy
-    /// 56 bytes below dx in the page: float32 [3136, 2048] 3.61-3.69 ms against 3.95-4.23 ms, float64 7.30-7.86 against
-    /// 7.86-8.58, float64 [100352, 64] 6.01-6.25 against 7.46-9.12, float32 [12544, 512] 2.87-3.04 against 3.80-4.09).
-    /// The rule depends only on the layout: the same for any number of threads.
-    /// </remarks>
-    public static VectorWidth InputGradientWidth<T>(VectorWidth best, ChannelLayout layout)
-        where T : unmanaged => layout.IsChannelsLast ? best : BackwardWidth<T>(best, layout);
 
     /// <summary>
     /// The vector width for the gradient sums in the backward: <paramref name="best"/> for channels-last rows of a page or

@@ -227,26 +227,26 @@ public class BackwardKernelTests
     }
 
     /// <summary>
-    /// The input gradient's width: the best width for every channels-last layout, in cache or from memory, wide rows or
-    /// narrow (its row streams need vectors of a whole line); the backward's width for channels first, 256 bits from
-    /// memory on x86. Every expected width is written out.
+    /// The gradient sums' width: the best width for channels-last rows of a page (4 KiB) or more from memory, which go in
+    /// groups of four rows; the backward's width otherwise (256 bits for other wide rows and channels first from memory
+    /// on x86). Every expected width is written out, at the prefetch threshold (1398102 float or 699051 double elements).
     /// </summary>
     [Fact]
-    public void Input_gradient_width_is_the_best_for_channels_last_and_the_backward_width_otherwise()
+    public void Gradient_sums_width_is_the_best_for_rows_of_a_page_from_memory()
     {
         VectorWidth fromMemory = Sse.IsSupported ? VectorWidth.Vector256 : VectorWidth.Vector512;
         (ChannelLayout Layout, bool IsFloat, VectorWidth Expected)[] cases =
         [
-            (new ChannelLayout(1366, 1024, 1), true, VectorWidth.Vector512),     // wide rows from memory
-            (new ChannelLayout(1365, 1024, 1), true, VectorWidth.Vector512),     // in cache
-            (new ChannelLayout(16384, 64, 1), false, VectorWidth.Vector512),     // 64 double channels from memory
-            (new ChannelLayout(17477, 80, 1), true, VectorWidth.Vector512),      // 80 float channels from memory
-            (new ChannelLayout(2, 64, 10923), true, fromMemory),                 // channels first from memory
-            (new ChannelLayout(1, 64, 21845), true, VectorWidth.Vector512),      // channels first in cache
-            (new ChannelLayout(1, 3, 1 << 20), false, fromMemory),               // channels first, few channels
+            (new ChannelLayout(1366, 1024, 1), true, VectorWidth.Vector512),     // a page of float, from memory
+            (new ChannelLayout(1365, 1024, 1), true, VectorWidth.Vector512),     // one row short: in cache
+            (new ChannelLayout(2731, 512, 1), true, fromMemory),                 // half a page, from memory
+            (new ChannelLayout(1366, 512, 1), false, VectorWidth.Vector512),     // a page of double
+            (new ChannelLayout(683, 1024, 1), false, VectorWidth.Vector512),     // two pages of double
+            (new ChannelLayout(2731, 256, 1), false, fromMemory),                // half a page of double
+            (new ChannelLayout(1, 1024, 1366), true, fromMemory),                // channels first
         ];
         KernelTestData.WidthRuleHolds(
-            cases, BatchNormKernels.InputGradientWidth<float>, BatchNormKernels.InputGradientWidth<double>,
+            cases, BatchNormKernels.GradientSumsWidth<float>, BatchNormKernels.GradientSumsWidth<double>,
             new ChannelLayout(1366, 1024, 1), new ChannelLayout(2, 64, 10923));
     }
 
