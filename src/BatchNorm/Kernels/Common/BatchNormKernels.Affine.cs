@@ -881,10 +881,13 @@ internal static partial class BatchNormKernels
 
     /// <summary>
     /// Whether <see cref="AffineShiftedRowStreams{TVec, TOps, T}"/> may walk the shifted rows from <paramref name="x"/> to
-    /// <paramref name="y"/>: whether no output stream's page offset lies within <see cref="CacheLine.AliasBytes"/> above
-    /// or below any input stream's (the distances <see cref="CacheLine.WalkDown(ReadOnlySpan{int})"/> counts, either way). With
-    /// y 56 bytes above x, as two large arrays allocated one after the other lie, its eight streams measured no faster
-    /// than the older walks in float32, up or down (2.32 ms against 2.11 ms on [3136, 2048]), so those keep such tensors.
+    /// <paramref name="y"/> with vectors of <paramref name="vectorBytes"/>: whether no output stream's page offset lies
+    /// more than a vector but less than <see cref="CacheLine.AliasBytes"/> above any input stream's. The walk loads the
+    /// next vector of every stream before this vector's stores, so a load only ever follows stores to output offsets more
+    /// than a vector above its own; those make it wait (4K aliasing). Below, or within a vector above (y 56 bytes above
+    /// x, as two large arrays allocated one after the other lie, with 512-bit vectors), is clear. On the Zen 4 machine,
+    /// float32 [3136, 2048], the walk with y 128 bytes above x took 1.93 ms against 1.65 ms unpipelined, 184 above 2.44
+    /// against 1.87; 56 above 1.64-1.89 ms against 3.12-3.27 ms (and 2.40-2.62 ms for the older walks).
     /// </summary>
     internal static bool RowStreamsAreClear<T>(ref readonly T y, ref readonly T x, int wholeRows, int channels, int vectorBytes)
         where T : unmanaged
@@ -908,7 +911,8 @@ internal static partial class BatchNormKernels
     /// from <c>r C + head</c>; <paramref name="x"/>, <paramref name="y"/> and the extended coefficient copies are given
     /// from element <c>head</c> on, so every row starts aligned) as <see cref="AffineRowStreams"/> streams of consecutive
     /// rows side by side: row <c>r</c> of each stream at once, a vector of channels at a time, so that each load of the
-    /// three coefficient vectors serves that many rows. No software prefetch: the hardware follows this many sequential
+    /// three coefficient vectors serves that many rows, and the next vector of every stream is loaded before this vector's
+    /// stores (see <see cref="RowStreamsAreClear{T}"/>). No software prefetch: the hardware follows this many sequential
     /// streams. The rows left over after the streams' (fewer than their count) go one at a time. Requires C a multiple of
     /// the width. Every element gets the flat walk's three operations with its own channel's coefficients: the same bits.
     /// </summary>
@@ -924,7 +928,10 @@ internal static partial class BatchNormKernels
     /// registers and 0.73-1.04x with them loaded, eight streams with them loaded 0.55-0.62x. Each stream's next row
     /// prefetched took 0.71-0.74x on [3136, 2048]; two or four streams were slower than eight on rows of 8 KiB and more
     /// (double [1568, 4096] 0.90x and 0.73x) and within 0.08x of it on narrower ones. With x 8 bytes past a line and y
-    /// 2 KiB from it: [3136, 2048] 0.55x against 0.99x (float32) and 1.02x (double).
+    /// 2 KiB from it: [3136, 2048] 0.55x against 0.99x (float32) and 1.02x (double). Those figures are the unpipelined
+    /// walk's (forty-fifth session). Loading ahead (forty-sixth) measured the same far from x; with y 56 bytes above x,
+    /// where the unpipelined walk took 1.05-1.23x a copy and the older walks 0.81-0.95x, it took 0.59x (float32
+    /// [3136, 2048]; double 0.61x, [3136, 1024] 0.54x, float32 [12544, 512] 0.56x, [100352, 64] 0.48x, double 0.54x).
     /// </remarks>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void AffineShiftedRowStreams<TVec, TOps, T>(
