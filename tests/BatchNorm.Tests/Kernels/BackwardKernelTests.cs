@@ -278,12 +278,14 @@ public class BackwardKernelTests
     /// <summary>
     /// Channels-last rows of a page or more from memory, and rows wider than a tile of 4 KiB in cache, are summed four
     /// rows per update of the sums, and must still add each channel's terms one row after another: in T from zero over
-    /// each block of rows, then the blocks' sums in double in block order. A plain scalar loop in that order must give
-    /// the same bits. From memory the blocks are stripes of 128 rows: [342, 4100] (16 KiB rows of float, two whole
-    /// stripes and one of 86 rows, a tail of 4 channels past the vectors at any width), [1286, 1100] (4400 bytes of
-    /// float, a last stripe of 6 rows) and [1400, 1024] (exactly a page of float). In cache (under 2^18 elements, no
-    /// stripes) they are 65536 / C rows: [200, 1100] in blocks of 59 rows (the last of 23), [250, 1024] of 64 (the
-    /// last of 58; float rows of a page take the row-by-row walk, double ones the groups). Float and double.
+    /// each block of rows, the blocks' sums in double in block order within each stripe of 128 rows (2^18 elements or
+    /// more), then the stripes' in stripe order. A plain scalar loop in that order must give the same bits. From memory
+    /// (x86 with its intrinsics on) a block is a whole stripe; otherwise, and in cache, it is max(16, 65536 / C) rows.
+    /// [342, 4100] (16 KiB rows of float, two whole stripes and one of 86 rows, a tail of 4 channels past the vectors at
+    /// any width), [1286, 1100] (4400 bytes of float, a last stripe of 6 rows) and [1400, 1024] (exactly a page of
+    /// float) come from memory; [200, 1100] (blocks of 59 rows, the last of 23) and [250, 1024] (of 64, the last of 58;
+    /// float rows of a page take the row-by-row walk, double ones the groups) are in cache, without stripes. Float and
+    /// double.
     /// </summary>
     [Theory]
     [MemberData(nameof(KernelTestData.Widths), MemberType = typeof(KernelTestData))]
@@ -292,20 +294,22 @@ public class BackwardKernelTests
         foreach (int[] shape in new[] { new[] { 342, 4100 }, new[] { 1286, 1100 }, new[] { 1400, 1024 } })
         {
             Prefetch.IsWorthIt<float>((long)shape[0] * shape[1], Prefetch.BackwardTensors).Should().Be(Sse.IsSupported, $"[{shape[0]}, {shape[1]}] float");
-            RowOrderSums<float>((VectorWidth)width, shape, 128);
-            RowOrderSums<double>((VectorWidth)width, shape, 128);
+            Partition.IsLarge(new ChannelLayout(shape[0], shape[1], 1)).Should().BeTrue();
+            int block = Sse.IsSupported ? 128 : Math.Max(16, 65536 / shape[1]);
+            RowOrderSums<float>((VectorWidth)width, shape, 128, block);
+            RowOrderSums<double>((VectorWidth)width, shape, 128, block);
         }
 
         foreach (var (shape, block) in new[] { (new[] { 200, 1100 }, 59), (new[] { 250, 1024 }, 64) })
         {
             Prefetch.IsWorthIt<double>((long)shape[0] * shape[1], Prefetch.BackwardTensors).Should().BeFalse();
             Partition.IsLarge(new ChannelLayout(shape[0], shape[1], 1)).Should().BeFalse();
-            RowOrderSums<float>((VectorWidth)width, shape, block);
-            RowOrderSums<double>((VectorWidth)width, shape, block);
+            RowOrderSums<float>((VectorWidth)width, shape, shape[0], block);
+            RowOrderSums<double>((VectorWidth)width, shape, shape[0], block);
         }
     }
 
-    private static void RowOrderSums<T>(VectorWidth width, int[] shape, int stripe)
+    private static void RowOrderSums<T>(VectorWidth width, int[] shape, int stripe, int block)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
         int rows = shape[0], channels = shape[1], n = rows * channels;
@@ -316,18 +320,26 @@ public class BackwardKernelTests
         var expected2 = new double[channels];
         for (int c = 0; c < channels; c++)
         {
-            for (int r0 = 0; r0 < rows; r0 += stripe)
+            for (int s0 = 0; s0 < rows; s0 += stripe)
             {
-                T t1 = T.Zero, t2 = T.Zero;
-                for (int r = r0; r < Math.Min(r0 + stripe, rows); r++)
+                double part1 = 0, part2 = 0;
+                int s1 = Math.Min(s0 + stripe, rows);
+                for (int r0 = s0; r0 < s1; r0 += block)
                 {
-                    T d = dy[(r * channels) + c];
-                    t1 += d;
-                    t2 += d * (x[(r * channels) + c] - center[c]);
+                    T t1 = T.Zero, t2 = T.Zero;
+                    for (int r = r0; r < Math.Min(r0 + block, s1); r++)
+                    {
+                        T d = dy[(r * channels) + c];
+                        t1 += d;
+                        t2 += d * (x[(r * channels) + c] - center[c]);
+                    }
+
+                    part1 += double.CreateTruncating(t1);
+                    part2 += double.CreateTruncating(t2);
                 }
 
-                expected1[c] += double.CreateTruncating(t1);
-                expected2[c] += double.CreateTruncating(t2);
+                expected1[c] += part1;
+                expected2[c] += part2;
             }
         }
 
