@@ -1908,11 +1908,11 @@ internal static partial class BatchNormKernels
     /// </summary>
     /// <remarks>
     /// Taken only with vectors of a whole line or more: at 256 bits a 56-byte distance lies beyond the vector, and a
-    /// prototype took 1.2-1.8x the time of the block walk. On the Zen 4 machine (32 KiB L1), the kernel alone from
-    /// memory, fastest of 15 rounds, x 168 and dy 56 bytes below dx in the page (the benchmarks' placement), this walk
-    /// against the older walks at 512 bits: float32 [3136, 2048] 2.74-2.92 ms against 3.61-3.69 ms (a copy 1.9-2.0 ms,
-    /// x and dy read with dx streamed 2.4-2.6 ms); float64 [3136, 2048] 5.34 against 7.30; float64 [100352, 64] 5.35
-    /// against 6.25; float32 [12544, 512] 3.00 against 3.04. With x or dy 56, 120 or 168 bytes below dx, or far from it,
+    /// prototype took 1.10-1.23x the time of the block walk at 256 bits (four shapes, the benchmarks' placement). On the
+    /// Zen 4 machine (32 KiB L1), the kernel alone from memory, fastest of 15 rounds, x 168 and dy 56 bytes below dx in
+    /// the page (the benchmarks' placement), this walk against the older walks at 512 bits: float32 [3136, 2048]
+    /// 2.74-2.92 ms against 3.61-3.69 ms (a copy 1.9-2.0 ms, x and dy read with dx streamed 2.4-2.6 ms); float64
+    /// [3136, 2048] 5.34 against 7.30; float64 [100352, 64] 5.35 against 6.25; float32 [12544, 512] 3.00 against 3.04. With x or dy 56, 120 or 168 bytes below dx, or far from it,
     /// float32 [3136, 2048] took 2.35-3.23 ms against 3.03-3.78 ms. Two streams took 2.52-3.73 ms, eight (sixteen input
     /// streams) 2.65-3.73 ms.
     /// </remarks>
