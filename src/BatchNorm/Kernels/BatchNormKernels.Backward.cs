@@ -330,9 +330,10 @@ internal static partial class BatchNormKernels
     /// <summary>
     /// The vector width for the gradient sums in the backward: <paramref name="best"/> for channels-last rows of a page or
     /// more from memory, which go in groups of rows (<see cref="WideRowGroupGradientSums{TVec, TOps, T}"/>: 4-13% faster
-    /// at 512 bits than at 256 on the Zen 4 machine); <see cref="BackwardWidth{T}"/> otherwise, where the interleaved walk
-    /// from memory was faster at 256 bits (float32 [3136, 2048] 2.60-3.16 ms against 2.89-3.80 ms at 512). The rule
-    /// depends only on the layout: the same for any number of threads.
+    /// at 512 bits than at 256 on the Zen 4 machine); <see cref="BackwardWidth{T}"/> otherwise. From memory, the row walk
+    /// that narrower rows take was faster at 256 bits on most shapes (float64 [50176, 128] 4.14 ms against 4.45 at 512,
+    /// [25088, 256] 4.77 against 5.09, float32 [12544, 512] 2.25 against 2.69; float64 [100352, 64] 4.42 against 4.14).
+    /// The rule depends only on the layout: the same for any number of threads.
     /// </summary>
     public static unsafe VectorWidth GradientSumsWidth<T>(VectorWidth best, ChannelLayout layout)
         where T : unmanaged =>
@@ -448,42 +449,38 @@ internal static partial class BatchNormKernels
         ref T m = ref MemoryMarshal.GetReference(center);
         if (layout.IsChannelsLast)
         {
-            // The sums (two arrays of C), and from memory also the interleaved copy of WideInterleavedGradientSums. Rows
-            // too wide for the stack store these beside every data vector, so there they go at the page offset farthest
-            // from x, dy and the centre, which the loop loads, so that those loads do not wait on the stores (see
-            // CacheLine.PageBytes); the second sum a whole number of pages after the first, at the same offset.
+            // The sums (two arrays of C). Rows too wide for the stack store these beside every data vector, so there they
+            // go at the page offset farthest from x, dy and the centre, which the loop loads, so that those loads do not
+            // wait on the stores (see CacheLine.PageBytes); the second sum a whole number of pages after the first, at the
+            // same offset.
             T[]? rented = null;
             int channels = layout.Channels;
             bool paged = channels > StackChannels;
             int stride = paged ? CacheLine.RoundUpToPage<T>(channels) : channels;
             int slack = paged ? CacheLine.PageSlack<T>() : CacheLine.Slack<T>();
             int length = stride + channels + slack;
-            int interleavedLength = prefetch ? (3 * channels) + slack : 0;
-            Span<T> buffer = paged ? (rented = ArrayPool<T>.Shared.Rent(length + interleavedLength)) : stackalloc T[length + interleavedLength];
+            Span<T> buffer = paged ? (rented = ArrayPool<T>.Shared.Rent(length)) : stackalloc T[length];
             int far = paged
                 ? CacheLine.FarthestFrom([
                     CacheLine.PageOffset(in MemoryMarshal.GetReference(x)), CacheLine.PageOffset(in MemoryMarshal.GetReference(dy)),
                     CacheLine.PageOffset(in MemoryMarshal.GetReference(center))])
                 : 0;
             Span<T> scratch = paged ? CacheLine.AtPageOffset(buffer[..length], far, stride + channels) : CacheLine.Align(buffer[..length], 2 * channels);
-            Span<T> interleaved = !prefetch ? default
-                : paged ? CacheLine.AtPageOffset(buffer.Slice(length, interleavedLength), far, 3 * channels)
-                : CacheLine.Align(buffer.Slice(length, interleavedLength), 3 * channels);
             try
             {
                 switch (width)
                 {
                     case VectorWidth.Vector512:
-                        GradientSumsChannelsLast<Vector512<T>, Vector512Ops<T>, T>(ref xs, ref gs, layout, ref m, sumDy, sumDyCentered, scratch, interleaved, prefetch);
+                        GradientSumsChannelsLast<Vector512<T>, Vector512Ops<T>, T>(ref xs, ref gs, layout, ref m, sumDy, sumDyCentered, scratch, prefetch);
                         break;
                     case VectorWidth.Vector256:
-                        GradientSumsChannelsLast<Vector256<T>, Vector256Ops<T>, T>(ref xs, ref gs, layout, ref m, sumDy, sumDyCentered, scratch, interleaved, prefetch);
+                        GradientSumsChannelsLast<Vector256<T>, Vector256Ops<T>, T>(ref xs, ref gs, layout, ref m, sumDy, sumDyCentered, scratch, prefetch);
                         break;
                     case VectorWidth.Vector128:
-                        GradientSumsChannelsLast<Vector128<T>, Vector128Ops<T>, T>(ref xs, ref gs, layout, ref m, sumDy, sumDyCentered, scratch, interleaved, prefetch);
+                        GradientSumsChannelsLast<Vector128<T>, Vector128Ops<T>, T>(ref xs, ref gs, layout, ref m, sumDy, sumDyCentered, scratch, prefetch);
                         break;
                     default:
-                        GradientSumsChannelsLast<T, ScalarOps<T>, T>(ref xs, ref gs, layout, ref m, sumDy, sumDyCentered, scratch, interleaved, prefetch);
+                        GradientSumsChannelsLast<T, ScalarOps<T>, T>(ref xs, ref gs, layout, ref m, sumDy, sumDyCentered, scratch, prefetch);
                         break;
                 }
             }
@@ -536,7 +533,7 @@ internal static partial class BatchNormKernels
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void GradientSumsChannelsLast<TVec, TOps, T>(
-        ref T x, ref T dy, ChannelLayout layout, ref T center, Span<double> sumDy, Span<double> sumDyCentered, Span<T> scratch, Span<T> interleaved, bool prefetch)
+        ref T x, ref T dy, ChannelLayout layout, ref T center, Span<double> sumDy, Span<double> sumDyCentered, Span<T> scratch, bool prefetch)
         where TVec : struct
         where TOps : IVectorOps<TVec, T>
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
@@ -545,7 +542,7 @@ internal static partial class BatchNormKernels
         int width = TOps.Count;
         if (channels < width)
         {
-            GradientSumsChannelsLast<T, ScalarOps<T>, T>(ref x, ref dy, layout, ref center, sumDy, sumDyCentered, scratch, interleaved, prefetch);
+            GradientSumsChannelsLast<T, ScalarOps<T>, T>(ref x, ref dy, layout, ref center, sumDy, sumDyCentered, scratch, prefetch);
             return;
         }
 
@@ -588,11 +585,6 @@ internal static partial class BatchNormKernels
             else if (prefetch ? channels * Unsafe.SizeOf<T>() >= CacheLine.PageBytes : channels - (channels % width) > TileChannels<T>())
             {
                 WideRowGroupGradientSums<TVec, TOps, T>(ref Unsafe.Add(ref x, start), ref Unsafe.Add(ref dy, start), rows, channels, ref center, ref s1, ref s2);
-            }
-            else if (prefetch)
-            {
-                WideInterleavedGradientSums<TVec, TOps, T>(
-                    ref Unsafe.Add(ref x, start), ref Unsafe.Add(ref dy, start), rows, channels, ref center, ref s1, ref s2, ref MemoryMarshal.GetReference(interleaved));
             }
             else
             {
@@ -753,10 +745,9 @@ internal static partial class BatchNormKernels
     }
 
     /// <summary>
-    /// A block of wide rows in cache, up to a tile (<see cref="TileChannels{T}"/>) of vectors: sums in L1 arrays, one row
-    /// per accumulator update. Wider rows in cache, and rows of a page or more from memory, take
-    /// <see cref="WideRowGroupGradientSums{TVec, TOps, T}"/>; other wide rows from memory
-    /// <see cref="WideInterleavedGradientSums{TVec, TOps, T}"/>.
+    /// A block of wide rows: sums in L1 arrays, one row per accumulator update, no software prefetch. In cache it takes
+    /// rows of up to a tile (<see cref="TileChannels{T}"/>) of vectors, from memory rows narrower than a page; wider ones
+    /// take <see cref="WideRowGroupGradientSums{TVec, TOps, T}"/>.
     /// </summary>
     /// <remarks>
     /// One row per update, not two rows added in registers first (the loop until the twenty-fifth session): on
@@ -768,6 +759,17 @@ internal static partial class BatchNormKernels
     /// 0.964-0.974; rows of 1 KiB or less within the noise ([1024, 256] 0.999-1.017, [2048, 128] 0.982-1.018, float64
     /// [512, 256] 0.998). The sums' last bits move (in 96-99% of the channels of [256, 1024] and [1024, 256]); dx came out
     /// bitwise equal between the builds on every shape timed.
+    /// <para>
+    /// From memory it replaced, in the forty-sixth session, a walk that kept the centre and both sums interleaved vector
+    /// by vector and went a tile of channels at a time down sub-blocks of about 64 KiB of each stream while prefetching
+    /// the next (the twenty-fourth to forty-fifth sessions'; on the Intel machine with its 48 KiB L1 it had beaten whole
+    /// rows prefetched 4 KiB ahead). The same additions, so the same bits. On the Zen 4 machine (32 KiB L1), from memory
+    /// at 256 bits, fastest of 15 rounds, at the benchmarks' placement and far apart, a scratch copy of this walk took
+    /// 0.78-0.98 of the interleaved kernel's time: float64 [100352, 64] 4.42-4.61 ms against 4.73-5.54, [50176, 128] 4.14
+    /// against 4.76, [25088, 256] 4.32-4.77 against 5.09-5.13; float32 [12544, 512] 2.09-2.25 against 2.61-2.70,
+    /// [50176, 128] 2.06-2.31 against 2.36-2.64 (a read of x and dy 1.7-4.4 ms). The layer's float64 [32, 56, 56, 64]
+    /// backward went from 1.08-1.22 of its traffic floor to 1.06-1.08 (harness, builds alternating).
+    /// </para>
     /// </remarks>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void WideGradientSums<TVec, TOps, T>(ref T x, ref T dy, int rows, int channels, ref T center, ref T s1, ref T s2)
@@ -873,101 +875,6 @@ internal static partial class BatchNormKernels
                 Unsafe.Add(ref s1, c) += d;
                 Unsafe.Add(ref s2, c) += d * (Unsafe.Add(ref xr, c) - Unsafe.Add(ref center, c));
             }
-        }
-    }
-
-    /// <summary>
-    /// A block of wide rows from memory. The centre and both sums are kept interleaved vector by vector in
-    /// <paramref name="interleaved"/> (3 C elements: centre, sum of dy and sum of dy (x - centre) for the first vector of
-    /// channels, then for the second, ...). The rows are walked in sub-blocks of about <see cref="PrefetchBlockBytes"/>
-    /// of each stream, a tile of <see cref="TileChannels{T}"/> channels at a time down the sub-block's rows, so the tile's
-    /// part of the interleaved data (12 KiB) stays in L1 beside x and dy; meanwhile the next sub-block of x and dy is
-    /// prefetched, one prefetch of each per vector, its two halves side by side (<see cref="BlockHalvesAhead"/>). Each
-    /// channel's sums get the same additions in the same row order as in <see cref="WideGradientSums{TVec, TOps, T}"/>,
-    /// so the bits are the same; the block's vector sums are copied back to <paramref name="s1"/> and
-    /// <paramref name="s2"/> at the end (the last C mod width channels are summed there directly).
-    /// </summary>
-    /// <remarks>
-    /// Against whole rows with x and dy prefetched <see cref="Prefetch.PairDistanceBytes"/> ahead (the loop of the
-    /// thirteenth to twenty-third sessions), on pinned buffers from memory, float32 at 256 bits with x and dy 24 bytes off
-    /// a line, fastest of 16 ABBA rounds against a copy, two processes: a copy of this walk took 0.92-0.93x on
-    /// [3136, 2048] (whole rows 1.11-1.15x, the library's kernel 1.23-1.27x), 1.00-1.11x on [1568, 4096] (the tile loop
-    /// down all rows 1.32-1.36x), 0.88-0.89x on [6272, 1024] (1.02-1.03x), 0.87-0.88x on [12544, 512] (0.96-0.98x) and
-    /// 0.84-0.85x on [25088, 256] (0.95-0.97x). A plain read of x and dy takes 0.78-0.85x. With whole rows a row of 2048
-    /// floats needs 24 KiB of interleaved data, which x and dy streaming past evict from the 48 KiB L1 (wrapped to 6 KiB,
-    /// a wrong result, the same loop unprefetched took 0.92-0.98x against 1.44-1.54x), and the prefetch a sub-block ahead
-    /// beats 4 KiB ahead even where the row fits (twenty-fourth session).
-    /// </remarks>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void WideInterleavedGradientSums<TVec, TOps, T>(ref T x, ref T dy, int rows, int channels, ref T center, ref T s1, ref T s2, ref T interleaved)
-        where TVec : struct
-        where TOps : IVectorOps<TVec, T>
-        where T : unmanaged, IBinaryFloatingPointIeee754<T>
-    {
-        int width = TOps.Count;
-        int vectorEnd = channels - (channels % width);
-        nuint w = (nuint)width;
-        for (nuint c = 0, j = 0; c < (nuint)vectorEnd; c += w, j += 3 * w)
-        {
-            TOps.Store(TOps.Load(ref center, c), ref interleaved, j);
-            TOps.Store(TOps.Zero, ref interleaved, j + w);
-            TOps.Store(TOps.Zero, ref interleaved, j + (2 * w));
-        }
-
-        for (int c = vectorEnd; c < channels; c++)
-        {
-            Unsafe.Add(ref s1, c) = T.Zero;
-            Unsafe.Add(ref s2, c) = T.Zero;
-        }
-
-        nuint stride = (nuint)channels;
-        int subRows = PrefetchBlockRows<T>(channels);
-        int tile = TileChannels<T>();
-        for (int r0 = 0; r0 < rows; r0 += subRows)
-        {
-            int count = Math.Min(subRows, rows - r0);
-            nuint first = (nuint)r0 * stride;
-
-            // The next sub-block, one prefetch of x and of dy per vector, its two halves side by side (past the block's end,
-            // the rows after it, or past the tensor: a prefetch never faults).
-            var ahead = new BlockHalvesAhead(first + ((nuint)subRows * stride), (nuint)subRows * stride, w);
-            for (int c0 = 0; c0 < vectorEnd; c0 += tile)
-            {
-                nuint c1 = (nuint)Math.Min(c0 + tile, vectorEnd);
-                for (int r = 0; r < count; r++)
-                {
-                    ref T xr = ref Unsafe.Add(ref x, first + ((nuint)r * stride));
-                    ref T gr = ref Unsafe.Add(ref dy, first + ((nuint)r * stride));
-                    for (nuint c = (nuint)c0, j = 3 * (nuint)c0; c < c1; c += w, j += 3 * w)
-                    {
-                        nuint next = ahead.Next();
-                        Prefetch.At(ref dy, next);
-                        Prefetch.At(ref x, next);
-                        TVec d = TOps.Load(ref gr, c);
-                        TOps.Store(TOps.Add(TOps.Load(ref interleaved, j + w), d), ref interleaved, j + w);
-                        TVec centered = TOps.Subtract(TOps.Load(ref xr, c), TOps.Load(ref interleaved, j));
-                        TOps.Store(TOps.Add(TOps.Load(ref interleaved, j + (2 * w)), TOps.Multiply(d, centered)), ref interleaved, j + (2 * w));
-                    }
-                }
-            }
-
-            for (int r = 0; r < count && vectorEnd < channels; r++)
-            {
-                ref T xr = ref Unsafe.Add(ref x, first + ((nuint)r * stride));
-                ref T gr = ref Unsafe.Add(ref dy, first + ((nuint)r * stride));
-                for (int c = vectorEnd; c < channels; c++)
-                {
-                    T d = Unsafe.Add(ref gr, c);
-                    Unsafe.Add(ref s1, c) += d;
-                    Unsafe.Add(ref s2, c) += d * (Unsafe.Add(ref xr, c) - Unsafe.Add(ref center, c));
-                }
-            }
-        }
-
-        for (nuint c = 0, j = 0; c < (nuint)vectorEnd; c += w, j += 3 * w)
-        {
-            TOps.Store(TOps.Load(ref interleaved, j + w), ref s1, c);
-            TOps.Store(TOps.Load(ref interleaved, j + (2 * w)), ref s2, c);
         }
     }
 
@@ -2523,13 +2430,6 @@ internal static partial class BatchNormKernels
         }
     }
 
-    /// <summary>
-    /// Bytes of x (and of dy) in a block of the backward's wide rows from memory (<see cref="WideInterleavedGradientSums{TVec, TOps, T}"/>
-    /// and <see cref="InputGradientWideBlocks{TVec, TOps, T, TStream}"/>): a block's rows are walked while the next
-    /// block's are prefetched. In the sums' prototypes 32 KiB measured the same, 128 KiB between 0.03x of a copy faster
-    /// and 0.06x slower, and 256 KiB (16 rows of 4096 floats) 0.4-0.6x slower; in dx's, 32 KiB took as long on rows of
-    /// 512 and 1024 floats and up to 0.17x of a copy longer on rows of 4096.
-    /// </summary>
     /// <summary>The consecutive rows per update of the sums in <see cref="WideRowGroupGradientSums{TVec, TOps, T}"/>.</summary>
     private const int GradientRowGroup = 4;
 
@@ -2539,6 +2439,13 @@ internal static partial class BatchNormKernels
     /// </summary>
     private const int InputGradientStreams = 4;
 
+    /// <summary>
+    /// Bytes of x (and of dy) in a block of the backward's wide rows from memory (<see cref="InputGradientWideBlocks{TVec, TOps, T, TStream}"/>,
+    /// and until the forty-sixth session the gradient sums' interleaved walk): a block's rows are walked while the next
+    /// block's are prefetched. In the sums' prototypes 32 KiB measured the same, 128 KiB between 0.03x of a copy faster
+    /// and 0.06x slower, and 256 KiB (16 rows of 4096 floats) 0.4-0.6x slower; in dx's, 32 KiB took as long on rows of
+    /// 512 and 1024 floats and up to 0.17x of a copy longer on rows of 4096.
+    /// </summary>
     private const int PrefetchBlockBytes = 65536;
 
     /// <summary>Rows per block of the backward's wide rows from memory: <see cref="PrefetchBlockBytes"/> of each stream, at least one row.</summary>

@@ -252,11 +252,11 @@ public class BackwardKernelTests
 
     /// <summary>
     /// Wide rows in cache and from memory (x, dy and dx over the 16 MiB prefetch threshold, in blocks of 128 rows). In
-    /// cache, rows wider than a tile walk tiles of channels down the rows ([37, 1100], [3, 2100]: odd row counts, a
-    /// vector tail). From memory the centre and sums are kept interleaved and the rows walked in sub-blocks, a tile of
-    /// channels at a time ([342, 4100]: four float or eight double tiles and a tail; [1286, 1100]: a last block of 6 rows;
-    /// [1400, 1024]; [8000, 175]: a tail of 1 to 15 channels, depending on the width and type). The from-memory shapes
-    /// are checked to be over the threshold, so that a change of it cannot quietly take them off that path.
+    /// cache, rows wider than a tile go four rows per update of the sums ([37, 1100], [3, 2100]: odd row counts, a vector
+    /// tail). From memory rows of a page or more go the same way ([342, 4100]: a tail; [1286, 1100]: a last block of 6
+    /// rows; [1400, 1024]), narrower ones a row at a time ([8000, 175]: a tail of 1 to 15 channels, depending on the
+    /// width and type). The from-memory shapes are checked to be over the threshold, so that a change of it cannot
+    /// quietly take them off that path.
     /// </summary>
     [Theory]
     [MemberData(nameof(KernelTestData.Widths), MemberType = typeof(KernelTestData))]
@@ -283,21 +283,26 @@ public class BackwardKernelTests
     /// (x86 with its intrinsics on) a block is a whole stripe; otherwise, and in cache, it is max(16, 65536 / C) rows.
     /// [342, 4100] (16 KiB rows of float, two whole stripes and one of 86 rows, a tail of 4 channels past the vectors at
     /// any width), [1286, 1100] (4400 bytes of float, a last stripe of 6 rows) and [1400, 1024] (exactly a page of
-    /// float) come from memory; [200, 1100] (blocks of 59 rows, the last of 23) and [250, 1024] (of 64, the last of 58;
-    /// float rows of a page take the row-by-row walk, double ones the groups) are in cache, without stripes. Float and
-    /// double.
+    /// float) come from memory, and [8000, 175] (700 bytes of float, taken a row per update: stripes of 372 rows, the
+    /// last of 188, a tail of channels at every width); [200, 1100] (blocks of 59 rows, the last of 23) and [250, 1024]
+    /// (of 64, the last of 58; float rows of a page take the row-by-row walk, double ones the groups) are in cache,
+    /// without stripes. Float and double.
     /// </summary>
     [Theory]
     [MemberData(nameof(KernelTestData.Widths), MemberType = typeof(KernelTestData))]
     public void Gradient_sums_of_wide_rows_add_the_rows_in_order(int width)
     {
-        foreach (int[] shape in new[] { new[] { 342, 4100 }, new[] { 1286, 1100 }, new[] { 1400, 1024 } })
+        foreach (int[] shape in new[] { new[] { 342, 4100 }, new[] { 1286, 1100 }, new[] { 1400, 1024 }, new[] { 8000, 175 } })
         {
             Prefetch.IsWorthIt<float>((long)shape[0] * shape[1], Prefetch.BackwardTensors).Should().Be(Sse.IsSupported, $"[{shape[0]}, {shape[1]}] float");
             Partition.IsLarge(new ChannelLayout(shape[0], shape[1], 1)).Should().BeTrue();
-            int block = Sse.IsSupported ? 128 : Math.Max(16, 65536 / shape[1]);
-            RowOrderSums<float>((VectorWidth)width, shape, 128, block);
-            RowOrderSums<double>((VectorWidth)width, shape, 128, block);
+
+            // Stripes of max(128, 65536 / C rounded down to a multiple of 4) rows: 372 for C = 175, else 128. Blocks of
+            // max(16, 65536 / C) rows, at least 128 from memory: 374 for C = 175, whole stripes either way.
+            int stripe = Math.Max(128, (65536 / shape[1]) & ~3);
+            int block = Math.Max(16, 65536 / shape[1]);
+            RowOrderSums<float>((VectorWidth)width, shape, stripe, Sse.IsSupported ? Math.Max(128, block) : block);
+            RowOrderSums<double>((VectorWidth)width, shape, stripe, Sse.IsSupported ? Math.Max(128, block) : block);
         }
 
         foreach (var (shape, block) in new[] { (new[] { 200, 1100 }, 59), (new[] { 250, 1024 }, 64) })
