@@ -569,16 +569,16 @@ internal static partial class BatchNormKernels
                 switch ((channels + width - 1) / width)
                 {
                     case 1:
-                        NarrowGradientSums<TVec, TOps, T, OneChunk>(ref xb, ref gb, rows, channels, ref center, ref s1, ref s2, prefetch);
+                        NarrowGradientSums<TVec, TOps, T, OneChunk>(ref xb, ref gb, rows, channels, ref center, ref s1, ref s2);
                         break;
                     case 2:
-                        NarrowGradientSums<TVec, TOps, T, TwoChunks>(ref xb, ref gb, rows, channels, ref center, ref s1, ref s2, prefetch);
+                        NarrowGradientSums<TVec, TOps, T, TwoChunks>(ref xb, ref gb, rows, channels, ref center, ref s1, ref s2);
                         break;
                     case 3:
-                        NarrowGradientSums<TVec, TOps, T, ThreeChunks>(ref xb, ref gb, rows, channels, ref center, ref s1, ref s2, prefetch);
+                        NarrowGradientSums<TVec, TOps, T, ThreeChunks>(ref xb, ref gb, rows, channels, ref center, ref s1, ref s2);
                         break;
                     default:
-                        NarrowGradientSums<TVec, TOps, T, FourChunks>(ref xb, ref gb, rows, channels, ref center, ref s1, ref s2, prefetch);
+                        NarrowGradientSums<TVec, TOps, T, FourChunks>(ref xb, ref gb, rows, channels, ref center, ref s1, ref s2);
                         break;
                 }
             }
@@ -630,9 +630,13 @@ internal static partial class BatchNormKernels
     /// <summary>
     /// A block of rows of at most four vectors: the sums stay in registers (chunk offsets as in the narrow moments, one
     /// specialised loop per chunk count; rows of one or two chunks in pairs of rows, so the add chains do not bound it).
+    /// No software prefetch, from memory either: on the Zen 4 machine, the kernel alone at the benchmarks' placement,
+    /// dropping the prefetch of every row's chunks 4 KiB ahead took it from 1.17-1.46x a plain read of x and dy to
+    /// 1.09-1.13x (float32 [100352, 64] 1.65-1.69 ms against 2.11-2.22 ms; [200704, 32], [401408, 16] and float64
+    /// [100352, 32] from 1.24-1.25x to 1.08-1.13x). The same operations, so the same bits.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void NarrowGradientSums<TVec, TOps, T, TChunks>(ref T x, ref T dy, int rows, int channels, ref T center, ref T s1, ref T s2, bool prefetch)
+    private static void NarrowGradientSums<TVec, TOps, T, TChunks>(ref T x, ref T dy, int rows, int channels, ref T center, ref T s1, ref T s2)
         where TVec : struct
         where TOps : IVectorOps<TVec, T>
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
@@ -655,14 +659,6 @@ internal static partial class BatchNormKernels
         for (; paired && r + 1 < rows; r += 2, o += 2 * stride)
         {
             nuint next = o + stride;
-            if (prefetch)
-            {
-                PrefetchChunks(ref dy, o, chunks, c1, c2, c3, pair: true);
-                PrefetchChunks(ref dy, next, chunks, c1, c2, c3, pair: true);
-                PrefetchChunks(ref x, o, chunks, c1, c2, c3, pair: true);
-                PrefetchChunks(ref x, next, chunks, c1, c2, c3, pair: true);
-            }
-
             TVec d0 = TOps.Load(ref dy, o);
             TVec e0 = TOps.Load(ref dy, next);
             g0 = TOps.Add(g0, d0);
@@ -682,12 +678,6 @@ internal static partial class BatchNormKernels
 
         for (; r < rows; r++, o += stride)
         {
-            if (prefetch)
-            {
-                PrefetchChunks(ref dy, o, chunks, c1, c2, c3, pair: true);
-                PrefetchChunks(ref x, o, chunks, c1, c2, c3, pair: true);
-            }
-
             TVec d0 = TOps.Load(ref dy, o);
             g0 = TOps.Add(g0, d0);
             h0 = TOps.Add(h0, TOps.Multiply(d0, TOps.Subtract(TOps.Load(ref x, o), m0)));

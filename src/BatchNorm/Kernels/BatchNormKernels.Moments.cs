@@ -1094,15 +1094,14 @@ internal static partial class BatchNormKernels
     }
 
     /// <summary>
-    /// Prefetches the <paramref name="chunks"/> vectors of a narrow row (offsets 0, c1, c2, c3) ahead: by
-    /// <see cref="Prefetch.DistanceBytes"/>, or <see cref="Prefetch.PairDistanceBytes"/> when the pass reads two streams
-    /// (<paramref name="pair"/>).
+    /// Prefetches the <paramref name="chunks"/> vectors of a narrow row (offsets 0, c1, c2, c3)
+    /// <see cref="Prefetch.DistanceBytes"/> ahead.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static unsafe void PrefetchChunks<T>(ref T x, nuint row, int chunks, nuint c1, nuint c2, nuint c3, bool pair = false)
+    private static unsafe void PrefetchChunks<T>(ref T x, nuint row, int chunks, nuint c1, nuint c2, nuint c3)
         where T : unmanaged
     {
-        nuint ahead = row + (nuint)((pair ? Prefetch.PairDistanceBytes : Prefetch.DistanceBytes) / sizeof(T));
+        nuint ahead = row + (nuint)(Prefetch.DistanceBytes / sizeof(T));
         Prefetch.At(ref x, ahead);
         if (chunks > 1)
         {
