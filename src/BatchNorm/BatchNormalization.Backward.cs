@@ -232,17 +232,18 @@ public partial class BatchNormalization<T>
         }
         else
         {
-            GeneralBackward(x, dy, dx, layout, width, batch, gammaGradient, betaGradient, includeRegularization);
+            GeneralBackward(x, dy, dx, layout, batch, gammaGradient, betaGradient, includeRegularization);
         }
     }
 
     /// <summary>
     /// The backward pass of every call <see cref="SmallBackward"/> does not take (checked by BackwardCore): the gradient
-    /// sums, the per-channel coefficients, then dx, each its own kernel.
+    /// sums, the per-channel coefficients, then dx, each its own kernel, each at its own width
+    /// (<see cref="BatchNormKernels.GradientSumsWidth{T}"/>; dx at the best).
     /// </summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
     private void GeneralBackward(
-        ReadOnlySpan<T> x, ReadOnlySpan<T> dy, Span<T> dx, ChannelLayout layout, VectorWidth width, bool batch,
+        ReadOnlySpan<T> x, ReadOnlySpan<T> dy, Span<T> dx, ChannelLayout layout, bool batch,
         Span<T> gammaGradient, Span<T> betaGradient, bool includeRegularization)
     {
         ForwardContext context = _context!;
