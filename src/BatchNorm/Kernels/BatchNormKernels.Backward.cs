@@ -767,28 +767,40 @@ internal static partial class BatchNormKernels
         where TOps : IVectorOps<TVec, T>
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
-        int width = TOps.Count;
-        int vectorEnd = channels - (channels % width);
         nuint stride = (nuint)channels;
         MemoryMarshal.CreateSpan(ref s1, channels).Clear();
         MemoryMarshal.CreateSpan(ref s2, channels).Clear();
         for (int r = 0; r < rows; r++)
         {
-            nuint q = (nuint)r * stride;
-            nuint c = 0;
-            for (; c < (nuint)vectorEnd; c += (nuint)width)
-            {
-                TVec d = TOps.Load(ref dy, q + c);
-                TOps.Store(TOps.Add(TOps.Load(ref s1, c), d), ref s1, c);
-                TOps.Store(TOps.Add(TOps.Load(ref s2, c), TOps.Multiply(d, TOps.Subtract(TOps.Load(ref x, q + c), TOps.Load(ref center, c)))), ref s2, c);
-            }
+            AddRowToGradientSums<TVec, TOps, T>(ref Unsafe.Add(ref x, (nuint)r * stride), ref Unsafe.Add(ref dy, (nuint)r * stride), 0, channels, ref center, ref s1, ref s2);
+        }
+    }
 
-            for (; c < (nuint)channels; c++)
-            {
-                T d = Unsafe.Add(ref dy, q + c);
-                Unsafe.Add(ref s1, c) += d;
-                Unsafe.Add(ref s2, c) += d * (Unsafe.Add(ref x, q + c) - Unsafe.Add(ref center, c));
-            }
+    /// <summary>
+    /// Adds one channels-last row to the block's sums: <c>s1 += dy</c>, <c>s2 += dy (x - center)</c>, the vectors of
+    /// channels from <paramref name="from"/> (0, or the end of the vectors to add only the rest) to the last whole one,
+    /// then the last <c>C mod width</c> channels one by one.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void AddRowToGradientSums<TVec, TOps, T>(ref T x, ref T dy, nuint from, int channels, ref T center, ref T s1, ref T s2)
+        where TVec : struct
+        where TOps : IVectorOps<TVec, T>
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        nuint vectorEnd = (nuint)(channels - (channels % TOps.Count));
+        nuint c = from;
+        for (; c < vectorEnd; c += (nuint)TOps.Count)
+        {
+            TVec d = TOps.Load(ref dy, c);
+            TOps.Store(TOps.Add(TOps.Load(ref s1, c), d), ref s1, c);
+            TOps.Store(TOps.Add(TOps.Load(ref s2, c), TOps.Multiply(d, TOps.Subtract(TOps.Load(ref x, c), TOps.Load(ref center, c)))), ref s2, c);
+        }
+
+        for (; c < (nuint)channels; c++)
+        {
+            T d = Unsafe.Add(ref dy, c);
+            Unsafe.Add(ref s1, c) += d;
+            Unsafe.Add(ref s2, c) += d * (Unsafe.Add(ref x, c) - Unsafe.Add(ref center, c));
         }
     }
 
@@ -796,8 +808,9 @@ internal static partial class BatchNormKernels
     /// A block of rows of a page or more from memory: whole rows, <see cref="GradientRowGroup"/> consecutive rows at a
     /// time side by side, a vector of channels at a time, so that each sum is loaded and stored once per group and takes
     /// the group's additions in registers, in row order: the additions of <see cref="WideGradientSums{TVec, TOps, T}"/>,
-    /// so the same bits. No software prefetch: the hardware follows the group's eight streams. The last C mod width
-    /// channels go one by one after the vectors, row by row.
+    /// so the same bits. No software prefetch: the hardware follows the group's eight streams. The grouped rows' last
+    /// C mod width channels go one by one after their vectors, and the rows left over (fewer than a group) whole
+    /// (<see cref="AddRowToGradientSums{TVec, TOps, T}"/>).
     /// </summary>
     /// <remarks>
     /// On the Zen 4 machine (32 KiB L1), the kernel alone from memory, fastest of 15 rounds, x and dy 168 and 56 bytes
@@ -843,28 +856,15 @@ internal static partial class BatchNormKernels
             }
         }
 
-        for (; r < rows; r++)
+        // The grouped rows' last C mod width channels, then the rows left over whole: each channel still in row order.
+        for (int g = 0; g < r && vectorEnd < stride; g++)
         {
-            ref T xr = ref Unsafe.Add(ref x, (nuint)r * stride);
-            ref T gr = ref Unsafe.Add(ref dy, (nuint)r * stride);
-            for (nuint c = 0; c < vectorEnd; c += w)
-            {
-                TVec d = TOps.Load(ref gr, c);
-                TOps.Store(TOps.Add(TOps.Load(ref s1, c), d), ref s1, c);
-                TOps.Store(TOps.Add(TOps.Load(ref s2, c), TOps.Multiply(d, TOps.Subtract(TOps.Load(ref xr, c), TOps.Load(ref center, c)))), ref s2, c);
-            }
+            AddRowToGradientSums<TVec, TOps, T>(ref Unsafe.Add(ref x, (nuint)g * stride), ref Unsafe.Add(ref dy, (nuint)g * stride), vectorEnd, channels, ref center, ref s1, ref s2);
         }
 
-        for (r = 0; r < rows && vectorEnd < stride; r++)
+        for (; r < rows; r++)
         {
-            ref T xr = ref Unsafe.Add(ref x, (nuint)r * stride);
-            ref T gr = ref Unsafe.Add(ref dy, (nuint)r * stride);
-            for (nuint c = vectorEnd; c < stride; c++)
-            {
-                T d = Unsafe.Add(ref gr, c);
-                Unsafe.Add(ref s1, c) += d;
-                Unsafe.Add(ref s2, c) += d * (Unsafe.Add(ref xr, c) - Unsafe.Add(ref center, c));
-            }
+            AddRowToGradientSums<TVec, TOps, T>(ref Unsafe.Add(ref x, (nuint)r * stride), ref Unsafe.Add(ref dy, (nuint)r * stride), 0, channels, ref center, ref s1, ref s2);
         }
     }
 
