@@ -253,7 +253,7 @@ internal static partial class BatchNormKernels
             TOps.Store(m, ref center, i);
             for (int r = 0; r < rows; r++, i += stride)
             {
-                TOps.Store(TOps.Add(TOps.Multiply(TOps.Subtract(TOps.Load(ref x, i), m), a), b), ref y, i);
+                TOps.Store(MapVector<TVec, TOps, T>(TOps.Load(ref x, i), m, a, b), ref y, i);
             }
         }
 

@@ -289,8 +289,8 @@ internal static partial class BatchNormKernels
         TVec head = default, tail = default;
         if (ends)
         {
-            head = TOps.Add(TOps.Multiply(TOps.Subtract(TOps.Load(ref x, 0), TOps.Load(ref center, 0)), TOps.Load(ref scale, 0)), TOps.Load(ref shift, 0));
-            tail = TOps.Add(TOps.Multiply(TOps.Subtract(TOps.Load(ref x, total - w), TOps.Load(ref center, last)), TOps.Load(ref scale, last)), TOps.Load(ref shift, last));
+            head = MapVector<TVec, TOps, T>(TOps.Load(ref x, 0), TOps.Load(ref center, 0), TOps.Load(ref scale, 0), TOps.Load(ref shift, 0));
+            tail = MapVector<TVec, TOps, T>(TOps.Load(ref x, total - w), TOps.Load(ref center, last), TOps.Load(ref scale, last), TOps.Load(ref shift, last));
         }
 
         bool down = CacheLine.WalkDown(in y, in x, in x, channels * Unsafe.SizeOf<T>());
@@ -434,8 +434,8 @@ internal static partial class BatchNormKernels
         TVec b = TOps.Load(ref k, j + (2 * w));
         TVec v0 = TOps.Load(ref x, i0);
         TVec v1 = TOps.Load(ref x, i1);
-        TOps.Store(TOps.Add(TOps.Multiply(TOps.Subtract(v0, m), a), b), ref y, i0);
-        TOps.Store(TOps.Add(TOps.Multiply(TOps.Subtract(v1, m), a), b), ref y, i1);
+        TOps.Store(MapVector<TVec, TOps, T>(v0, m, a, b), ref y, i0);
+        TOps.Store(MapVector<TVec, TOps, T>(v1, m, a, b), ref y, i1);
     }
 
     /// <summary>One row of <see cref="AffineInterleavedPair{TVec, TOps, T}"/>.</summary>
@@ -732,7 +732,7 @@ internal static partial class BatchNormKernels
                 lb = TOps.Select(mask, b, nb);
             }
 
-            TOps.StoreStreaming(TOps.Add(TOps.Multiply(TOps.Subtract(TOps.Load(ref x, (nuint)i), lm), la), lb), ref y, (nuint)i);
+            TOps.StoreStreaming(MapVector<TVec, TOps, T>(TOps.Load(ref x, (nuint)i), lm, la, lb), ref y, (nuint)i);
             if (inRun <= width)
             {
                 runs.Advance();
@@ -1066,8 +1066,8 @@ internal static partial class BatchNormKernels
                     Prefetch.At(ref x, o + stride + c);
                     Prefetch.At(ref x, p + stride + c);
                     TVec m = TOps.Load(ref center, c), a = TOps.Load(ref scale, c), b = TOps.Load(ref shift, c);
-                    TOps.StoreStreaming(TOps.Add(TOps.Multiply(TOps.Subtract(TOps.Load(ref x, o + c), m), a), b), ref y, o + c);
-                    TOps.StoreStreaming(TOps.Add(TOps.Multiply(TOps.Subtract(TOps.Load(ref x, p + c), m), a), b), ref y, p + c);
+                    TOps.StoreStreaming(MapVector<TVec, TOps, T>(TOps.Load(ref x, o + c), m, a, b), ref y, o + c);
+                    TOps.StoreStreaming(MapVector<TVec, TOps, T>(TOps.Load(ref x, p + c), m, a, b), ref y, p + c);
                 }
             }
 
@@ -1125,7 +1125,7 @@ internal static partial class BatchNormKernels
         public void StreamAt<TVec, TOps>(int i, TVec center, TVec scale, TVec shift)
             where TVec : struct
             where TOps : IVectorOps<TVec, T> =>
-            TOps.StoreStreaming(TOps.Add(TOps.Multiply(TOps.Subtract(TOps.Load(ref X, (nuint)i), center), scale), shift), ref Y, (nuint)i);
+            TOps.StoreStreaming(MapVector<TVec, TOps, T>(TOps.Load(ref X, (nuint)i), center, scale, shift), ref Y, (nuint)i);
     }
 
     /// <summary>
@@ -1239,7 +1239,7 @@ internal static partial class BatchNormKernels
         {
             for (int r = 0; r < rows; r++, o += stride)
             {
-                TOps.Store(TOps.Add(TOps.Multiply(TOps.Subtract(TOps.Load(ref x, o), m0), a0), b0), ref y, o);
+                TOps.Store(MapVector<TVec, TOps, T>(TOps.Load(ref x, o), m0, a0, b0), ref y, o);
             }
 
             return;
@@ -1253,8 +1253,8 @@ internal static partial class BatchNormKernels
             {
                 TVec x0 = TOps.Load(ref x, o);
                 TVec x1 = TOps.Load(ref x, o + c1);
-                TOps.Store(TOps.Add(TOps.Multiply(TOps.Subtract(x0, m0), a0), b0), ref y, o);
-                TOps.Store(TOps.Add(TOps.Multiply(TOps.Subtract(x1, m1), a1), b1), ref y, o + c1);
+                TOps.Store(MapVector<TVec, TOps, T>(x0, m0, a0, b0), ref y, o);
+                TOps.Store(MapVector<TVec, TOps, T>(x1, m1, a1, b1), ref y, o + c1);
             }
 
             return;
@@ -1269,9 +1269,9 @@ internal static partial class BatchNormKernels
                 TVec x0 = TOps.Load(ref x, o);
                 TVec x1 = TOps.Load(ref x, o + c1);
                 TVec x2 = TOps.Load(ref x, o + c2);
-                TOps.Store(TOps.Add(TOps.Multiply(TOps.Subtract(x0, m0), a0), b0), ref y, o);
-                TOps.Store(TOps.Add(TOps.Multiply(TOps.Subtract(x1, m1), a1), b1), ref y, o + c1);
-                TOps.Store(TOps.Add(TOps.Multiply(TOps.Subtract(x2, m2), a2), b2), ref y, o + c2);
+                TOps.Store(MapVector<TVec, TOps, T>(x0, m0, a0, b0), ref y, o);
+                TOps.Store(MapVector<TVec, TOps, T>(x1, m1, a1, b1), ref y, o + c1);
+                TOps.Store(MapVector<TVec, TOps, T>(x2, m2, a2, b2), ref y, o + c2);
             }
 
             return;
@@ -1285,10 +1285,10 @@ internal static partial class BatchNormKernels
             TVec x1 = TOps.Load(ref x, o + c1);
             TVec x2 = TOps.Load(ref x, o + c2);
             TVec x3 = TOps.Load(ref x, o + c3);
-            TOps.Store(TOps.Add(TOps.Multiply(TOps.Subtract(x0, m0), a0), b0), ref y, o);
-            TOps.Store(TOps.Add(TOps.Multiply(TOps.Subtract(x1, m1), a1), b1), ref y, o + c1);
-            TOps.Store(TOps.Add(TOps.Multiply(TOps.Subtract(x2, m2), a2), b2), ref y, o + c2);
-            TOps.Store(TOps.Add(TOps.Multiply(TOps.Subtract(x3, m3), a3), b3), ref y, o + c3);
+            TOps.Store(MapVector<TVec, TOps, T>(x0, m0, a0, b0), ref y, o);
+            TOps.Store(MapVector<TVec, TOps, T>(x1, m1, a1, b1), ref y, o + c1);
+            TOps.Store(MapVector<TVec, TOps, T>(x2, m2, a2, b2), ref y, o + c2);
+            TOps.Store(MapVector<TVec, TOps, T>(x3, m3, a3, b3), ref y, o + c3);
         }
     }
 
@@ -1336,8 +1336,8 @@ internal static partial class BatchNormKernels
                 TVec m = TOps.Load(ref center, last);
                 TVec a = TOps.Load(ref scale, last);
                 TVec b = TOps.Load(ref shift, last);
-                TOps.Store(TOps.Add(TOps.Multiply(TOps.Subtract(t0, m), a), b), ref y, o0 + last);
-                TOps.Store(TOps.Add(TOps.Multiply(TOps.Subtract(t1, m), a), b), ref y, o1 + last);
+                TOps.Store(MapVector<TVec, TOps, T>(t0, m, a, b), ref y, o0 + last);
+                TOps.Store(MapVector<TVec, TOps, T>(t1, m, a, b), ref y, o1 + last);
             }
         }
 
@@ -1383,7 +1383,7 @@ internal static partial class BatchNormKernels
             for (int r = r0; tail && r < r1; r++)
             {
                 TVec v = TOps.Load(ref x, ((nuint)r * stride) + last);
-                TOps.Store(TOps.Add(TOps.Multiply(TOps.Subtract(v, mt), at), bt), ref tv, (nuint)(r - r0) * w);
+                TOps.Store(MapVector<TVec, TOps, T>(v, mt, at, bt), ref tv, (nuint)(r - r0) * w);
             }
 
             for (nuint c0 = 0; c0 < vectorEnd; c0 += tile)
@@ -1426,8 +1426,8 @@ internal static partial class BatchNormKernels
             TVec m = TOps.Load(ref center, c);
             TVec a = TOps.Load(ref scale, c);
             TVec b = TOps.Load(ref shift, c);
-            TOps.Store(TOps.Add(TOps.Multiply(TOps.Subtract(TOps.Load(ref x, o0 + c), m), a), b), ref y, o0 + c);
-            TOps.Store(TOps.Add(TOps.Multiply(TOps.Subtract(TOps.Load(ref x, o1 + c), m), a), b), ref y, o1 + c);
+            TOps.Store(MapVector<TVec, TOps, T>(TOps.Load(ref x, o0 + c), m, a, b), ref y, o0 + c);
+            TOps.Store(MapVector<TVec, TOps, T>(TOps.Load(ref x, o1 + c), m, a, b), ref y, o1 + c);
         }
     }
 
@@ -1472,11 +1472,11 @@ internal static partial class BatchNormKernels
     {
         int width = TOps.Count;
         nuint last = (nuint)(count - width);
-        TVec lastY = TOps.Add(TOps.Multiply(TOps.Subtract(TOps.Load(ref x, last), center), scale), shift);
+        TVec lastY = MapVector<TVec, TOps, T>(TOps.Load(ref x, last), center, scale, shift);
         nuint i = 0;
         for (; i <= last; i += (nuint)width)
         {
-            TOps.Store(TOps.Add(TOps.Multiply(TOps.Subtract(TOps.Load(ref x, i), center), scale), shift), ref y, i);
+            TOps.Store(MapVector<TVec, TOps, T>(TOps.Load(ref x, i), center, scale, shift), ref y, i);
         }
 
         if (i < (nuint)count)
@@ -1497,12 +1497,12 @@ internal static partial class BatchNormKernels
     {
         nuint w = (nuint)TOps.Count;
         nuint last = (nuint)count - w;
-        TVec lastY = TOps.Add(TOps.Multiply(TOps.Subtract(TOps.Load(ref x, last), center), scale), shift);
+        TVec lastY = MapVector<TVec, TOps, T>(TOps.Load(ref x, last), center, scale, shift);
         nuint vectorEnd = (nuint)count - ((nuint)count % w);
         for (nuint i = vectorEnd; i != 0;)
         {
             i -= w;
-            TOps.Store(TOps.Add(TOps.Multiply(TOps.Subtract(TOps.Load(ref x, i), center), scale), shift), ref y, i);
+            TOps.Store(MapVector<TVec, TOps, T>(TOps.Load(ref x, i), center, scale, shift), ref y, i);
         }
 
         if (vectorEnd < (nuint)count)
