@@ -87,6 +87,69 @@ public class CacheLineTests
             offsets.Min(o => Math.Min((at - o + 4096) % 4096, (o - at + 4096) % 4096));
     }
 
+    /// <summary>
+    /// For every page offset of the loaded stream (in 4-byte steps) and several buffer starts, starting elements and
+    /// array lengths: the chosen element starts a line inside the buffer, no stored start lies 1-255 bytes above the
+    /// loaded offset in its page (distances taken here from the addresses), and where <see cref="CacheLine.AlignAt"/>'s
+    /// own placement is already clear it is the one returned.
+    /// </summary>
+    [Fact]
+    public void AlignAtClearOf_keeps_the_stored_starts_from_just_above_the_loads_page_offset()
+    {
+        CheckClear<float>(1024);
+        CheckClear<float>(1000);
+        CheckClear<double>(512);
+        CheckClear<double>(300);
+    }
+
+    private static unsafe void CheckClear<T>(int channels)
+        where T : unmanaged
+    {
+        int length = 3 * channels;
+        int room = length + CacheLine.Slack<T>() + CacheLine.SlideSlack<T>();
+        T[] array = GC.AllocateArray<T>(room + 4096, pinned: true);
+        byte[] loads = GC.AllocateArray<byte>(2 * 4096, pinned: true);
+        int slid = 0;
+        foreach (int start in new[] { 0, 5, 700 })
+        {
+            Span<T> buffer = array.AsSpan(start, room);
+            foreach (int index in new[] { 0, 3 })
+            {
+                int[] stored = [index + channels, index + (2 * channels)];
+                for (int load = 0; load < 4096; load += 4)
+                {
+                    ref T loaded = ref Unsafe.As<byte, T>(ref loads[load]);
+                    Span<T> placed = CacheLine.AlignAtClearOf(buffer, index, length, in loaded, stored);
+                    string context = $"{typeof(T).Name}, C {channels}, buffer at +{start}, element {index}, load offset {(nint)Unsafe.AsPointer(ref loaded) & 4095}";
+                    placed.Length.Should().Be(length);
+                    ((nint)Unsafe.AsPointer(ref placed[index]) % 64).Should().Be(0, context);
+                    nint first = (nint)Unsafe.AsPointer(ref placed[0]) - (nint)Unsafe.AsPointer(ref buffer[0]);
+                    first.Should().BeInRange(0, (room - length) * sizeof(T), context);
+                    bool plainClear = true;
+                    foreach (int i in stored)
+                    {
+                        long distance = (((nint)Unsafe.AsPointer(ref placed[i]) - (nint)Unsafe.AsPointer(ref loaded)) % 4096 + 4096) % 4096;
+                        distance.Should().NotBeInRange(1, 255, context);
+                        Span<T> plain = CacheLine.AlignAt(buffer, index, length);
+                        long plainDistance = (((nint)Unsafe.AsPointer(ref plain[i]) - (nint)Unsafe.AsPointer(ref loaded)) % 4096 + 4096) % 4096;
+                        plainClear &= plainDistance is 0 or >= 256;
+                    }
+
+                    if (plainClear)
+                    {
+                        ((nint)Unsafe.AsPointer(ref placed[0])).Should().Be((nint)Unsafe.AsPointer(ref CacheLine.AlignAt(buffer, index, length)[0]), context);
+                    }
+                    else
+                    {
+                        slid++;
+                    }
+                }
+            }
+        }
+
+        slid.Should().BeGreaterThan(0, "some load offsets put the plain placement just below a stored start");
+    }
+
     private static unsafe void CheckPage<T>()
         where T : unmanaged
     {

@@ -38,6 +38,41 @@ internal static class CacheLine
     public static Span<T> AlignAt<T>(Span<T> buffer, int index, int length)
         where T : unmanaged => buffer.Slice(Skip<T>(buffer[index..]), length);
 
+    /// <summary>Spare elements, beyond <see cref="Slack{T}"/>, that <see cref="AlignAtClearOf{T}"/> may slide a buffer by.</summary>
+    public static unsafe int SlideSlack<T>()
+        where T : unmanaged => 2 * AliasBytes / sizeof(T);
+
+    /// <summary>
+    /// <see cref="AlignAt{T}"/>, then slid on by the fewest whole lines (at most <see cref="SlideSlack{T}"/> elements) so
+    /// that none of the result's elements at <paramref name="stored"/> (the starts of arrays stored
+    /// beside a stream's loads) has a page offset just above <paramref name="loaded"/>'s (<see cref="IsJustAbove"/>),
+    /// where the stream's loads would wait on those stores (<see cref="PageBytes"/>). Each stored element rules out at
+    /// most four slides of the nine, so two always leave one. <paramref name="buffer"/> must hold
+    /// <c>length + Slack&lt;T&gt;() + SlideSlack&lt;T&gt;()</c>. The same hint as <see cref="Align{T}"/>.
+    /// </summary>
+    public static Span<T> AlignAtClearOf<T>(Span<T> buffer, int index, int length, ref readonly T loaded, ReadOnlySpan<int> stored)
+        where T : unmanaged
+    {
+        Span<T> aligned = AlignAt(buffer, index, length + SlideSlack<T>());
+        int load = PageOffset(in loaded);
+        int line = Slack<T>();
+        for (int slide = 0; slide <= SlideSlack<T>(); slide += line)
+        {
+            bool clear = true;
+            foreach (int i in stored)
+            {
+                clear &= !IsJustAbove(PageOffset(in aligned[slide + i]) - load);
+            }
+
+            if (clear)
+            {
+                return aligned.Slice(slide, length);
+            }
+        }
+
+        return aligned[..length];
+    }
+
     /// <summary>
     /// Elements from the start of <paramref name="buffer"/> to its first 64-byte boundary (0 when the buffer is not
     /// even aligned to its element size, which managed arrays always are).
