@@ -46,7 +46,8 @@ internal static partial class BatchNormKernels
                 // [256,1024] in cache, every row kept, the pool's array 64, 128 and 192 bytes above x's offset: 32, 22 and
                 // 20 us there, 19 us slid clear (one process each, alternating, fastest of 15 rounds).
                 int channels = layout.Channels;
-                Span<T> accumulators = CacheLine.AlignAtClearOf<T>(scratch, 0, 3 * channels, in src, [channels, 2 * channels]);
+                Span<T> accumulators = CacheLine.AlignAtClearOf<T>(
+                    scratch, 0, 3 * channels, [CacheLine.PageOffset(in src)], channels * Unsafe.SizeOf<T>(), [channels, 2 * channels]);
                 switch (width)
                 {
                     case VectorWidth.Vector512:

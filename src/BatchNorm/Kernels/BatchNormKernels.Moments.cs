@@ -586,7 +586,8 @@ internal static partial class BatchNormKernels
         int phase = !prefetch && channels > 4 * lanes ? Math.Max(0, RowPhase.Of<T>(x, rows, channels, lanes)) : 0;
         Span<T> buffer = channels <= StackChannels ? stackalloc T[length] : (rented = ArrayPool<T>.Shared.Rent(length));
         Span<T> scratch = CacheLine.AlignAtClearOf(
-            buffer[..length], phase, 3 * channels, in Unsafe.Add(ref src, phase), [phase + channels, phase + (2 * channels)]);
+            buffer[..length], phase, 3 * channels, [CacheLine.PageOffset(in Unsafe.Add(ref src, phase))], channels * Unsafe.SizeOf<T>(),
+            [phase + channels, phase + (2 * channels)]);
         try
         {
             switch (width)

@@ -88,27 +88,43 @@ public class CacheLineTests
     }
 
     /// <summary>
-    /// For every page offset of the loaded stream (in 4-byte steps) and several buffer starts, starting elements and
-    /// array lengths: the chosen element starts a line inside the buffer, no stored start lies 1-255 bytes above the
-    /// loaded offset in its page (distances taken here from the addresses), and where <see cref="CacheLine.AlignAt"/>'s
-    /// own placement is already clear it is the one returned.
+    /// For page offsets of two loaded streams (one in 4-byte steps over the page, the other a fixed distance on), rows of
+    /// several widths, several buffer starts and starting elements: the chosen element starts a line inside the buffer;
+    /// where rows repeat their page offsets less often than every 256 bytes, no stored start lies 1-255 bytes above any
+    /// row of either stream in its page (distances taken here from the addresses, row by row over a page); and where
+    /// <see cref="CacheLine.AlignAt"/>'s own placement is already clear, or nothing can be, it is the one returned.
     /// </summary>
     [Fact]
-    public void AlignAtClearOf_keeps_the_stored_starts_from_just_above_the_loads_page_offset()
+    public void AlignAtClearOf_keeps_the_stored_starts_from_just_above_every_loaded_row()
     {
         CheckClear<float>(1024);
+        CheckClear<float>(256);
         CheckClear<float>(1000);
+        CheckClear<float>(384);
         CheckClear<double>(512);
         CheckClear<double>(300);
+        CheckClear<double>(160);
+    }
+
+    [Fact]
+    public void RowPeriod_is_the_power_of_two_the_rows_page_offsets_repeat_at()
+    {
+        CacheLine.RowPeriod(4096).Should().Be(4096);
+        CacheLine.RowPeriod(8192).Should().Be(4096);
+        CacheLine.RowPeriod(1024).Should().Be(1024);
+        CacheLine.RowPeriod(1536).Should().Be(512);
+        CacheLine.RowPeriod(4000).Should().Be(32);
+        CacheLine.RowPeriod(12).Should().Be(4);
     }
 
     private static unsafe void CheckClear<T>(int channels)
         where T : unmanaged
     {
         int length = 3 * channels;
+        int rowBytes = channels * sizeof(T);
         int room = length + CacheLine.Slack<T>() + CacheLine.SlideSlack<T>();
         T[] array = GC.AllocateArray<T>(room + 4096, pinned: true);
-        byte[] loads = GC.AllocateArray<byte>(2 * 4096, pinned: true);
+        nint page = ((nint)Unsafe.AsPointer(ref array[0]) + 4095) & ~(nint)4095;
         int slid = 0;
         foreach (int start in new[] { 0, 5, 700 })
         {
@@ -118,26 +134,37 @@ public class CacheLineTests
                 int[] stored = [index + channels, index + (2 * channels)];
                 for (int load = 0; load < 4096; load += 4)
                 {
-                    ref T loaded = ref Unsafe.As<byte, T>(ref loads[load]);
-                    Span<T> placed = CacheLine.AlignAtClearOf(buffer, index, length, in loaded, stored);
-                    string context = $"{typeof(T).Name}, C {channels}, buffer at +{start}, element {index}, load offset {(nint)Unsafe.AsPointer(ref loaded) & 4095}";
+                    int[] loaded = [load, (load + 1352) % 4096];
+                    Span<T> placed = CacheLine.AlignAtClearOf(buffer, index, length, loaded, rowBytes, stored);
+                    string context = $"{typeof(T).Name}, C {channels}, buffer at +{start}, element {index}, load offset {load}";
                     placed.Length.Should().Be(length);
                     ((nint)Unsafe.AsPointer(ref placed[index]) % 64).Should().Be(0, context);
                     nint first = (nint)Unsafe.AsPointer(ref placed[0]) - (nint)Unsafe.AsPointer(ref buffer[0]);
                     first.Should().BeInRange(0, (room - length) * sizeof(T), context);
+                    Span<T> plain = CacheLine.AlignAt(buffer, index, length);
+                    bool clearable = Gcd(rowBytes, 4096) >= 512;
                     bool plainClear = true;
                     foreach (int i in stored)
                     {
-                        long distance = (((nint)Unsafe.AsPointer(ref placed[i]) - (nint)Unsafe.AsPointer(ref loaded)) % 4096 + 4096) % 4096;
-                        distance.Should().NotBeInRange(1, 255, context);
-                        Span<T> plain = CacheLine.AlignAt(buffer, index, length);
-                        long plainDistance = (((nint)Unsafe.AsPointer(ref plain[i]) - (nint)Unsafe.AsPointer(ref loaded)) % 4096 + 4096) % 4096;
-                        plainClear &= plainDistance is 0 or >= 256;
+                        foreach (int l in loaded)
+                        {
+                            for (int row = 0; row < 4096 / Gcd(rowBytes, 4096); row++)
+                            {
+                                long rowOffset = (l + ((long)row * rowBytes)) % 4096;
+                                long distance = ((((nint)Unsafe.AsPointer(ref placed[i]) - page) % 4096) - rowOffset + 8192) % 4096;
+                                long plainDistance = ((((nint)Unsafe.AsPointer(ref plain[i]) - page) % 4096) - rowOffset + 8192) % 4096;
+                                plainClear &= plainDistance is 0 or >= 256;
+                                if (clearable)
+                                {
+                                    distance.Should().NotBeInRange(1, 255, $"{context}, row {row}");
+                                }
+                            }
+                        }
                     }
 
-                    if (plainClear)
+                    if (plainClear || !clearable)
                     {
-                        ((nint)Unsafe.AsPointer(ref placed[0])).Should().Be((nint)Unsafe.AsPointer(ref CacheLine.AlignAt(buffer, index, length)[0]), context);
+                        ((nint)Unsafe.AsPointer(ref placed[0])).Should().Be((nint)Unsafe.AsPointer(ref plain[0]), context);
                     }
                     else
                     {
@@ -147,7 +174,13 @@ public class CacheLineTests
             }
         }
 
-        slid.Should().BeGreaterThan(0, "some load offsets put the plain placement just below a stored start");
+        if (Gcd(rowBytes, 4096) >= 512)
+        {
+            slid.Should().BeGreaterThan(0, "some load offsets put the plain placement just below a stored start");
+        }
+
+        // The rows' page offsets repeat every 4096 / gcd rows, at multiples of the gcd.
+        static int Gcd(int a, int b) => b == 0 ? a : Gcd(b, a % b);
     }
 
     private static unsafe void CheckPage<T>()

@@ -38,30 +38,46 @@ internal static class CacheLine
     public static Span<T> AlignAt<T>(Span<T> buffer, int index, int length)
         where T : unmanaged => buffer.Slice(Skip<T>(buffer[index..]), length);
 
-    /// <summary>Spare elements, beyond <see cref="Slack{T}"/>, that <see cref="AlignAtClearOf{T}"/> may slide a buffer by.</summary>
+    /// <summary>Spare elements, beyond <see cref="Slack{T}"/>, that <see cref="AlignAtClearOf{T}"/> may slide a buffer by: a quarter page.</summary>
     public static unsafe int SlideSlack<T>()
-        where T : unmanaged => 2 * AliasBytes / sizeof(T);
+        where T : unmanaged => PageBytes / 4 / sizeof(T);
 
     /// <summary>
     /// <see cref="AlignAt{T}"/>, then slid on by the fewest whole lines (at most <see cref="SlideSlack{T}"/> elements) so
-    /// that none of the result's elements at <paramref name="stored"/> (the starts of arrays stored
-    /// beside a stream's loads) has a page offset just above <paramref name="loaded"/>'s (<see cref="IsJustAbove"/>),
-    /// where the stream's loads would wait on those stores (<see cref="PageBytes"/>). Each stored element rules out at
-    /// most four slides of the nine, so two always leave one. <paramref name="buffer"/> must hold
+    /// that none of the result's elements at <paramref name="stored"/> (the starts of arrays stored beside the loads of
+    /// some streams) lies just above any row of those streams in its page (<see cref="IsJustAbove"/>), where the loads
+    /// would wait on the stores (<see cref="PageBytes"/>). <paramref name="loaded"/> holds the page offsets of the streams'
+    /// first rows; their rows are <paramref name="rowBytes"/> apart, so their page offsets repeat every
+    /// <see cref="RowPeriod"/> bytes. Where that period is no wider than <see cref="AliasBytes"/>, every placement lies
+    /// just above some row, and the buffer is not slid. <paramref name="buffer"/> must hold
     /// <c>length + Slack&lt;T&gt;() + SlideSlack&lt;T&gt;()</c>. The same hint as <see cref="Align{T}"/>.
     /// </summary>
-    public static Span<T> AlignAtClearOf<T>(Span<T> buffer, int index, int length, ref readonly T loaded, ReadOnlySpan<int> stored)
+    /// <remarks>
+    /// Each pair of a stored start and a loaded stream rules out fewer than <see cref="AliasBytes"/> of every period, so
+    /// with rows of a whole page one stored start and two streams leave at least half of the 17 slides.
+    /// </remarks>
+    public static Span<T> AlignAtClearOf<T>(Span<T> buffer, int index, int length, ReadOnlySpan<int> loaded, int rowBytes, ReadOnlySpan<int> stored)
         where T : unmanaged
     {
         Span<T> aligned = AlignAt(buffer, index, length + SlideSlack<T>());
-        int load = PageOffset(in loaded);
+        int period = RowPeriod(rowBytes);
+        if (period <= AliasBytes)
+        {
+            return aligned[..length];
+        }
+
         int line = Slack<T>();
         for (int slide = 0; slide <= SlideSlack<T>(); slide += line)
         {
             bool clear = true;
             foreach (int i in stored)
             {
-                clear &= !IsJustAbove(PageOffset(in aligned[slide + i]) - load);
+                int store = PageOffset(in aligned[slide + i]);
+                foreach (int load in loaded)
+                {
+                    int above = (store - load) & (period - 1);
+                    clear &= above is 0 or >= AliasBytes;
+                }
             }
 
             if (clear)
@@ -71,6 +87,16 @@ internal static class CacheLine
         }
 
         return aligned[..length];
+    }
+
+    /// <summary>
+    /// The period, in bytes, of the page offsets of rows <paramref name="rowBytes"/> apart: the largest power of two
+    /// dividing both the row and <see cref="PageBytes"/> (the whole page for rows of whole pages).
+    /// </summary>
+    public static int RowPeriod(int rowBytes)
+    {
+        int lowest = rowBytes & -rowBytes;
+        return rowBytes == 0 || lowest >= PageBytes ? PageBytes : lowest;
     }
 
     /// <summary>
