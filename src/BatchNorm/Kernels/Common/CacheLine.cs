@@ -38,7 +38,10 @@ internal static class CacheLine
     public static Span<T> AlignAt<T>(Span<T> buffer, int index, int length)
         where T : unmanaged => buffer.Slice(Skip<T>(buffer[index..]), length);
 
-    /// <summary>Spare elements, beyond <see cref="Slack{T}"/>, that <see cref="AlignAtClearOf{T}"/> may slide a buffer by: a quarter page.</summary>
+    /// <summary>
+    /// Spare elements, beyond <see cref="Slack{T}"/>, that <see cref="AlignAtClearOf{T}"/> may slide a buffer by: a
+    /// quarter page.
+    /// </summary>
     public static unsafe int SlideSlack<T>()
         where T : unmanaged => PageBytes / 4 / sizeof(T);
 
