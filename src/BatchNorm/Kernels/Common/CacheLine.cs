@@ -48,7 +48,7 @@ internal static class CacheLine
     /// <summary>
     /// <see cref="AlignAt{T}"/>, then slid on by the fewest whole lines (at most <see cref="SlideSlack{T}"/> elements) so
     /// that none of the result's elements at <paramref name="stored"/> (the starts of arrays stored beside the loads of
-    /// some streams) lies just above any row of those streams in its page (<see cref="IsJustAbove"/>), where the loads
+    /// some streams) lies just above any row of those streams in its page (<see cref="IsJustAbove(int, int)"/>), where the loads
     /// would wait on the stores (<see cref="PageBytes"/>). <paramref name="loaded"/> holds the page offsets of the streams'
     /// first rows; their rows are <paramref name="rowBytes"/> apart, so their page offsets repeat every
     /// <see cref="RowPeriod"/> bytes. Where that period is no wider than <see cref="AliasBytes"/>, every placement lies
@@ -78,8 +78,7 @@ internal static class CacheLine
                 int store = PageOffset(in aligned[slide + i]);
                 foreach (int load in loaded)
                 {
-                    int above = (store - load) & (period - 1);
-                    clear &= above is 0 or >= AliasBytes;
+                    clear &= !IsJustAbove(store - load, period);
                 }
             }
 
@@ -120,8 +119,9 @@ internal static class CacheLine
     /// <summary>
     /// The span over which a load is first compared with the stores still in flight. Cores match addresses on their low
     /// 12 bits first ("4K aliasing", documented for Intel's and seen on this Zen 5), so a load whose offset in its 4 KiB
-    /// page overlaps that of a recent store to another address waits for it. The backward's per-channel arrays, loaded
-    /// or stored beside every data vector of wide rows, are therefore placed at a page offset far from the data streams'.
+    /// page overlaps that of a recent store to another address waits for it. The per-channel arrays the backward and the
+    /// statistics store beside every data vector of wide rows are therefore placed at a page offset far from the data
+    /// streams' (<see cref="FarthestFrom"/>), or at least not just above them (<see cref="AlignAtClearOf{T}"/>).
     /// </summary>
     /// <remarks>
     /// Float32 [256,1024] in cache (twenty-first session, ABBA, fastest of 16 rounds against a copy, three processes):
@@ -166,7 +166,13 @@ internal static class CacheLine
     /// <see cref="PageBytes"/>) lies just above it: by more than 0 and less than <see cref="AliasBytes"/>, where a load
     /// walking up after the output's stores waits for them.
     /// </summary>
-    public static bool IsJustAbove(int distance) => (distance & (PageBytes - 1)) is > 0 and < AliasBytes;
+    public static bool IsJustAbove(int distance) => IsJustAbove(distance, PageBytes);
+
+    /// <summary>
+    /// <see cref="IsJustAbove(int)"/> against a stream whose rows repeat their page offsets every
+    /// <paramref name="period"/> bytes (a power of two, <see cref="RowPeriod"/>): just above one of its rows.
+    /// </summary>
+    public static bool IsJustAbove(int distance, int period) => (distance & (period - 1)) is > 0 and < AliasBytes;
 
     /// <summary>
     /// <see cref="WalkDown(ReadOnlySpan{int})"/> for a pass that writes <paramref name="output"/> from
