@@ -462,30 +462,41 @@ internal static partial class BatchNormKernels
             int stride = paged ? CacheLine.RoundUpToPage<T>(channels) : channels;
             int slack = paged ? CacheLine.PageSlack<T>() : CacheLine.Slack<T>() + CacheLine.SlideSlack<T>();
             int length = stride + channels + slack;
-            Span<T> buffer = paged ? (rented = ArrayPool<T>.Shared.Rent(length)) : stackalloc T[length];
-            int far = paged
-                ? CacheLine.FarthestFrom([
-                    CacheLine.PageOffset(in MemoryMarshal.GetReference(x)), CacheLine.PageOffset(in MemoryMarshal.GetReference(dy)),
-                    CacheLine.PageOffset(in MemoryMarshal.GetReference(center))])
-                : 0;
+
+            // Rows in cache summed in pairs (WideRowPairGradientSums) that share a phase go in aligned vectors from x's
+            // (WidePhasedGradientSums), with the centre and the sums rotated by it: the centre's copy goes after the sums.
+            int lanes = VectorWidths.Lanes<T>(width);
+            int phase = IsPairedGradientRow<T>(channels, lanes, prefetch) ? Math.Max(0, RowPhase.Of(x, layout.Outer, channels, lanes)) : 0;
+            int rotatedLength = phase > 0 ? channels + CacheLine.Slack<T>() : 0;
+            Span<T> buffer = paged ? (rented = ArrayPool<T>.Shared.Rent(length + rotatedLength)) : stackalloc T[length + rotatedLength];
+            Span<T> rotated = phase > 0 ? CacheLine.Align(buffer.Slice(length, rotatedLength), channels) : default;
+            if (phase > 0)
+            {
+                center[phase..].CopyTo(rotated);
+                center[..phase].CopyTo(rotated[(channels - phase)..]);
+            }
+
+            int loadedCenter = CacheLine.PageOffset(in MemoryMarshal.GetReference(phase > 0 ? rotated : center));
+            int loadedX = CacheLine.PageOffset(in Unsafe.Add(ref xs, phase));
+            int loadedDy = CacheLine.PageOffset(in Unsafe.Add(ref gs, phase));
             Span<T> scratch = paged
-                ? CacheLine.AtPageOffset(buffer[..length], far, stride + channels)
+                ? CacheLine.AtPageOffset(buffer[..length], CacheLine.FarthestFrom([loadedX, loadedDy, loadedCenter]), stride + channels)
                 : CacheLine.AlignAtClearOf(
-                    buffer[..length], 0, 2 * channels,
-                    [CacheLine.PageOffset(in MemoryMarshal.GetReference(x)), CacheLine.PageOffset(in MemoryMarshal.GetReference(dy))],
+                    buffer[..length], 0, 2 * channels, phase > 0 ? [loadedX, loadedDy, loadedCenter] : [loadedX, loadedDy],
                     channels * Unsafe.SizeOf<T>(), [0, channels]);
+            ref T m2 = ref phase > 0 ? ref MemoryMarshal.GetReference(rotated) : ref m;
             try
             {
                 switch (width)
                 {
                     case VectorWidth.Vector512:
-                        GradientSumsChannelsLast<Vector512<T>, Vector512Ops<T>, T>(ref xs, ref gs, layout, ref m, sumDy, sumDyCentered, scratch, prefetch);
+                        GradientSumsChannelsLast<Vector512<T>, Vector512Ops<T>, T>(ref xs, ref gs, layout, ref m2, sumDy, sumDyCentered, scratch, prefetch, phase);
                         break;
                     case VectorWidth.Vector256:
-                        GradientSumsChannelsLast<Vector256<T>, Vector256Ops<T>, T>(ref xs, ref gs, layout, ref m, sumDy, sumDyCentered, scratch, prefetch);
+                        GradientSumsChannelsLast<Vector256<T>, Vector256Ops<T>, T>(ref xs, ref gs, layout, ref m2, sumDy, sumDyCentered, scratch, prefetch, phase);
                         break;
                     case VectorWidth.Vector128:
-                        GradientSumsChannelsLast<Vector128<T>, Vector128Ops<T>, T>(ref xs, ref gs, layout, ref m, sumDy, sumDyCentered, scratch, prefetch);
+                        GradientSumsChannelsLast<Vector128<T>, Vector128Ops<T>, T>(ref xs, ref gs, layout, ref m2, sumDy, sumDyCentered, scratch, prefetch, phase);
                         break;
                     default:
                         GradientSumsChannelsLast<T, ScalarOps<T>, T>(ref xs, ref gs, layout, ref m, sumDy, sumDyCentered, scratch, prefetch);
@@ -539,9 +550,24 @@ internal static partial class BatchNormKernels
         }
     }
 
+    /// <summary>
+    /// Whether the gradient sums of channels-last rows of <paramref name="channels"/> walk them two rows per update of the
+    /// sums (<see cref="WideRowPairGradientSums{TVec, TOps, T}"/>, or <see cref="WidePhasedGradientSums{TVec, TOps, T}"/>
+    /// when the rows share a phase): in cache (no prefetch), rows wider than four vectors of <paramref name="lanes"/> and
+    /// of at most a tile of whole vectors (<see cref="TileChannels{T}"/>).
+    /// </summary>
+    private static bool IsPairedGradientRow<T>(int channels, int lanes, bool prefetch)
+        where T : unmanaged => !prefetch && channels > 4 * lanes && channels - (channels % lanes) <= TileChannels<T>();
+
+    /// <summary>
+    /// The channels-last gradient sums of <paramref name="layout"/> block by block. With <paramref name="phase"/> above
+    /// zero (the phase of x's rows, which share it), <paramref name="center"/> is the centre rotated by it
+    /// (<see cref="WidePhasedGradientSums{TVec, TOps, T}"/>).
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void GradientSumsChannelsLast<TVec, TOps, T>(
-        ref T x, ref T dy, ChannelLayout layout, ref T center, Span<double> sumDy, Span<double> sumDyCentered, Span<T> scratch, bool prefetch)
+        ref T x, ref T dy, ChannelLayout layout, ref T center, Span<double> sumDy, Span<double> sumDyCentered, Span<T> scratch, bool prefetch,
+        int phase = 0)
         where TVec : struct
         where TOps : IVectorOps<TVec, T>
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
@@ -589,6 +615,20 @@ internal static partial class BatchNormKernels
                         NarrowGradientSums<TVec, TOps, T, FourChunks>(ref xb, ref gb, rows, channels, ref center, ref s1, ref s2);
                         break;
                 }
+            }
+            else if (phase > 0)
+            {
+                // The rotated sums: channel c at c - phase, the first phase channels at the end.
+                WidePhasedGradientSums<TVec, TOps, T>(ref Unsafe.Add(ref x, start), ref Unsafe.Add(ref dy, start), rows, channels, phase, ref center, ref s1, ref s2);
+                AccumulateWidened(sumDy[phase..], ref s1);
+                AccumulateWidened(sumDyCentered[phase..], ref s2);
+                AccumulateWidened(sumDy[..phase], ref Unsafe.Add(ref s1, channels - phase));
+                AccumulateWidened(sumDyCentered[..phase], ref Unsafe.Add(ref s2, channels - phase));
+                continue;
+            }
+            else if (IsPairedGradientRow<T>(channels, width, prefetch))
+            {
+                WideRowPairGradientSums<TVec, TOps, T>(ref Unsafe.Add(ref x, start), ref Unsafe.Add(ref dy, start), rows, channels, ref center, ref s1, ref s2);
             }
             else if (prefetch ? channels * Unsafe.SizeOf<T>() >= CacheLine.PageBytes : channels - (channels % width) > TileChannels<T>())
             {
@@ -743,12 +783,155 @@ internal static partial class BatchNormKernels
     }
 
     /// <summary>
-    /// A block of wide rows: sums in L1 arrays, one row per accumulator update, no software prefetch. In cache it takes
-    /// rows of up to a tile (<see cref="TileChannels{T}"/>) of vectors, from memory rows narrower than a page; wider ones
-    /// take <see cref="WideRowGroupGradientSums{TVec, TOps, T}"/>.
+    /// A block of wide rows in cache (<see cref="IsPairedGradientRow{T}"/>): sums in L1 arrays, two rows per update of
+    /// them, <c>s += dy0</c> then <c>+= dy1</c> in registers, so each channel still takes its rows one after another: the
+    /// bits of the row-by-row walk. The pair's last <c>C mod width</c> channels one by one after its vectors, the first
+    /// row's before the second's; an odd last row alone. No software prefetch.
     /// </summary>
     /// <remarks>
-    /// One row per update, not two rows added in registers first (the loop until the twenty-fifth session): on
+    /// Each data vector of a row walk carries loads of the centre and both sums and two stores, and in cache that walk is
+    /// bound by the loads; a pair halves them per data vector. On the Zen 4 machine (the twenty-fifth session's Intel
+    /// machine had found pairs slower), the kernel alone in cache, fastest of 20 or 30 rounds, x and dy at page offsets
+    /// 88 and 200 (arrays allocated one after the other) or 24 and 1040: float32 [256, 1000] 32 us against 36 us for
+    /// the row walk, float64 [512, 500] 60-61 us against 67-68 us, float32 [1024, 250] 40-44 us against 41-51 us. Rows
+    /// that share a phase go from it (<see cref="WidePhasedGradientSums{TVec, TOps, T}"/>).
+    /// </remarks>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void WideRowPairGradientSums<TVec, TOps, T>(ref T x, ref T dy, int rows, int channels, ref T center, ref T s1, ref T s2)
+        where TVec : struct
+        where TOps : IVectorOps<TVec, T>
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        nuint w = (nuint)TOps.Count;
+        nuint stride = (nuint)channels;
+        nuint vectorEnd = stride - (stride % w);
+        MemoryMarshal.CreateSpan(ref s1, channels).Clear();
+        MemoryMarshal.CreateSpan(ref s2, channels).Clear();
+        int r = 0;
+        for (; r + 2 <= rows; r += 2)
+        {
+            ref T xr = ref Unsafe.Add(ref x, (nuint)r * stride);
+            ref T gr = ref Unsafe.Add(ref dy, (nuint)r * stride);
+            for (nuint c = 0; c < vectorEnd; c += w)
+            {
+                AddRowPairToGradientSums<TVec, TOps, T>(ref xr, ref gr, c, stride, ref center, ref s1, ref s2);
+            }
+
+            AddRowToGradientSums<TVec, TOps, T>(ref xr, ref gr, vectorEnd, channels, ref center, ref s1, ref s2);
+            AddRowToGradientSums<TVec, TOps, T>(ref Unsafe.Add(ref xr, stride), ref Unsafe.Add(ref gr, stride), vectorEnd, channels, ref center, ref s1, ref s2);
+        }
+
+        if (r < rows)
+        {
+            AddRowToGradientSums<TVec, TOps, T>(ref Unsafe.Add(ref x, (nuint)r * stride), ref Unsafe.Add(ref dy, (nuint)r * stride), 0, channels, ref center, ref s1, ref s2);
+        }
+    }
+
+    /// <summary>
+    /// One vector of sums at <paramref name="c"/> takes two rows, the one at <paramref name="x"/> and the one
+    /// <paramref name="stride"/> on: <c>s1 = (s1 + dy0) + dy1</c>, <c>s2 = (s2 + dy0 (x0 - m)) + dy1 (x1 - m)</c>.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void AddRowPairToGradientSums<TVec, TOps, T>(ref T x, ref T dy, nuint c, nuint stride, ref T center, ref T s1, ref T s2)
+        where TVec : struct
+        where TOps : IVectorOps<TVec, T>
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        TVec m = TOps.Load(ref center, c);
+        TVec d0 = TOps.Load(ref dy, c), d1 = TOps.Load(ref dy, c + stride);
+        TVec e0 = TOps.Multiply(d0, TOps.Subtract(TOps.Load(ref x, c), m));
+        TVec e1 = TOps.Multiply(d1, TOps.Subtract(TOps.Load(ref x, c + stride), m));
+        TOps.Store(TOps.Add(TOps.Add(TOps.Load(ref s1, c), d0), d1), ref s1, c);
+        TOps.Store(TOps.Add(TOps.Add(TOps.Load(ref s2, c), e0), e1), ref s2, c);
+    }
+
+    /// <summary>
+    /// <see cref="WideRowPairGradientSums{TVec, TOps, T}"/> for rows that share a phase p (C a whole number of vectors,
+    /// x's rows p elements from alignment, p above zero): the block read as one run of aligned vectors from element p,
+    /// each row's last vector spanning its last <c>W - p</c> channels and the next row's first p. Channel c of every such
+    /// vector is at <c>(c - p) mod C</c> in <paramref name="center"/> (the centre rotated by p) and in the sums, which come
+    /// out rotated the same way. The first row's first p channels go first and the last row's last <c>W - p</c> last,
+    /// one by one: every channel takes the same operations, its rows in order, as in the walk from the row starts.
+    /// </summary>
+    /// <remarks>
+    /// Managed arrays start off a line, so a walk from the row starts splits every 512-bit load of x across two lines (and
+    /// those of the centre and the sums where they share x's phase). On the Zen 4 machine, the kernel alone in cache,
+    /// fastest of 20 or 30 rounds, x and dy at page offsets 88 and 200 (arrays allocated one after the other), 24 and 88,
+    /// 16 and 1040, or 1000 and 1000: float32 [256, 1024] 27-29 us against 30-33 us for the pairs from the row starts and
+    /// 34-37 us for the row walk (a read of x and dy 21-24 us); [512, 512] 28-31 against 31-38 and 35-43; [1024, 256]
+    /// 28-29 against 31-32 and 35; float64 [512, 512] 55-56 against 57-59 and 66-67.
+    /// </remarks>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void WidePhasedGradientSums<TVec, TOps, T>(ref T x, ref T dy, int rows, int channels, int phase, ref T center, ref T s1, ref T s2)
+        where TVec : struct
+        where TOps : IVectorOps<TVec, T>
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        Debug.Assert(phase > 0 && phase < TOps.Count && channels % TOps.Count == 0);
+        nuint w = (nuint)TOps.Count;
+        nuint stride = (nuint)channels;
+        nuint p = (nuint)phase;
+        MemoryMarshal.CreateSpan(ref s1, channels).Clear();
+        MemoryMarshal.CreateSpan(ref s2, channels).Clear();
+
+        // The first row's first p channels, rotated to the end.
+        AddToRotatedGradientSums(ref x, ref dy, 0, p, stride - p, ref center, ref s1, ref s2);
+
+        // Every row but the last has C / W vectors from its element p, the last one spanning into the next row; the last
+        // row one fewer. Pairs of rows while both are whole, then the rest one at a time.
+        int r = 0;
+        for (; r + 2 < rows; r += 2)
+        {
+            ref T xr = ref Unsafe.Add(ref x, ((nuint)r * stride) + p);
+            ref T gr = ref Unsafe.Add(ref dy, ((nuint)r * stride) + p);
+            for (nuint c = 0; c < stride; c += w)
+            {
+                AddRowPairToGradientSums<TVec, TOps, T>(ref xr, ref gr, c, stride, ref center, ref s1, ref s2);
+            }
+        }
+
+        for (; r < rows; r++)
+        {
+            ref T xr = ref Unsafe.Add(ref x, ((nuint)r * stride) + p);
+            ref T gr = ref Unsafe.Add(ref dy, ((nuint)r * stride) + p);
+            nuint end = r == rows - 1 ? stride - w : stride;
+            for (nuint c = 0; c < end; c += w)
+            {
+                TVec d = TOps.Load(ref gr, c);
+                TOps.Store(TOps.Add(TOps.Load(ref s1, c), d), ref s1, c);
+                TOps.Store(TOps.Add(TOps.Load(ref s2, c), TOps.Multiply(d, TOps.Subtract(TOps.Load(ref xr, c), TOps.Load(ref center, c)))), ref s2, c);
+            }
+        }
+
+        // The last row's last W - p channels, at C - W .. C - p rotated.
+        nuint last = ((nuint)(rows - 1) * stride) + stride - w + p;
+        AddToRotatedGradientSums(ref x, ref dy, last, w - p, stride - w, ref center, ref s1, ref s2);
+    }
+
+    /// <summary>
+    /// Adds <paramref name="count"/> elements of x and dy from <paramref name="from"/> one by one to the rotated sums
+    /// from <paramref name="rotated"/> on: <c>s1 += dy</c>, <c>s2 += dy (x - center)</c>.
+    /// </summary>
+    private static void AddToRotatedGradientSums<T>(ref T x, ref T dy, nuint from, nuint count, nuint rotated, ref T center, ref T s1, ref T s2)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        for (nuint i = 0; i < count; i++)
+        {
+            T d = Unsafe.Add(ref dy, from + i);
+            nuint k = rotated + i;
+            Unsafe.Add(ref s1, k) += d;
+            Unsafe.Add(ref s2, k) += d * (Unsafe.Add(ref x, from + i) - Unsafe.Add(ref center, k));
+        }
+    }
+
+    /// <summary>
+    /// A block of wide rows from memory narrower than a page: sums in L1 arrays, one row per accumulator update, no
+    /// software prefetch. Wider ones take <see cref="WideRowGroupGradientSums{TVec, TOps, T}"/>; in cache, rows of up to a
+    /// tile go in pairs (<see cref="IsPairedGradientRow{T}"/>), wider ones in the groups.
+    /// </summary>
+    /// <remarks>
+    /// In cache this walk took rows of up to a tile until the forty-eighth session (now the pairs', measured on the Zen 4
+    /// machine). One row per update, not two rows added in registers first (the loop until the twenty-fifth session): on
     /// [256, 1024], where x and dy come from L3, two rows' four streams at once are slower than one row's two. Plain loops
     /// on pinned buffers, float32, ABBA, fastest of 16 rounds against a copy: a read of x and dy 0.93-1.05x, one row per
     /// update 1.01-1.18x, two rows 1.16-1.24x, and the two rows' loads alone, with no accumulators, 1.25-1.32x. The

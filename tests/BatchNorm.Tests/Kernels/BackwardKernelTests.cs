@@ -314,12 +314,51 @@ public class BackwardKernelTests
         }
     }
 
-    private static void RowOrderSums<T>(VectorWidth width, int[] shape, int stripe, int block)
+    /// <summary>
+    /// In cache, rows wider than four vectors and of at most a tile of 4 KiB go two rows per update of the sums, and when
+    /// C is a whole number of vectors, from x's phase: aligned vectors that span the end of one row and the start of the
+    /// next, with the centre and the sums rotated, the first row's first channels and the last row's last ones of each
+    /// block one by one. Each channel must still take its rows in order, from zero in T over each block: the bits of a
+    /// plain scalar loop. x starts at every element of a vector (so at every phase, whatever the array's own alignment),
+    /// dy at two offsets. [300, 768] has blocks of 85 rows (odd, the last of 45), [250, 1024] of 64 (the last of 58),
+    /// [37, 512] and [17, 256] one odd block (too many rows for the small-batch sums), [130, 96] one even block. [200, 1000]
+    /// is not a whole number of 512-bit float vectors: pairs from the row starts, a tail of channels after each pair.
+    /// Float and double (double rows over 4 KiB take the four-row groups).
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(KernelTestData.Widths), MemberType = typeof(KernelTestData))]
+    public void Gradient_sums_in_cache_add_the_rows_in_order_from_every_phase_of_x(int width)
+    {
+        int[][] shapes = [[300, 768], [250, 1024], [37, 512], [130, 96], [17, 256], [200, 1000]];
+        foreach (int[] shape in shapes)
+        {
+            var layout = new ChannelLayout(shape[0], shape[1], 1);
+            Prefetch.IsWorthIt<double>(layout.Length, Prefetch.BackwardTensors).Should().BeFalse();
+            Partition.IsLarge(layout).Should().BeFalse();
+            BatchNormKernels.IsSmallGradientBatch<float>(layout).Should().BeFalse();
+            BatchNormKernels.IsSmallGradientBatch<double>(layout).Should().BeFalse();
+            int block = Math.Max(16, 65536 / shape[1]);
+            for (int xOffset = 0; xOffset < 16; xOffset++)
+            {
+                foreach (int dyOffset in new[] { 0, 5 })
+                {
+                    RowOrderSums<float>((VectorWidth)width, shape, shape[0], block, xOffset, dyOffset);
+                    RowOrderSums<double>((VectorWidth)width, shape, shape[0], block, xOffset % 8, dyOffset);
+                }
+            }
+        }
+    }
+
+    private static void RowOrderSums<T>(VectorWidth width, int[] shape, int stripe, int block, int xOffset = 0, int dyOffset = 0)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
         int rows = shape[0], channels = shape[1], n = rows * channels;
         T[] x = Tolerance.FromDouble<T>(KernelTestData.Data(n, n, offset: 2, spread: 3));
         T[] dy = Tolerance.FromDouble<T>(KernelTestData.Data(n, n + 1, offset: 0, spread: 1));
+        T[] xAt = new T[n + xOffset];
+        T[] dyAt = new T[n + dyOffset];
+        x.CopyTo(xAt, xOffset);
+        dy.CopyTo(dyAt, dyOffset);
         T[] center = Tolerance.FromDouble<T>(KernelTestData.Data(channels, 3, offset: 2, spread: 1));
         var expected1 = new double[channels];
         var expected2 = new double[channels];
@@ -350,8 +389,8 @@ public class BackwardKernelTests
 
         var sum1 = new double[channels];
         var sum2 = new double[channels];
-        BatchNormKernels.GradientSums<T>(x, dy, new ChannelLayout(rows, channels, 1), center, sum1, sum2, width);
-        string what = $"{typeof(T).Name} {width} [{rows}, {channels}]";
+        BatchNormKernels.GradientSums<T>(xAt.AsSpan(xOffset), dyAt.AsSpan(dyOffset), new ChannelLayout(rows, channels, 1), center, sum1, sum2, width);
+        string what = $"{typeof(T).Name} {width} [{rows}, {channels}], x and dy {xOffset} and {dyOffset} elements into their arrays";
         sum1.Should().Equal(expected1, "sum(dy) of " + what);
         sum2.Should().Equal(expected2, "sum(dy (x - m)) of " + what);
     }
