@@ -875,7 +875,7 @@ internal static partial class BatchNormKernels
         MemoryMarshal.CreateSpan(ref s2, channels).Clear();
 
         // The first row's first p channels, rotated to the end.
-        AddToRotatedGradientSums(ref x, ref dy, 0, p, stride - p, ref center, ref s1, ref s2);
+        AddElementsToGradientSums(ref x, ref dy, 0, p, stride - p, ref center, ref s1, ref s2);
 
         // Every row but the last has C / W vectors from its element p, the last one spanning into the next row; the last
         // row one fewer. Pairs of rows while both are whole, then the rest one at a time.
@@ -892,27 +892,23 @@ internal static partial class BatchNormKernels
 
         for (; r < rows; r++)
         {
-            ref T xr = ref Unsafe.Add(ref x, ((nuint)r * stride) + p);
-            ref T gr = ref Unsafe.Add(ref dy, ((nuint)r * stride) + p);
-            nuint end = r == rows - 1 ? stride - w : stride;
-            for (nuint c = 0; c < end; c += w)
-            {
-                TVec d = TOps.Load(ref gr, c);
-                TOps.Store(TOps.Add(TOps.Load(ref s1, c), d), ref s1, c);
-                TOps.Store(TOps.Add(TOps.Load(ref s2, c), TOps.Multiply(d, TOps.Subtract(TOps.Load(ref xr, c), TOps.Load(ref center, c)))), ref s2, c);
-            }
+            nuint row = ((nuint)r * stride) + p;
+            AddVectorsToGradientSums<TVec, TOps, T>(
+                ref Unsafe.Add(ref x, row), ref Unsafe.Add(ref dy, row), 0, r == rows - 1 ? stride - w : stride, ref center, ref s1, ref s2);
         }
 
         // The last row's last W - p channels, at C - W .. C - p rotated.
         nuint last = ((nuint)(rows - 1) * stride) + stride - w + p;
-        AddToRotatedGradientSums(ref x, ref dy, last, w - p, stride - w, ref center, ref s1, ref s2);
+        AddElementsToGradientSums(ref x, ref dy, last, w - p, stride - w, ref center, ref s1, ref s2);
     }
 
     /// <summary>
-    /// Adds <paramref name="count"/> elements of x and dy from <paramref name="from"/> one by one to the rotated sums
-    /// from <paramref name="rotated"/> on: <c>s1 += dy</c>, <c>s2 += dy (x - center)</c>.
+    /// Adds <paramref name="count"/> elements of x and dy from <paramref name="from"/> one by one to the sums from
+    /// <paramref name="rotated"/> on (the same offset, or the rotated one of <see cref="WidePhasedGradientSums{TVec, TOps, T}"/>):
+    /// <c>s1 += dy</c>, <c>s2 += dy (x - center)</c>, the centre read at the sums' offset.
     /// </summary>
-    private static void AddToRotatedGradientSums<T>(ref T x, ref T dy, nuint from, nuint count, nuint rotated, ref T center, ref T s1, ref T s2)
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void AddElementsToGradientSums<T>(ref T x, ref T dy, nuint from, nuint count, nuint rotated, ref T center, ref T s1, ref T s2)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
         for (nuint i = 0; i < count; i++)
@@ -979,19 +975,26 @@ internal static partial class BatchNormKernels
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
         nuint vectorEnd = (nuint)(channels - (channels % TOps.Count));
-        nuint c = from;
-        for (; c < vectorEnd; c += (nuint)TOps.Count)
+        nuint c = Math.Max(from, vectorEnd);
+        AddVectorsToGradientSums<TVec, TOps, T>(ref x, ref dy, from, vectorEnd, ref center, ref s1, ref s2);
+        AddElementsToGradientSums(ref x, ref dy, c, (nuint)channels - c, c, ref center, ref s1, ref s2);
+    }
+
+    /// <summary>
+    /// The vectors of one row from <paramref name="from"/> up to <paramref name="end"/> (a whole number of vectors on)
+    /// added to the sums at the same offsets: <c>s1 += dy</c>, <c>s2 += dy (x - center)</c>.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void AddVectorsToGradientSums<TVec, TOps, T>(ref T x, ref T dy, nuint from, nuint end, ref T center, ref T s1, ref T s2)
+        where TVec : struct
+        where TOps : IVectorOps<TVec, T>
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        for (nuint c = from; c < end; c += (nuint)TOps.Count)
         {
             TVec d = TOps.Load(ref dy, c);
             TOps.Store(TOps.Add(TOps.Load(ref s1, c), d), ref s1, c);
             TOps.Store(TOps.Add(TOps.Load(ref s2, c), TOps.Multiply(d, TOps.Subtract(TOps.Load(ref x, c), TOps.Load(ref center, c)))), ref s2, c);
-        }
-
-        for (; c < (nuint)channels; c++)
-        {
-            T d = Unsafe.Add(ref dy, c);
-            Unsafe.Add(ref s1, c) += d;
-            Unsafe.Add(ref s2, c) += d * (Unsafe.Add(ref x, c) - Unsafe.Add(ref center, c));
         }
     }
 
