@@ -618,13 +618,7 @@ internal static partial class BatchNormKernels
             }
             else if (phase > 0)
             {
-                // The rotated sums: channel c at c - phase, the first phase channels at the end.
                 WidePhasedGradientSums<TVec, TOps, T>(ref Unsafe.Add(ref x, start), ref Unsafe.Add(ref dy, start), rows, channels, phase, ref center, ref s1, ref s2);
-                AccumulateWidened(sumDy[phase..], ref s1);
-                AccumulateWidened(sumDyCentered[phase..], ref s2);
-                AccumulateWidened(sumDy[..phase], ref Unsafe.Add(ref s1, channels - phase));
-                AccumulateWidened(sumDyCentered[..phase], ref Unsafe.Add(ref s2, channels - phase));
-                continue;
             }
             else if (IsPairedGradientRow<T>(channels, width, prefetch))
             {
@@ -639,8 +633,11 @@ internal static partial class BatchNormKernels
                 WideGradientSums<TVec, TOps, T>(ref Unsafe.Add(ref x, start), ref Unsafe.Add(ref dy, start), rows, channels, ref center, ref s1, ref s2);
             }
 
-            AccumulateWidened(sumDy, ref s1);
-            AccumulateWidened(sumDyCentered, ref s2);
+            // The sums rotated by the phase (channel c at c - phase, the first phase channels at the end; none when 0).
+            AccumulateWidened(sumDy[phase..], ref s1);
+            AccumulateWidened(sumDyCentered[phase..], ref s2);
+            AccumulateWidened(sumDy[..phase], ref Unsafe.Add(ref s1, channels - phase));
+            AccumulateWidened(sumDyCentered[..phase], ref Unsafe.Add(ref s2, channels - phase));
         }
     }
 
@@ -2367,18 +2364,18 @@ internal static partial class BatchNormKernels
         where TStream : ISwitch
     {
         nuint w = (nuint)TOps.Count;
-        ref T center = ref k.Center, a = ref k.A, p = ref k.P, q = ref k.Q;
         for (int r = r1 - 1; r >= r0; r--)
         {
             nuint o = (nuint)r * stride;
             ref T xr = ref Unsafe.Add(ref x, o);
             ref T gr = ref Unsafe.Add(ref dy, o);
             ref T dr = ref Unsafe.Add(ref dx, o);
+            // The masked-out test outside the vector loops: GradientAt with a constant leaves no branch in them.
             if (!weights.IsEmpty && weights[r] == T.Zero)
             {
                 for (nuint c = c0; c != c1; c += w)
                 {
-                    StoreTo<TVec, TOps, T, TStream>(TOps.Multiply(TOps.Load(ref gr, c), TOps.Load(ref a, c)), ref dr, c);
+                    StoreTo<TVec, TOps, T, TStream>(GradientAt<TVec, TOps, T>(ref xr, ref gr, c, k, statisticsTerm: false), ref dr, c);
                 }
             }
             else if (down)
@@ -2386,16 +2383,14 @@ internal static partial class BatchNormKernels
                 for (nuint c = c1; c != c0;)
                 {
                     c -= w;
-                    StoreTo<TVec, TOps, T, TStream>(
-                        GradientOf<TVec, TOps, T>(TOps.Load(ref xr, c), TOps.Load(ref gr, c), TOps.Load(ref center, c), TOps.Load(ref a, c), TOps.Load(ref p, c), TOps.Load(ref q, c)), ref dr, c);
+                    StoreTo<TVec, TOps, T, TStream>(GradientAt<TVec, TOps, T>(ref xr, ref gr, c, k, statisticsTerm: true), ref dr, c);
                 }
             }
             else
             {
                 for (nuint c = c0; c != c1; c += w)
                 {
-                    StoreTo<TVec, TOps, T, TStream>(
-                        GradientOf<TVec, TOps, T>(TOps.Load(ref xr, c), TOps.Load(ref gr, c), TOps.Load(ref center, c), TOps.Load(ref a, c), TOps.Load(ref p, c), TOps.Load(ref q, c)), ref dr, c);
+                    StoreTo<TVec, TOps, T, TStream>(GradientAt<TVec, TOps, T>(ref xr, ref gr, c, k, statisticsTerm: true), ref dr, c);
                 }
             }
         }
