@@ -1315,20 +1315,25 @@ internal static partial class BatchNormKernels
         int tile = TileChannels<T>();
         if (phase > 0)
         {
-            // Rows sharing a phase: the groups' aligned vectors [phase, phase + C - width), then both ends of the rows.
+            // Rows sharing a phase: the groups' aligned vectors [phase, phase + C - width), and both ends of the rows
+            // beside them (RowEndSums), added into sum1 and sum2 after the groups.
             int alignedEnd = phase + channels - width;
+            RowEndSums<TVec> ends = default;
             for (int t0 = phase; t0 < alignedEnd; t0 += tile)
             {
-                WideShiftedTile<TVec, TOps, T, TRows, TPrefetch>(ref x, rows, r0, groupEnd, channels, t0, Math.Min(alignedEnd, t0 + tile), ref shift, ref sum1, ref sum2);
+                WideShiftedTile<TVec, TOps, T, TRows, TPrefetch>(
+                    ref x, rows, r0, groupEnd, channels, t0, Math.Min(alignedEnd, t0 + tile), ref shift, ref sum1, ref sum2, phase, ref ends);
             }
 
-            WideShiftedEnds<TVec, TOps, T, TRows>(ref x, rows, r0, groupEnd, channels, phase, ref shift, ref sum1, ref sum2);
+            ends.AddTo<TOps, T>(phase, channels, ref sum1, ref sum2);
         }
         else
         {
+            RowEndSums<TVec> none = default;
             for (int t0 = 0; t0 < vectorEnd; t0 += tile)
             {
-                WideShiftedTile<TVec, TOps, T, TRows, TPrefetch>(ref x, rows, r0, groupEnd, channels, t0, Math.Min(vectorEnd, t0 + tile), ref shift, ref sum1, ref sum2);
+                WideShiftedTile<TVec, TOps, T, TRows, TPrefetch>(
+                    ref x, rows, r0, groupEnd, channels, t0, Math.Min(vectorEnd, t0 + tile), ref shift, ref sum1, ref sum2, 0, ref none);
             }
         }
 
@@ -1360,11 +1365,14 @@ internal static partial class BatchNormKernels
     /// <summary>
     /// The four-row groups of <see cref="WideShiftedSums"/> (rows <c>r0 .. r0 + groupEnd - 1</c>) on the whole vectors of
     /// channels <c>[c0, c1)</c>; the last tile (<paramref name="c1"/> at the end of the whole vectors) also takes the
-    /// last <c>C mod w</c> channels one by one, so that no channel is counted twice.
+    /// last <c>C mod w</c> channels one by one, so that no channel is counted twice. Rows walked from a
+    /// <paramref name="phase"/> above zero also add each group's row starts (in the tile from the phase) and row ends (in
+    /// the tile to <c>phase + C - w</c>) into <paramref name="ends"/>.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void WideShiftedTile<TVec, TOps, T, TRows, TPrefetch>(
-        ref T x, TRows rows, int r0, int groupEnd, int channels, int c0, int c1, ref T shift, ref T sum1, ref T sum2)
+        ref T x, TRows rows, int r0, int groupEnd, int channels, int c0, int c1, ref T shift, ref T sum1, ref T sum2, int phase,
+        ref RowEndSums<TVec> ends)
         where TVec : struct
         where TOps : IVectorOps<TVec, T>
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
@@ -1374,6 +1382,9 @@ internal static partial class BatchNormKernels
         int width = TOps.Count;
         int ahead = RowsAhead<T>(channels);
         int spacing = GroupSpacing<T>(channels, groupEnd);
+        bool starts = phase > 0 && c0 == phase;
+        bool endsOfRows = phase > 0 && c1 == phase + channels - width;
+        nuint last = (nuint)(channels - width);
         for (int g = 0; g < groupEnd; g += 4)
         {
             int r = GroupFirstRow(r0, g, spacing);
@@ -1400,6 +1411,20 @@ internal static partial class BatchNormKernels
                 TVec sum = GroupSums<TVec, TOps, T>(ref x, q0, q1, q2, q3, c, TOps.Load(ref shift, c), out TVec squares);
                 TOps.Store(TOps.Add(TOps.Load(ref sum1, c), sum), ref sum1, c);
                 TOps.Store(TOps.Add(TOps.Load(ref sum2, c), squares), ref sum2, c);
+            }
+
+            if (starts)
+            {
+                TVec sum = GroupSums<TVec, TOps, T>(ref x, q0, q1, q2, q3, 0, TOps.Load(ref shift, 0), out TVec squares);
+                ends.Start1 = TOps.Add(ends.Start1, sum);
+                ends.Start2 = TOps.Add(ends.Start2, squares);
+            }
+
+            if (endsOfRows)
+            {
+                TVec sum = GroupSums<TVec, TOps, T>(ref x, q0, q1, q2, q3, last, TOps.Load(ref shift, last), out TVec squares);
+                ends.End1 = TOps.Add(ends.End1, sum);
+                ends.End2 = TOps.Add(ends.End2, squares);
             }
 
             for (nuint c = (nuint)c1; c1 == channels - (channels % width) && c < (nuint)channels; c++)
@@ -1437,45 +1462,48 @@ internal static partial class BatchNormKernels
     }
 
     /// <summary>
-    /// The ends of the four-row groups of a phased <see cref="WideShiftedSums"/>: channels <c>[0, phase)</c> from the
-    /// vector at the row start and <c>[C - width + phase, C)</c> from the vector at the row end (C is a whole number of
-    /// vectors). Each overlaps aligned vectors already summed, whose lanes are kept by a select, so every channel is
-    /// counted once and gets the same operations, in the same order, as in the walk from the row start: the same bits.
+    /// The ends of the four-row groups of a phased <see cref="WideShiftedSums"/>, summed beside the groups' aligned vectors
+    /// (<see cref="WideShiftedTile"/>): the vector at each row's start, whose lanes below the phase are channels
+    /// <c>[0, phase)</c>, and the vector at each row's end, whose lanes from the phase on are channels
+    /// <c>[C - w + phase, C)</c> (C is a whole number of vectors). The other lanes overlap aligned vectors and are dropped
+    /// by <see cref="AddTo"/>. Each kept lane starts at zero, as a cleared sum does, and gets each group's sum in group
+    /// order, as the aligned channels do: the same operations, in the same order, as the walk from the row start, so the
+    /// same bits.
     /// </summary>
     /// <remarks>
     /// Managed arrays start 16 to 40 bytes past a line, so a walk from the row start splits every 512-bit load across two
     /// lines. A prototype of the groups' loop on float32 [256,1024] in cache (Intel Xeon, thirty-second session, rows 24
     /// bytes past a line, fastest of 16 rounds against a copy): 0.556-0.586x from the row starts, 0.455-0.489x in aligned
-    /// vectors with these ends (with every buffer on a line: 0.44-0.47x).
+    /// vectors with the ends (with every buffer on a line: 0.44-0.47x).
+    /// <para>
+    /// Until the forty-ninth session the ends were a pass of their own after the groups. The line where one row ends and
+    /// the next starts is read by no aligned vector, so that pass read it from wherever the groups' pass had left it,
+    /// 4 KiB apart and out of the prefetchers' reach: on the Zen 4 machine, float32 [256,1024], it took 0.9 us in some
+    /// processes and 3.7 us in others (a third of the statistics' time above a read of x), by the physical pages each
+    /// process got. Beside the groups, that line comes in with its rows.
+    /// </para>
     /// </remarks>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void WideShiftedEnds<TVec, TOps, T, TRows>(
-        ref T x, TRows rows, int r0, int groupEnd, int channels, int phase, ref T shift, ref T sum1, ref T sum2)
+    private struct RowEndSums<TVec>
         where TVec : struct
-        where TOps : IVectorOps<TVec, T>
-        where T : unmanaged, IBinaryFloatingPointIeee754<T>
-        where TRows : IRowSelection, allows ref struct
     {
-        TVec head = TOps.LanesBelow(phase);
-        nuint last = (nuint)(channels - TOps.Count);
-        TVec firstShift = TOps.Load(ref shift, 0);
-        TVec lastShift = TOps.Load(ref shift, last);
-        int spacing = GroupSpacing<T>(channels, groupEnd);
-        for (int g = 0; g < groupEnd; g += 4)
-        {
-            int r = GroupFirstRow(r0, g, spacing);
-            GroupRowOffsets(rows, r, spacing, channels, out nuint q0, out nuint q1, out nuint q2, out nuint q3);
-            TVec sum = GroupSums<TVec, TOps, T>(ref x, q0, q1, q2, q3, 0, firstShift, out TVec squares);
-            TVec s1 = TOps.Load(ref sum1, 0);
-            TVec s2 = TOps.Load(ref sum2, 0);
-            TOps.Store(TOps.Select(head, TOps.Add(s1, sum), s1), ref sum1, 0);
-            TOps.Store(TOps.Select(head, TOps.Add(s2, squares), s2), ref sum2, 0);
+        /// <summary>The sums of <c>x - shift</c> and <c>(x - shift)^2</c> of the row starts' vectors.</summary>
+        public TVec Start1, Start2;
 
-            sum = GroupSums<TVec, TOps, T>(ref x, q0, q1, q2, q3, last, lastShift, out squares);
-            s1 = TOps.Load(ref sum1, last);
-            s2 = TOps.Load(ref sum2, last);
-            TOps.Store(TOps.Select(head, s1, TOps.Add(s1, sum)), ref sum1, last);
-            TOps.Store(TOps.Select(head, s2, TOps.Add(s2, squares)), ref sum2, last);
+        /// <summary>The sums of <c>x - shift</c> and <c>(x - shift)^2</c> of the row ends' vectors.</summary>
+        public TVec End1, End2;
+
+        /// <summary>The kept lanes added into <paramref name="sum1"/> and <paramref name="sum2"/>, whose ends they replace.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public readonly void AddTo<TOps, T>(int phase, int channels, ref T sum1, ref T sum2)
+            where TOps : IVectorOps<TVec, T>
+            where T : unmanaged, IBinaryFloatingPointIeee754<T>
+        {
+            TVec head = TOps.LanesBelow(phase);
+            nuint last = (nuint)(channels - TOps.Count);
+            TOps.Store(TOps.Select(head, Start1, TOps.Load(ref sum1, 0)), ref sum1, 0);
+            TOps.Store(TOps.Select(head, Start2, TOps.Load(ref sum2, 0)), ref sum2, 0);
+            TOps.Store(TOps.Select(head, TOps.Load(ref sum1, last), End1), ref sum1, last);
+            TOps.Store(TOps.Select(head, TOps.Load(ref sum2, last), End2), ref sum2, last);
         }
     }
 

@@ -14,7 +14,7 @@ namespace BatchNorm.Kernels;
 /// (since the fourteenth session; before, three copies placed at the same phase). Every element gets the same operations as before, so the results are the
 /// same bits at any phase. The in-cache statistics of wide rows walk the same way (since the thirty-second session):
 /// the shifted sums take x's phase, with the shift and sums placed at it, and add each row's two ends through a masked
-/// vector (<c>WideShiftedEnds</c>).
+/// vector (<c>RowEndSums</c>, beside the aligned vectors since the forty-ninth session).
 /// </summary>
 /// <remarks>
 /// Measured on the benchmark machine (AVX-512, [256,1024], data in cache, rows 24 bytes off): the affine map took
