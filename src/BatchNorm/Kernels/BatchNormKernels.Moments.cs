@@ -572,7 +572,8 @@ internal static partial class BatchNormKernels
         Debug.Assert(rows > 0);
         ref T src = ref MemoryMarshal.GetReference(x);
         T[]? rented = null;
-        int length = (3 * channels) + CacheLine.Slack<T>() + CacheLine.SlideSlack<T>();
+        bool wide = IsWide<T>(channels, width);
+        int length = (3 * channels) + (wide ? CacheLine.SpreadSlack<T>(3) : CacheLine.Slack<T>() + CacheLine.SlideSlack<T>());
 
         // Wide rows in cache that share a phase are summed in aligned vectors from it (WideShiftedSums), and the shift and
         // sums are placed so that their element `phase` starts a line too (the three arrays are C apart, a whole number of
@@ -582,27 +583,45 @@ internal static partial class BatchNormKernels
         // 128 and 192 bytes above x's aligned offset, the statistics took 31-35, 29-30 and 26 us, and 20, 25 and 25 us
         // slid clear (the same process, alternating; fastest of 15 rounds; 18-25 us at other placements). A plain
         // four-row loop took 33, 24, 20 and 17 us with its sums 64, 128, 256 and 1024 bytes above x's, 17-18 us below.
+        //
+        // Wide rows' shift and sums are further placed a quarter page apart (CacheLine.SpreadAcrossPage), not end to end.
         int lanes = VectorWidths.Lanes<T>(width);
         int phase = !prefetch && channels > 4 * lanes ? Math.Max(0, RowPhase.Of<T>(x, rows, channels, lanes)) : 0;
         Span<T> buffer = channels <= StackChannels ? stackalloc T[length] : (rented = ArrayPool<T>.Shared.Rent(length));
-        Span<T> scratch = CacheLine.AlignAtClearOf(
-            buffer[..length], phase, 3 * channels, [CacheLine.PageOffset(in Unsafe.Add(ref src, phase))], channels * Unsafe.SizeOf<T>(),
-            [phase + channels, phase + (2 * channels)]);
+        int xOffset = CacheLine.PageOffset(in Unsafe.Add(ref src, phase));
+        int rowBytes = channels * Unsafe.SizeOf<T>();
+        ReadOnlySpan<int> loaded = [xOffset];
+        ReadOnlySpan<int> stored = [phase + channels, phase + (2 * channels)];
+        scoped Span<T> scratch;
+        int sum1At = channels, sum2At = 2 * channels;
+        if (wide)
+        {
+            Span<int> starts = stackalloc int[3];
+            CacheLine.SpreadAcrossPage<T>(buffer[..length], phase, channels, xOffset, starts);
+            scratch = buffer[starts[0]..length];
+            sum1At = starts[1] - starts[0];
+            sum2At = starts[2] - starts[0];
+        }
+        else
+        {
+            scratch = CacheLine.AlignAtClearOf(buffer[..length], phase, 3 * channels, loaded, rowBytes, stored);
+        }
+
         try
         {
             switch (width)
             {
                 case VectorWidth.Vector512:
-                    MomentsChannelsLast<Vector512<T>, Vector512Ops<T>, T, AllRows>(ref src, new AllRows(rows), channels, mean, m2, scratch, prefetch, phase, firstShift);
+                    MomentsChannelsLast<Vector512<T>, Vector512Ops<T>, T, AllRows>(ref src, new AllRows(rows), channels, mean, m2, scratch, prefetch, phase, firstShift, sum1At, sum2At);
                     break;
                 case VectorWidth.Vector256:
-                    MomentsChannelsLast<Vector256<T>, Vector256Ops<T>, T, AllRows>(ref src, new AllRows(rows), channels, mean, m2, scratch, prefetch, phase, firstShift);
+                    MomentsChannelsLast<Vector256<T>, Vector256Ops<T>, T, AllRows>(ref src, new AllRows(rows), channels, mean, m2, scratch, prefetch, phase, firstShift, sum1At, sum2At);
                     break;
                 case VectorWidth.Vector128:
-                    MomentsChannelsLast<Vector128<T>, Vector128Ops<T>, T, AllRows>(ref src, new AllRows(rows), channels, mean, m2, scratch, prefetch, phase, firstShift);
+                    MomentsChannelsLast<Vector128<T>, Vector128Ops<T>, T, AllRows>(ref src, new AllRows(rows), channels, mean, m2, scratch, prefetch, phase, firstShift, sum1At, sum2At);
                     break;
                 default:
-                    MomentsChannelsLast<T, ScalarOps<T>, T, AllRows>(ref src, new AllRows(rows), channels, mean, m2, scratch, prefetch, 0, firstShift);
+                    MomentsChannelsLast<T, ScalarOps<T>, T, AllRows>(ref src, new AllRows(rows), channels, mean, m2, scratch, prefetch, 0, firstShift, sum1At, sum2At);
                     break;
             }
         }
@@ -655,7 +674,7 @@ internal static partial class BatchNormKernels
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void MomentsChannelsLast<TVec, TOps, T, TRows>(
         ref T x, TRows rows, int channels, Span<double> mean, Span<double> m2, Span<T> scratch, bool prefetch, int phase = 0,
-        ReadOnlySpan<T> firstShift = default)
+        ReadOnlySpan<T> firstShift = default, int sum1At = 0, int sum2At = 0)
         where TVec : struct
         where TOps : IVectorOps<TVec, T>
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
@@ -664,13 +683,14 @@ internal static partial class BatchNormKernels
         int width = TOps.Count;
         if (channels < width)
         {
-            MomentsChannelsLast<T, ScalarOps<T>, T, TRows>(ref x, rows, channels, mean, m2, scratch, prefetch, 0, firstShift);
+            MomentsChannelsLast<T, ScalarOps<T>, T, TRows>(ref x, rows, channels, mean, m2, scratch, prefetch, 0, firstShift, sum1At, sum2At);
             return;
         }
 
+        // The shift, then sum1 and sum2 at sum1At and sum2At (C and 2C when not given).
         ref T shift = ref MemoryMarshal.GetReference(scratch);
-        ref T sum1 = ref Unsafe.Add(ref shift, channels);
-        ref T sum2 = ref Unsafe.Add(ref shift, 2 * channels);
+        ref T sum1 = ref Unsafe.Add(ref shift, sum1At > 0 ? sum1At : channels);
+        ref T sum2 = ref Unsafe.Add(ref shift, sum2At > 0 ? sum2At : 2 * channels);
         int blockRows = channels <= 4 * width
             ? Math.Max(MinBlockRows, BlockElements / channels)
             : Math.Max(MinBlockRows, WideBlockElements / channels);
@@ -1139,7 +1159,8 @@ internal static partial class BatchNormKernels
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
         where TRows : IRowSelection, allows ref struct
     {
-        MemoryMarshal.CreateSpan(ref sum1, 2 * channels).Clear(); // sum1 and sum2 are consecutive
+        MemoryMarshal.CreateSpan(ref sum1, channels).Clear();
+        MemoryMarshal.CreateSpan(ref sum2, channels).Clear();
         if (givenShift && prefetch)
         {
             WideShiftedSums<TVec, TOps, T, TRows, SwitchOn>(ref x, rows, r0, count, channels, ref shift, ref sum1, ref sum2);

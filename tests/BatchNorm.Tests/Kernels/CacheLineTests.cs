@@ -106,6 +106,30 @@ public class CacheLineTests
         CheckClear<double>(160);
     }
 
+    /// <summary>
+    /// <see cref="CacheLine.SpreadAcrossPage"/> lays the arrays out one after the other inside the buffer, with the chosen
+    /// element of each on a line, the arrays a quarter page apart around the page, the first at the line a quarter page
+    /// above the loaded stream's, and none of them just above any loaded row where the rows' period is over 256 bytes.
+    /// Checked on the addresses themselves for every load offset (in steps of 4 bytes), three buffer starts, chosen
+    /// elements 0 and 3, rows of whole pages and of other sizes, and 257 floats, whose arrays end a quarter page before the
+    /// next one's place.
+    /// </summary>
+    [Fact]
+    public void SpreadAcrossPage_puts_the_arrays_a_quarter_page_apart_inside_the_buffer_and_clear_of_the_loaded_rows()
+    {
+        CheckSpread<float>(1024);
+        CheckSpread<float>(96);
+        CheckSpread<float>(1000);
+        CheckSpread<float>(2048);
+        CheckSpread<float>(256);
+        CheckSpread<float>(384);
+        CheckSpread<float>(257);
+        CheckSpread<double>(512);
+        CheckSpread<double>(300);
+        CheckSpread<double>(6);
+        CheckSpread<double>(384);
+    }
+
     [Fact]
     public void RowPeriod_is_the_power_of_two_the_rows_page_offsets_repeat_at()
     {
@@ -115,6 +139,52 @@ public class CacheLineTests
         CacheLine.RowPeriod(1536).Should().Be(512);
         CacheLine.RowPeriod(4000).Should().Be(32);
         CacheLine.RowPeriod(12).Should().Be(4);
+    }
+
+    private static unsafe void CheckSpread<T>(int channels)
+        where T : unmanaged
+    {
+        int room = (3 * channels) + CacheLine.SpreadSlack<T>(3);
+        int rowBytes = channels * sizeof(T);
+        int period = CacheLine.RowPeriod(rowBytes);
+        T[] array = GC.AllocateArray<T>(room + 1024, pinned: true);
+        int[] starts = new int[3];
+        foreach (int start in new[] { 0, 5, 700 })
+        {
+            Span<T> buffer = array.AsSpan(start, room);
+            nint b0 = (nint)Unsafe.AsPointer(ref buffer[0]);
+            foreach (int index in new[] { 0, 3 })
+            {
+                for (int load = 0; load < 4096; load += 4)
+                {
+                    CacheLine.SpreadAcrossPage<T>(buffer, index, channels, load, starts);
+                    string context = $"{typeof(T).Name}, C {channels}, buffer at +{start}, element {index}, load offset {load}";
+                    long[] at = new long[3];
+                    for (int a = 0; a < 3; a++)
+                    {
+                        starts[a].Should().BeGreaterThanOrEqualTo(a == 0 ? 0 : starts[a - 1] + channels, context);
+                        (starts[a] + channels).Should().BeLessThanOrEqualTo(room, context);
+                        at[a] = (b0 + ((long)(starts[a] + index) * sizeof(T))) & 4095;
+                        (at[a] % 64).Should().Be(0, context);
+                    }
+
+                    ((at[1] - at[0] + 4096) % 4096).Should().Be(1024, context);
+                    ((at[2] - at[0] + 4096) % 4096).Should().Be(2048, context);
+                    ((at[0] - (load & ~63) + 4096) % 4096).Should().Be(1024, context);
+                    if (period > 256)
+                    {
+                        for (int a = 0; a < 3; a++)
+                        {
+                            for (long row = 0; row < 4096 / period; row++)
+                            {
+                                long distance = (at[a] - ((load + (row * rowBytes)) % 4096) + 8192) % 4096 % period;
+                                distance.Should().NotBeInRange(1, 255, $"{context}, array {a}, row {row}");
+                            }
+                        }
+                    }
+                }
+            }
+        }
     }
 
     private static unsafe void CheckClear<T>(int channels)
