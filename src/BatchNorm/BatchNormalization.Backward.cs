@@ -254,15 +254,27 @@ public partial class BatchNormalization<T>
         T[]? rentedCoefficients = null;
         Span<double> buffer = channels <= StackChannels ? stackalloc double[7 * channels] : (rentedBuffer = ArrayPool<double>.Shared.Rent(7 * channels));
         // Each of the four arrays starts on a line, as the inference fold's do, whatever C is. Wider rows load them
-        // beside every data vector of dx, so there they are laid whole pages apart at the page offset half a page from
-        // dx's, away from the stores they would otherwise wait for (see CacheLine.PageBytes).
+        // beside every data vector of dx, so there they are spread a quarter page apart (CacheLine.SpreadAcrossPage, not a
+        // whole number of pages apart, which put each channel's four at one page offset) from an eighth of a page above
+        // dx's offset: none then lies within a quarter page above or below dx's stores (see CacheLine.PageBytes).
         bool paged = channels > StackChannels;
-        int coefficientStride = paged ? CacheLine.RoundUpToPage<T>(channels) : CacheLine.RoundUp<T>(channels);
-        int coefficientLength = (4 * coefficientStride) + (paged ? CacheLine.PageSlack<T>() : CacheLine.Slack<T>());
+        int coefficientStride = CacheLine.RoundUp<T>(channels);
+        int coefficientLength = paged ? (4 * channels) + CacheLine.SpreadSlack<T>(4) : (4 * coefficientStride) + CacheLine.Slack<T>();
         Span<T> coefficientBuffer = paged ? (rentedCoefficients = ArrayPool<T>.Shared.Rent(coefficientLength)) : stackalloc T[coefficientLength];
-        Span<T> coefficients = paged
-            ? CacheLine.AtPageOffset(coefficientBuffer, CacheLine.Opposite(CacheLine.PageOffset(in MemoryMarshal.GetReference(dx))), 4 * coefficientStride)
-            : CacheLine.Align(coefficientBuffer, 4 * coefficientStride);
+        Span<int> starts = stackalloc int[4];
+        if (paged)
+        {
+            int eighthAbove = (CacheLine.PageOffset(in MemoryMarshal.GetReference(dx)) + (CacheLine.PageBytes / 8)) & (CacheLine.PageBytes - 1) & ~(CacheLine.Bytes - 1);
+            CacheLine.SpreadAcrossPage<T>(coefficientBuffer[..coefficientLength], 0, channels, eighthAbove, starts);
+        }
+        else
+        {
+            int aligned = CacheLine.Skip<T>(coefficientBuffer);
+            for (int i = 0; i < 4; i++)
+            {
+                starts[i] = aligned + (i * coefficientStride);
+            }
+        }
 
         try
         {
@@ -270,10 +282,10 @@ public partial class BatchNormalization<T>
             Span<double> sumDyCentered = buffer.Slice(4 * channels, channels);
             Span<double> gammaGrad = buffer.Slice(5 * channels, channels);
             Span<double> betaGrad = buffer.Slice(6 * channels, channels);
-            Span<T> center = coefficients.Slice(0, channels);
-            Span<T> a = coefficients.Slice(coefficientStride, channels);
-            Span<T> p = coefficients.Slice(2 * coefficientStride, channels);
-            Span<T> q = coefficients.Slice(3 * coefficientStride, channels);
+            Span<T> center = coefficientBuffer.Slice(starts[0], channels);
+            Span<T> a = coefficientBuffer.Slice(starts[1], channels);
+            Span<T> p = coefficientBuffer.Slice(starts[2], channels);
+            Span<T> q = coefficientBuffer.Slice(starts[3], channels);
 
             // The statistics and the gamma the forward applied: the batch's (kept by the training call, with
             // 1 / sqrt(var + eps) and the rounded mean), or the moving statistics and gamma themselves.

@@ -449,41 +449,62 @@ internal static partial class BatchNormKernels
         ref T m = ref MemoryMarshal.GetReference(center);
         if (layout.IsChannelsLast)
         {
-            // The sums (two arrays of C). Rows too wide for the stack store these beside every data vector, so there they
-            // go at the page offset farthest from x, dy and the centre, which the loop loads, so that those loads do not
-            // wait on the stores (see CacheLine.PageBytes); the second sum a whole number of pages after the first, at the
-            // same offset. On the stack the two sit C apart, slid clear of every row of x and dy (CacheLine.AlignAtClearOf):
-            // on the Zen 4 machine, float32 [2048,256] in cache, x and dy half a page apart at 11 page offsets (one process
-            // each, the two placements alternating, fastest of 15 rounds), the unslid stack array took 81, 75 and 75 us at
-            // three where the slid one took 69, 69 and 68; at the others the two were within 2 us (66-86 us).
+            // The sums (two arrays of C), stored beside the loop's loads of x, dy and the centre, placed so that those
+            // loads do not wait on the stores (see CacheLine.PageBytes).
             T[]? rented = null;
             int channels = layout.Channels;
             bool paged = channels > StackChannels;
-            int stride = paged ? CacheLine.RoundUpToPage<T>(channels) : channels;
-            int slack = paged ? CacheLine.PageSlack<T>() : CacheLine.Slack<T>() + CacheLine.SlideSlack<T>();
-            int length = stride + channels + slack;
 
             // Rows in cache summed in pairs (WideRowPairGradientSums) that share a phase go in aligned vectors from x's
             // (WidePhasedGradientSums), with the centre and the sums rotated by it: the centre's copy goes after the sums.
             int lanes = VectorWidths.Lanes<T>(width);
             int phase = IsPairedGradientRow<T>(channels, lanes, prefetch) ? Math.Max(0, RowPhase.Of(x, layout.Outer, channels, lanes)) : 0;
-            int rotatedLength = phase > 0 ? channels + CacheLine.Slack<T>() : 0;
-            Span<T> buffer = paged ? (rented = ArrayPool<T>.Shared.Rent(length + rotatedLength)) : stackalloc T[length + rotatedLength];
-            Span<T> rotated = phase > 0 ? CacheLine.Align(buffer.Slice(length, rotatedLength), channels) : default;
+            int arrays = phase > 0 ? 3 : 2;
+            int length = paged
+                ? (arrays * channels) + CacheLine.SpreadSlack<T>(arrays)
+                : (2 * channels) + CacheLine.Slack<T>() + CacheLine.SlideSlack<T>() + (phase > 0 ? channels + CacheLine.Slack<T>() : 0);
+            Span<T> buffer = paged ? (rented = ArrayPool<T>.Shared.Rent(length)) : stackalloc T[length];
+            int loadedX = CacheLine.PageOffset(in Unsafe.Add(ref xs, phase));
+            int loadedDy = CacheLine.PageOffset(in Unsafe.Add(ref gs, phase));
+            int rowBytes = channels * Unsafe.SizeOf<T>();
+            ReadOnlySpan<int> stored = [0, channels];
+            scoped Span<T> rotated;
+            scoped Span<T> scratch;
+            if (paged)
+            {
+                // Wider rows store the sums beside every data vector: they and the centre's copy go a quarter page apart
+                // (CacheLine.SpreadAcrossPage; a whole number of pages apart put each channel's at one page offset),
+                // the sums off just above every row of x and dy and the centre (see CacheLine.PageBytes).
+                Span<int> starts = stackalloc int[3];
+                int first = phase > 0
+                    ? CacheLine.QuarterAboveClearOf([loadedX, loadedDy], rowBytes, 2)
+                    : CacheLine.QuarterAboveClearOf([loadedX, loadedDy, CacheLine.PageOffset(in m)], rowBytes, 2);
+                CacheLine.SpreadAcrossPage<T>(buffer[..length], 0, channels, first, starts[..arrays]);
+                scratch = buffer[starts[0]..(starts[1] + channels)];
+                rotated = phase > 0 ? buffer.Slice(starts[2], channels) : default;
+            }
+            else
+            {
+                // On the stack the two sit C apart, slid clear of every row of x and dy (CacheLine.AlignAtClearOf): on
+                // the Zen 4 machine, float32 [2048,256] in cache, x and dy half a page apart at 11 page offsets (one
+                // process each, the two placements alternating, fastest of 15 rounds), the unslid stack array took 81, 75
+                // and 75 us at three where the slid one took 69, 69 and 68; at the others the two were within 2 us
+                // (66-86 us).
+                int sums = (2 * channels) + CacheLine.Slack<T>() + CacheLine.SlideSlack<T>();
+                rotated = phase > 0 ? CacheLine.Align(buffer[sums..length], channels) : default;
+                Span<int> loaded = stackalloc int[3];
+                loaded[0] = loadedX;
+                loaded[1] = loadedDy;
+                loaded[2] = CacheLine.PageOffset(in MemoryMarshal.GetReference(phase > 0 ? rotated : center));
+                scratch = CacheLine.AlignAtClearOf(buffer[..sums], 0, 2 * channels, loaded[..(phase > 0 ? 3 : 2)], rowBytes, stored);
+            }
+
             if (phase > 0)
             {
                 center[phase..].CopyTo(rotated);
                 center[..phase].CopyTo(rotated[(channels - phase)..]);
             }
 
-            int loadedCenter = CacheLine.PageOffset(in MemoryMarshal.GetReference(phase > 0 ? rotated : center));
-            int loadedX = CacheLine.PageOffset(in Unsafe.Add(ref xs, phase));
-            int loadedDy = CacheLine.PageOffset(in Unsafe.Add(ref gs, phase));
-            Span<T> scratch = paged
-                ? CacheLine.AtPageOffset(buffer[..length], CacheLine.FarthestFrom([loadedX, loadedDy, loadedCenter]), stride + channels)
-                : CacheLine.AlignAtClearOf(
-                    buffer[..length], 0, 2 * channels, phase > 0 ? [loadedX, loadedDy, loadedCenter] : [loadedX, loadedDy],
-                    channels * Unsafe.SizeOf<T>(), [0, channels]);
             ref T m2 = ref phase > 0 ? ref MemoryMarshal.GetReference(rotated) : ref m;
             try
             {

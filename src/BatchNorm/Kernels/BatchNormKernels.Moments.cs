@@ -597,7 +597,7 @@ internal static partial class BatchNormKernels
         if (wide)
         {
             Span<int> starts = stackalloc int[3];
-            CacheLine.SpreadAcrossPage<T>(buffer[..length], phase, channels, xOffset, starts);
+            CacheLine.SpreadAcrossPage<T>(buffer[..length], phase, channels, CacheLine.QuarterAbove(xOffset), starts);
             scratch = buffer[starts[0]..length];
             sum1At = starts[1] - starts[0];
             sum2At = starts[2] - starts[0];

@@ -92,6 +92,49 @@ internal static class CacheLine
         return aligned[..length];
     }
 
+    /// <summary>
+    /// The page offset for the first of arrays spread a quarter page apart (<see cref="SpreadAcrossPage{T}"/>) that are
+    /// stored beside the loads of a stream at page offset <paramref name="loaded"/>: the line a quarter page above it. Each
+    /// array then lies a whole number of quarter pages, less part of a line, above the stream: modulo the period of the
+    /// stream's rows' page offsets (<see cref="RowPeriod"/>; above <see cref="AliasBytes"/> it divides a quarter page or is
+    /// a half or whole page), that is zero or a period less part of a line, never just above a row
+    /// (<see cref="IsJustAbove(int, int)"/>), where the loads would wait on the stores.
+    /// </summary>
+    public static int QuarterAbove(int loaded) => (loaded + (PageBytes / 4)) & (PageBytes - 1) & ~(Bytes - 1);
+
+    /// <summary>
+    /// The page offset for the first of <paramref name="stored"/> arrays spread a quarter page apart
+    /// (<see cref="SpreadAcrossPage{T}"/>) and stored beside the loads of several streams, at page offsets
+    /// <paramref name="loaded"/>, whose rows are <paramref name="rowBytes"/> apart: the first line from
+    /// <see cref="QuarterAbove"/> of the first stream on that leaves no array just above a row of any of them (the rows'
+    /// page offsets repeat every <see cref="RowPeriod"/> bytes; where that is no wider than <see cref="AliasBytes"/>,
+    /// nothing can, and the quarter above is returned).
+    /// </summary>
+    public static int QuarterAboveClearOf(ReadOnlySpan<int> loaded, int rowBytes, int stored)
+    {
+        int start = QuarterAbove(loaded[0]);
+        int period = RowPeriod(rowBytes);
+        for (int slide = 0; slide < PageBytes && period > AliasBytes; slide += Bytes)
+        {
+            int first = (start + slide) & (PageBytes - 1);
+            bool clear = true;
+            for (int a = 0; a < stored; a++)
+            {
+                foreach (int offset in loaded)
+                {
+                    clear &= !IsJustAbove(first + (a * (PageBytes / 4)) - offset, period);
+                }
+            }
+
+            if (clear)
+            {
+                return first;
+            }
+        }
+
+        return start;
+    }
+
     /// <summary>Spare elements a buffer needs beyond its arrays for <see cref="SpreadAcrossPage{T}"/>: a page per array.</summary>
     public static int SpreadSlack<T>(int arrays)
         where T : unmanaged => arrays * PageSlack<T>();
@@ -99,10 +142,9 @@ internal static class CacheLine
     /// <summary>
     /// Places <paramref name="starts"/>.Length arrays (at most four) of <paramref name="length"/> elements one after the
     /// other in <paramref name="buffer"/> (which must hold <c>starts.Length * length + SpreadSlack&lt;T&gt;(starts.Length)</c>)
-    /// so that element <paramref name="index"/> of each starts a line, the first at the line a quarter page above
-    /// <paramref name="loaded"/> (the page offset of the stream read beside them, rounded down to a line) and each next one
-    /// a quarter page above the one before. Writes each array's first element's offset in <paramref name="buffer"/> into
-    /// <paramref name="starts"/>. The same hint as <see cref="Align{T}"/>.
+    /// so that element <paramref name="index"/> of each starts a line, the first at page offset <paramref name="first"/>
+    /// (a multiple of <see cref="Bytes"/>) and each next one a quarter page above the one before. Writes each array's first
+    /// element's offset in <paramref name="buffer"/> into <paramref name="starts"/>. The same hint as <see cref="Align{T}"/>.
     /// </summary>
     /// <remarks>
     /// Arrays a whole number of pages long laid end to end put the same element of each at one page offset. On the Zen 4
@@ -112,20 +154,13 @@ internal static class CacheLine
     /// between trials: 2 to 4 trials in 16 slow; the pool's array a process first rents keeps its pages, so one process in
     /// eight to sixteen took the slow time on every call). With the arrays a quarter page apart a loop like the groups'
     /// took 15 us on every one of those pages, and the statistics 18-19 us on each of 120 arrays from the pool.
-    /// <para>
-    /// Each array lies a whole number of quarter pages, less part of a line, above the loaded stream: modulo the period of
-    /// that stream's rows' page offsets (<see cref="RowPeriod"/>; above <see cref="AliasBytes"/> it divides a quarter page or
-    /// is a half or whole page), that is zero or a period less part of a line, never just above a row
-    /// (<see cref="IsJustAbove(int, int)"/>).
-    /// </para>
     /// </remarks>
-    public static void SpreadAcrossPage<T>(ReadOnlySpan<T> buffer, int index, int length, int loaded, Span<int> starts)
+    public static void SpreadAcrossPage<T>(ReadOnlySpan<T> buffer, int index, int length, int first, Span<int> starts)
         where T : unmanaged
     {
-        Debug.Assert(starts.Length <= 4);
+        Debug.Assert(starts.Length <= 4 && first % Bytes == 0);
         int size = Unsafe.SizeOf<T>();
         int quarter = PageBytes / 4;
-        int first = (loaded + quarter) & ~(Bytes - 1);
         int position = 0;
         int bufferOffset = PageOffset(in MemoryMarshal.GetReference(buffer));
         for (int a = 0; a < starts.Length; a++)
