@@ -786,7 +786,8 @@ public partial class BatchNormalization<T>
         Span<double> variance = context.Variance;
         ReadOnlySpan<T> weights = context.SetMask(mask, layout);
         context.Denominator = BatchNormKernels.BatchStatistics(
-            x, layout, weights, mean, variance, BatchNormKernels.StatisticsWidth<T>(VectorWidths.Best, layout), _maxDegreeOfParallelism);
+            x, layout, weights, mean, variance, BatchNormKernels.StatisticsWidth<T>(VectorWidths.Best, layout), _maxDegreeOfParallelism,
+            endOnLastRows: BatchNormKernels.AffineWalksDown<T>(x, y, layout, VectorWidths.Best));
         if (Renorm)
         {
             // The effective affine weights after the corrections: gamma' = r * gamma, beta' = d * gamma + beta.

@@ -35,12 +35,13 @@ internal static partial class BatchNormKernels
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static double BatchStatistics<T>(
-        ReadOnlySpan<T> x, ChannelLayout layout, ReadOnlySpan<T> weights, Span<double> mean, Span<double> variance, VectorWidth width, int maxDegree = 1)
+        ReadOnlySpan<T> x, ChannelLayout layout, ReadOnlySpan<T> weights, Span<double> mean, Span<double> variance, VectorWidth width, int maxDegree = 1,
+        bool endOnLastRows = false)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
         if (weights.IsEmpty)
         {
-            Moments(x, layout, mean, variance, width, maxDegree);
+            Moments(x, layout, mean, variance, width, maxDegree, endOnLastRows);
             return layout.CountPerChannel;
         }
 

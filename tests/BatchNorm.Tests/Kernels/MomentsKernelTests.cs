@@ -447,6 +447,46 @@ public class MomentsKernelTests
     }
 
     /// <summary>
+    /// A striped pass reads its stripes last to first, or first to last when told that the pass after it starts on the
+    /// last rows; the stripes are merged in one order either way. Several stripes of wide, narrow and phased rows, in
+    /// cache and not, on one thread and two: both orders give the same bits, within the float64 reference's bound.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(KernelTestData.Widths), MemberType = typeof(KernelTestData))]
+    public void Stripes_read_first_to_last_give_the_same_bits_as_last_to_first(int width)
+    {
+        var w = (VectorWidth)width;
+        foreach (int[] shape in new[] { new[] { 300, 1024 }, new[] { 3000, 96 }, new[] { 4200, 64 }, new[] { 450, 1000 } })
+        {
+            double[] data = KernelTestData.Data(Product(shape), shape[0], offset: 5, spread: 2);
+            StripeOrders<float>(w, shape, data);
+            StripeOrders<double>(w, shape, data);
+        }
+    }
+
+    private static void StripeOrders<T>(VectorWidth width, int[] shape, double[] data)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        T[] x = Tolerance.FromDouble<T>(data);
+        var (expectedMean, expectedVariance) = ReferenceBatchNorm.Moments(Tolerance.ToDouble<T>(x), shape, 1);
+        var layout = ChannelLayout.FromShape(shape, 1);
+        Partition.IsLarge(layout).Should().BeTrue("the shape is striped");
+        var mean = new double[shape[1]];
+        var variance = new double[shape[1]];
+        BatchNormKernels.Moments<T>(x, layout, mean, variance, width);
+        string what = $"{typeof(T).Name} {width} [{string.Join(", ", shape)}]";
+        AssertMoments<T>(mean, variance, expectedMean, expectedVariance, shape[0], what);
+        foreach (int degree in new[] { 1, 2 })
+        {
+            var forwardMean = new double[shape[1]];
+            var forwardVariance = new double[shape[1]];
+            BatchNormKernels.Moments<T>(x, layout, forwardMean, forwardVariance, width, degree, endOnLastRows: true);
+            forwardMean.Should().Equal(mean, $"{what}, {degree} threads, first to last");
+            forwardVariance.Should().Equal(variance, $"{what}, {degree} threads, first to last");
+        }
+    }
+
+    /// <summary>
     /// Small channels-last batches (at most 8 rows of float or 16 of double, at most 16 KiB) take two plain reads in double
     /// precision. Written out at the edges: the row limit and one row past it, the byte limit and one channel past it,
     /// and channels first, which never does.

@@ -120,6 +120,26 @@ internal static partial class BatchNormKernels
     }
 
     /// <summary>
+    /// Whether <see cref="Affine{T}"/> from <paramref name="x"/> into <paramref name="y"/> on one thread walks the rows from
+    /// the last: channels-last rows in cache, narrow or sharing a phase, whose output lies just above the input
+    /// (<see cref="CacheLine.WalkDown"/>). The statistics before it then end on the rows it starts with.
+    /// </summary>
+    internal static bool AffineWalksDown<T>(ReadOnlySpan<T> x, ReadOnlySpan<T> y, ChannelLayout layout, VectorWidth width)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        int lanes = VectorWidths.Lanes<T>(width);
+        int channels = layout.Channels;
+        if (!layout.IsChannelsLast || layout.Length == 0 || channels < lanes || ChannelFold.For<T>(layout, width).IsFolded
+            || Prefetch.IsWorthIt<T>(layout.Length, Prefetch.ForwardTensors) || NonTemporal.IsWorthIt<T>(layout.Length)
+            || (channels > 4 * lanes && RowPhase.Of<T>(y, layout.Outer, channels, lanes) < 0))
+        {
+            return false;
+        }
+
+        return CacheLine.WalkDown(in y[0], in x[0], in x[0], channels * Unsafe.SizeOf<T>());
+    }
+
+    /// <summary>
     /// Whether the affine map over <paramref name="layout"/> at <paramref name="width"/> can take
     /// <see cref="SmallAffine{T}"/>: a small channels-last batch (<see cref="IsSmallBatch{T}"/>) whose rows are one to four
     /// vectors.
