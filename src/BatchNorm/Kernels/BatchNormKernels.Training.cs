@@ -107,15 +107,16 @@ internal static partial class BatchNormKernels
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
         int channels = layout.Channels;
-        int stride = CacheLine.RoundUp<T>(channels);
         T[]? rented = null;
-        int length = (3 * stride) + CacheLine.Slack<T>();
-        Span<T> coefficients = CacheLine.Align(channels <= StackChannels ? stackalloc T[length] : (rented = ArrayPool<T>.Shared.Rent(length)), 3 * stride);
+        int length = AffineCoefficientsLength<T>(channels);
+        Span<T> buffer = channels <= StackChannels ? stackalloc T[length] : (rented = ArrayPool<T>.Shared.Rent(length));
+        Span<int> starts = stackalloc int[3];
+        PlaceAffineCoefficients(buffer[..length], channels, CacheLine.PageOffset(in MemoryMarshal.GetReference(y)), starts);
         try
         {
-            Span<T> alignedCenter = coefficients[..channels];
-            Span<T> scale = coefficients.Slice(stride, channels);
-            Span<T> shift = coefficients.Slice(2 * stride, channels);
+            Span<T> alignedCenter = buffer.Slice(starts[0], channels);
+            Span<T> scale = buffer.Slice(starts[1], channels);
+            Span<T> shift = buffer.Slice(starts[2], channels);
             TrainingChannelSteps(
                 mean, variance, gamma, beta, movingMean, movingVariance, momentum, epsilon, effectiveGamma, inverseStddev, alignedCenter, scale, shift);
             alignedCenter.CopyTo(center);
