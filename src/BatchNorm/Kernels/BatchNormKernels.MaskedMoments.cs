@@ -29,7 +29,9 @@ internal static partial class BatchNormKernels
         if (layout.IsChannelsLast)
         {
             int[] rows = ArrayPool<int>.Shared.Rent(layout.Outer);
-            T[] scratch = ArrayPool<T>.Shared.Rent((3 * layout.Channels) + CacheLine.Slack<T>() + CacheLine.SlideSlack<T>());
+            bool wide = IsWide<T>(layout.Channels, width);
+            int length = (3 * layout.Channels) + (wide ? CacheLine.SpreadSlack<T>(3) : CacheLine.Slack<T>() + CacheLine.SlideSlack<T>());
+            T[] scratch = ArrayPool<T>.Shared.Rent(length);
             try
             {
                 int included = 0;
@@ -44,23 +46,39 @@ internal static partial class BatchNormKernels
                 ReadOnlySpan<int> selected = rows.AsSpan(0, included);
                 // The sums clear of x's page offset, as in the unmasked statistics (MomentsChannelsLast). Zen 4, float32
                 // [256,1024] in cache, every row kept, the pool's array 64, 128 and 192 bytes above x's offset: 32, 22 and
-                // 20 us there, 19 us slid clear (one process each, alternating, fastest of 15 rounds).
+                // 20 us there, 19 us slid clear (one process each, alternating, fastest of 15 rounds). Wide rows' shift
+                // and sums go a quarter page apart there too (CacheLine.SpreadAcrossPage).
                 int channels = layout.Channels;
-                Span<T> accumulators = CacheLine.AlignAtClearOf<T>(
-                    scratch, 0, 3 * channels, [CacheLine.PageOffset(in src)], channels * Unsafe.SizeOf<T>(), [channels, 2 * channels]);
+                int sum1At = 0, sum2At = 0;
+                ReadOnlySpan<int> loaded = [CacheLine.PageOffset(in src)];
+                ReadOnlySpan<int> stored = [channels, 2 * channels];
+                scoped Span<T> accumulators;
+                if (wide)
+                {
+                    Span<int> starts = stackalloc int[3];
+                    CacheLine.SpreadAcrossPage<T>(scratch.AsSpan(0, length), 0, channels, CacheLine.QuarterAbove(loaded[0]), starts);
+                    accumulators = scratch.AsSpan(starts[0]..length);
+                    sum1At = starts[1] - starts[0];
+                    sum2At = starts[2] - starts[0];
+                }
+                else
+                {
+                    accumulators = CacheLine.AlignAtClearOf<T>(scratch, 0, 3 * channels, loaded, channels * Unsafe.SizeOf<T>(), stored);
+                }
+
                 switch (width)
                 {
                     case VectorWidth.Vector512:
-                        MomentsChannelsLast<Vector512<T>, Vector512Ops<T>, T, SelectedRows>(ref src, new SelectedRows(selected), layout.Channels, mean, m2, accumulators, prefetch: false);
+                        MomentsChannelsLast<Vector512<T>, Vector512Ops<T>, T, SelectedRows>(ref src, new SelectedRows(selected), layout.Channels, mean, m2, accumulators, prefetch: false, sum1At: sum1At, sum2At: sum2At);
                         break;
                     case VectorWidth.Vector256:
-                        MomentsChannelsLast<Vector256<T>, Vector256Ops<T>, T, SelectedRows>(ref src, new SelectedRows(selected), layout.Channels, mean, m2, accumulators, prefetch: false);
+                        MomentsChannelsLast<Vector256<T>, Vector256Ops<T>, T, SelectedRows>(ref src, new SelectedRows(selected), layout.Channels, mean, m2, accumulators, prefetch: false, sum1At: sum1At, sum2At: sum2At);
                         break;
                     case VectorWidth.Vector128:
-                        MomentsChannelsLast<Vector128<T>, Vector128Ops<T>, T, SelectedRows>(ref src, new SelectedRows(selected), layout.Channels, mean, m2, accumulators, prefetch: false);
+                        MomentsChannelsLast<Vector128<T>, Vector128Ops<T>, T, SelectedRows>(ref src, new SelectedRows(selected), layout.Channels, mean, m2, accumulators, prefetch: false, sum1At: sum1At, sum2At: sum2At);
                         break;
                     default:
-                        MomentsChannelsLast<T, ScalarOps<T>, T, SelectedRows>(ref src, new SelectedRows(selected), layout.Channels, mean, m2, accumulators, prefetch: false);
+                        MomentsChannelsLast<T, ScalarOps<T>, T, SelectedRows>(ref src, new SelectedRows(selected), layout.Channels, mean, m2, accumulators, prefetch: false, sum1At: sum1At, sum2At: sum2At);
                         break;
                 }
 
