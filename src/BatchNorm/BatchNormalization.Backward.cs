@@ -256,25 +256,12 @@ public partial class BatchNormalization<T>
         // Each of the four arrays starts on a line, as the inference fold's do, whatever C is. Wider rows load them
         // beside every data vector of dx, so there they are spread a quarter page apart (CacheLine.SpreadAcrossPage, not a
         // whole number of pages apart, which put each channel's four at one page offset) from an eighth of a page above
-        // dx's offset: none then lies within a quarter page above or below dx's stores (see CacheLine.PageBytes).
+        // dx's offset (CacheLine.PlaceReadBeside): none then lies within an eighth of a page of dx's stores.
         bool paged = channels > StackChannels;
-        int coefficientStride = CacheLine.RoundUp<T>(channels);
-        int coefficientLength = paged ? (4 * channels) + CacheLine.SpreadSlack<T>(4) : (4 * coefficientStride) + CacheLine.Slack<T>();
+        int coefficientLength = CacheLine.ReadBesideLength<T>(4, channels, paged);
         Span<T> coefficientBuffer = paged ? (rentedCoefficients = ArrayPool<T>.Shared.Rent(coefficientLength)) : stackalloc T[coefficientLength];
         Span<int> starts = stackalloc int[4];
-        if (paged)
-        {
-            int eighthAbove = (CacheLine.PageOffset(in MemoryMarshal.GetReference(dx)) + (CacheLine.PageBytes / 8)) & (CacheLine.PageBytes - 1) & ~(CacheLine.Bytes - 1);
-            CacheLine.SpreadAcrossPage<T>(coefficientBuffer[..coefficientLength], 0, channels, eighthAbove, starts);
-        }
-        else
-        {
-            int aligned = CacheLine.Skip<T>(coefficientBuffer);
-            for (int i = 0; i < 4; i++)
-            {
-                starts[i] = aligned + (i * coefficientStride);
-            }
-        }
+        CacheLine.PlaceReadBeside(coefficientBuffer[..coefficientLength], channels, paged, CacheLine.PageOffset(in MemoryMarshal.GetReference(dx)), starts);
 
         try
         {

@@ -108,10 +108,10 @@ internal static partial class BatchNormKernels
     {
         int channels = layout.Channels;
         T[]? rented = null;
-        int length = AffineCoefficientsLength<T>(channels);
+        int length = CacheLine.ReadBesideLength<T>(3, channels, spread: channels > StackChannels);
         Span<T> buffer = channels <= StackChannels ? stackalloc T[length] : (rented = ArrayPool<T>.Shared.Rent(length));
         Span<int> starts = stackalloc int[3];
-        PlaceAffineCoefficients(buffer[..length], channels, CacheLine.PageOffset(in MemoryMarshal.GetReference(y)), starts);
+        CacheLine.PlaceReadBeside(buffer[..length], channels, channels > StackChannels, CacheLine.PageOffset(in MemoryMarshal.GetReference(y)), starts);
         try
         {
             Span<T> alignedCenter = buffer.Slice(starts[0], channels);

@@ -187,6 +187,20 @@ public class CacheLineTests
         }
     }
 
+    /// <summary>
+    /// <see cref="CacheLine.PlaceReadBeside"/>: every array inside the buffer and on a line, none overlapping the next;
+    /// spread, a quarter page apart from the line an eighth of a page above the stores' offset; not spread, end to end a
+    /// whole number of lines apart. Three and four arrays, float and double, every store offset in steps of 4 bytes.
+    /// </summary>
+    [Fact]
+    public void PlaceReadBeside_keeps_the_arrays_on_lines_inside_the_buffer_and_spread_from_an_eighth_above_the_stores()
+    {
+        CheckReadBeside<float>(1024);
+        CheckReadBeside<float>(300);
+        CheckReadBeside<double>(513);
+        CheckReadBeside<double>(64);
+    }
+
     [Fact]
     public void RowPeriod_is_the_power_of_two_the_rows_page_offsets_repeat_at()
     {
@@ -196,6 +210,45 @@ public class CacheLineTests
         CacheLine.RowPeriod(1536).Should().Be(512);
         CacheLine.RowPeriod(4000).Should().Be(32);
         CacheLine.RowPeriod(12).Should().Be(4);
+    }
+
+    private static unsafe void CheckReadBeside<T>(int channels)
+        where T : unmanaged
+    {
+        foreach (int arrays in new[] { 3, 4 })
+        {
+            foreach (bool spread in new[] { false, true })
+            {
+                int room = CacheLine.ReadBesideLength<T>(arrays, channels, spread);
+                T[] array = GC.AllocateArray<T>(room + 64, pinned: true);
+                int[] starts = new int[arrays];
+                foreach (int start in new[] { 0, 3 })
+                {
+                    Span<T> buffer = array.AsSpan(start, room);
+                    nint b0 = (nint)Unsafe.AsPointer(ref buffer[0]);
+                    for (int stored = 0; stored < 4096; stored += 4)
+                    {
+                        CacheLine.PlaceReadBeside(buffer, channels, spread, stored, starts);
+                        string context = $"{typeof(T).Name}, C {channels}, {arrays} arrays, spread {spread}, buffer at +{start}, stores at {stored}";
+                        for (int a = 0; a < arrays; a++)
+                        {
+                            starts[a].Should().BeGreaterThanOrEqualTo(a == 0 ? 0 : starts[a - 1] + channels, context);
+                            (starts[a] + channels).Should().BeLessThanOrEqualTo(room, context);
+                            long at = (b0 + ((long)starts[a] * sizeof(T))) & 4095;
+                            (at % 64).Should().Be(0, context);
+                            if (spread)
+                            {
+                                at.Should().Be((((stored & ~63) + 512) + (a * 1024)) % 4096, context);
+                            }
+                            else if (a > 0)
+                            {
+                                ((starts[a] - starts[a - 1]) * sizeof(T) % 64).Should().Be(0, context);
+                            }
+                        }
+                    }
+                }
+            }
+        }
     }
 
     private static unsafe void CheckSpread<T>(int channels)

@@ -56,10 +56,11 @@ internal static partial class BatchNormKernels
     {
         int channels = layout.Channels;
         T[]? rented = null;
-        int length = AffineCoefficientsLength<T>(channels);
+        // Above StackChannels the three go a quarter page apart (laid end to end they put each channel's three at one page offset).
+        int length = CacheLine.ReadBesideLength<T>(3, channels, spread: channels > StackChannels);
         Span<T> buffer = channels <= StackChannels ? stackalloc T[length] : (rented = ArrayPool<T>.Shared.Rent(length));
         Span<int> starts = stackalloc int[3];
-        PlaceAffineCoefficients(buffer[..length], channels, CacheLine.PageOffset(in MemoryMarshal.GetReference(y)), starts);
+        CacheLine.PlaceReadBeside(buffer[..length], channels, channels > StackChannels, CacheLine.PageOffset(in MemoryMarshal.GetReference(y)), starts);
         try
         {
             Span<T> center = buffer.Slice(starts[0], channels);
@@ -75,37 +76,6 @@ internal static partial class BatchNormKernels
                 ArrayPool<T>.Shared.Return(rented);
             }
         }
-    }
-
-    /// <summary>Elements a buffer needs for the three arrays of <see cref="PlaceAffineCoefficients{T}"/>.</summary>
-    internal static int AffineCoefficientsLength<T>(int channels)
-        where T : unmanaged =>
-        channels <= StackChannels ? (3 * CacheLine.RoundUp<T>(channels)) + CacheLine.Slack<T>() : (3 * channels) + CacheLine.SpreadSlack<T>(3);
-
-    /// <summary>
-    /// Places the centre, scale and shift of <see cref="Affine{T}"/> in <paramref name="buffer"/>
-    /// (<see cref="AffineCoefficientsLength{T}"/> elements), writing where each starts into <paramref name="starts"/>: each
-    /// on a line, and above <see cref="StackChannels"/> channels a quarter page apart from an eighth of a page above
-    /// <paramref name="yOffset"/>, the page offset of the output, so that none lies just above or below its stores
-    /// (<see cref="CacheLine.SpreadAcrossPage{T}"/>; laid end to end they put each channel's three at one page offset).
-    /// </summary>
-    internal static void PlaceAffineCoefficients<T>(Span<T> buffer, int channels, int yOffset, Span<int> starts)
-        where T : unmanaged
-    {
-        if (channels <= StackChannels)
-        {
-            int stride = CacheLine.RoundUp<T>(channels);
-            int aligned = CacheLine.Skip<T>(buffer);
-            for (int i = 0; i < 3; i++)
-            {
-                starts[i] = aligned + (i * stride);
-            }
-
-            return;
-        }
-
-        int eighthAbove = (yOffset + (CacheLine.PageBytes / 8)) & (CacheLine.PageBytes - 1) & ~(CacheLine.Bytes - 1);
-        CacheLine.SpreadAcrossPage<T>(buffer, 0, channels, eighthAbove, starts);
     }
 
     /// <summary>

@@ -135,6 +135,35 @@ internal static class CacheLine
         return start;
     }
 
+    /// <summary>Elements a buffer needs for <see cref="PlaceReadBeside{T}"/>.</summary>
+    public static int ReadBesideLength<T>(int arrays, int length, bool spread)
+        where T : unmanaged => spread ? (arrays * length) + SpreadSlack<T>(arrays) : (arrays * RoundUp<T>(length)) + Slack<T>();
+
+    /// <summary>
+    /// Places <paramref name="starts"/>.Length per-channel arrays of <paramref name="length"/> elements that a pass reads
+    /// beside the stores of a stream at page offset <paramref name="stored"/> (coefficients beside an output) in
+    /// <paramref name="buffer"/> (<see cref="ReadBesideLength{T}"/> elements), writing where each starts into
+    /// <paramref name="starts"/>. Each starts a line. With <paramref name="spread"/> (arrays read beside every data vector)
+    /// they go a quarter page apart from an eighth of a page above the stores (<see cref="SpreadAcrossPage{T}"/>), so none
+    /// lies within an eighth of a page above or below them (see <see cref="PageBytes"/>); otherwise end to end, each
+    /// rounded up to whole lines.
+    /// </summary>
+    public static void PlaceReadBeside<T>(Span<T> buffer, int length, bool spread, int stored, Span<int> starts)
+        where T : unmanaged
+    {
+        if (spread)
+        {
+            SpreadAcrossPage<T>(buffer, 0, length, (stored + (PageBytes / 8)) & (PageBytes - 1) & ~(Bytes - 1), starts);
+            return;
+        }
+
+        int aligned = Skip<T>(buffer);
+        for (int i = 0; i < starts.Length; i++)
+        {
+            starts[i] = aligned + (i * RoundUp<T>(length));
+        }
+    }
+
     /// <summary>Spare elements a buffer needs beyond its arrays for <see cref="SpreadAcrossPage{T}"/>: a page per array.</summary>
     public static int SpreadSlack<T>(int arrays)
         where T : unmanaged => arrays * PageSlack<T>();
