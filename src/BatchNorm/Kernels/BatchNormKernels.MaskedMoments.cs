@@ -30,7 +30,7 @@ internal static partial class BatchNormKernels
         {
             int[] rows = ArrayPool<int>.Shared.Rent(layout.Outer);
             bool wide = IsWide<T>(layout.Channels, width);
-            int length = (3 * layout.Channels) + (wide ? CacheLine.SpreadSlack<T>(3) : CacheLine.Slack<T>() + CacheLine.SlideSlack<T>());
+            int length = MomentArraysLength<T>(layout.Channels, wide);
             T[] scratch = ArrayPool<T>.Shared.Rent(length);
             try
             {
@@ -47,25 +47,9 @@ internal static partial class BatchNormKernels
                 // The sums clear of x's page offset, as in the unmasked statistics (MomentsChannelsLast). Zen 4, float32
                 // [256,1024] in cache, every row kept, the pool's array 64, 128 and 192 bytes above x's offset: 32, 22 and
                 // 20 us there, 19 us slid clear (one process each, alternating, fastest of 15 rounds). Wide rows' shift
-                // and sums go a quarter page apart there too (CacheLine.SpreadAcrossPage).
-                int channels = layout.Channels;
-                int sum1At = 0, sum2At = 0;
-                ReadOnlySpan<int> loaded = [CacheLine.PageOffset(in src)];
-                ReadOnlySpan<int> stored = [channels, 2 * channels];
-                scoped Span<T> accumulators;
-                if (wide)
-                {
-                    Span<int> starts = stackalloc int[3];
-                    CacheLine.SpreadAcrossPage<T>(scratch.AsSpan(0, length), 0, channels, CacheLine.QuarterAbove(loaded[0]), starts);
-                    accumulators = scratch.AsSpan(starts[0]..length);
-                    sum1At = starts[1] - starts[0];
-                    sum2At = starts[2] - starts[0];
-                }
-                else
-                {
-                    accumulators = CacheLine.AlignAtClearOf<T>(scratch, 0, 3 * channels, loaded, channels * Unsafe.SizeOf<T>(), stored);
-                }
-
+                // and sums go a quarter page apart there too (PlaceMomentArrays).
+                int start = PlaceMomentArrays(scratch.AsSpan(0, length), 0, layout.Channels, wide, CacheLine.PageOffset(in src), out int sum1At, out int sum2At);
+                Span<T> accumulators = scratch.AsSpan(start..length);
                 switch (width)
                 {
                     case VectorWidth.Vector512:

@@ -585,7 +585,7 @@ internal static partial class BatchNormKernels
         ref T src = ref MemoryMarshal.GetReference(x);
         T[]? rented = null;
         bool wide = IsWide<T>(channels, width);
-        int length = (3 * channels) + (wide ? CacheLine.SpreadSlack<T>(3) : CacheLine.Slack<T>() + CacheLine.SlideSlack<T>());
+        int length = MomentArraysLength<T>(channels, wide);
 
         // Wide rows in cache that share a phase are summed in aligned vectors from it (WideShiftedSums), and the shift and
         // sums are placed so that their element `phase` starts a line too (the three arrays are C apart, a whole number of
@@ -596,28 +596,12 @@ internal static partial class BatchNormKernels
         // slid clear (the same process, alternating; fastest of 15 rounds; 18-25 us at other placements). A plain
         // four-row loop took 33, 24, 20 and 17 us with its sums 64, 128, 256 and 1024 bytes above x's, 17-18 us below.
         //
-        // Wide rows' shift and sums are further placed a quarter page apart (CacheLine.SpreadAcrossPage), not end to end.
+        // Wide rows' shift and sums are further placed a quarter page apart, not end to end (PlaceMomentArrays).
         int lanes = VectorWidths.Lanes<T>(width);
         int phase = !prefetch && channels > 4 * lanes ? Math.Max(0, RowPhase.Of<T>(x, rows, channels, lanes)) : 0;
         Span<T> buffer = channels <= StackChannels ? stackalloc T[length] : (rented = ArrayPool<T>.Shared.Rent(length));
-        int xOffset = CacheLine.PageOffset(in Unsafe.Add(ref src, phase));
-        int rowBytes = channels * Unsafe.SizeOf<T>();
-        ReadOnlySpan<int> loaded = [xOffset];
-        ReadOnlySpan<int> stored = [phase + channels, phase + (2 * channels)];
-        scoped Span<T> scratch;
-        int sum1At = channels, sum2At = 2 * channels;
-        if (wide)
-        {
-            Span<int> starts = stackalloc int[3];
-            CacheLine.SpreadAcrossPage<T>(buffer[..length], phase, channels, CacheLine.QuarterAbove(xOffset), starts);
-            scratch = buffer[starts[0]..length];
-            sum1At = starts[1] - starts[0];
-            sum2At = starts[2] - starts[0];
-        }
-        else
-        {
-            scratch = CacheLine.AlignAtClearOf(buffer[..length], phase, 3 * channels, loaded, rowBytes, stored);
-        }
+        int start = PlaceMomentArrays(buffer[..length], phase, channels, wide, CacheLine.PageOffset(in Unsafe.Add(ref src, phase)), out int sum1At, out int sum2At);
+        Span<T> scratch = buffer[start..length];
 
         try
         {
@@ -644,6 +628,36 @@ internal static partial class BatchNormKernels
                 ArrayPool<T>.Shared.Return(rented);
             }
         }
+    }
+
+    /// <summary>Elements a buffer needs for <see cref="PlaceMomentArrays{T}"/>.</summary>
+    internal static int MomentArraysLength<T>(int channels, bool wide)
+        where T : unmanaged => (3 * channels) + (wide ? CacheLine.SpreadSlack<T>(3) : CacheLine.Slack<T>() + CacheLine.SlideSlack<T>());
+
+    /// <summary>
+    /// Places the statistics' shift, sum1 and sum2 (C each) in <paramref name="buffer"/> (<see cref="MomentArraysLength{T}"/>
+    /// elements), with element <paramref name="index"/> of each on a line, beside x's stream at page offset
+    /// <paramref name="xOffset"/>. Returns where the shift starts in the buffer, and gives sum1's and sum2's offsets from it.
+    /// <paramref name="wide"/> rows (stored beside every data vector) take the three a quarter page apart from a quarter
+    /// above x (<see cref="CacheLine.SpreadAcrossPage{T}"/>); others C apart, the sums slid clear of just above x's rows
+    /// (<see cref="CacheLine.AlignAtClearOf{T}"/>).
+    /// </summary>
+    internal static int PlaceMomentArrays<T>(Span<T> buffer, int index, int channels, bool wide, int xOffset, out int sum1At, out int sum2At)
+        where T : unmanaged
+    {
+        if (wide)
+        {
+            Span<int> starts = stackalloc int[3];
+            CacheLine.SpreadAcrossPage<T>(buffer, index, channels, CacheLine.QuarterAbove(xOffset), starts);
+            sum1At = starts[1] - starts[0];
+            sum2At = starts[2] - starts[0];
+            return starts[0];
+        }
+
+        sum1At = channels;
+        sum2At = 2 * channels;
+        Span<T> placed = CacheLine.AlignAtClearOf(buffer, index, 3 * channels, [xOffset], channels * Unsafe.SizeOf<T>(), [index + channels, index + (2 * channels)]);
+        return (int)(Unsafe.ByteOffset(ref MemoryMarshal.GetReference(buffer), ref MemoryMarshal.GetReference(placed)) / Unsafe.SizeOf<T>());
     }
 
     /// <summary>Mean and M2 of channels [c0, c1) of a channel-not-last layout, on the calling thread.</summary>
